@@ -1,0 +1,72 @@
+"""Losses and class weighting for long-tailed and multi-label classification.
+
+Each loss is a function ``name_loss(logits, target, *, ...)`` and an ``nn.Module`` twin with the same
+keyword arguments. All compute in float32 (or float64) in log space, are finite for logits of +-1e4,
+accept ``reduction="none" | "mean" | "sum"`` and document what ``"mean"`` divides by. See docs/losses.md.
+"""
+
+from __future__ import annotations
+
+from ..heads import CosineClassifier
+from .asymmetric import (
+    AsymmetricLoss,
+    AsymmetricSingleLabelLoss,
+    asymmetric_loss,
+    asymmetric_single_label_loss,
+)
+from .class_balanced import (
+    ClassBalancedLoss,
+    DeferredReweighting,
+    class_balanced_loss,
+    class_balanced_weights,
+    inverse_frequency_weights,
+    inverse_sqrt_frequency_weights,
+)
+from .encouraging import EncouragingLoss, encouraging_loss
+from .focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from .ldam import LDAMLoss, ldam_loss, ldam_margins
+from .logit_adjustment import (
+    BalancedSoftmaxLoss,
+    LogitAdjustedLoss,
+    PairwiseMarginLoss,
+    balanced_softmax_loss,
+    logit_adjusted_loss,
+    logit_adjustment_margins,
+    pairwise_margin_loss,
+)
+from .registry import LOSSES, LossSpec, get_loss, list_losses, register_loss
+
+__all__ = [
+    "LOSSES",
+    "AsymmetricLoss",
+    "AsymmetricSingleLabelLoss",
+    "BalancedSoftmaxLoss",
+    "ClassBalancedLoss",
+    "CosineClassifier",
+    "DeferredReweighting",
+    "EncouragingLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "LossSpec",
+    "PairwiseMarginLoss",
+    "SigmoidFocalLoss",
+    "asymmetric_loss",
+    "asymmetric_single_label_loss",
+    "balanced_softmax_loss",
+    "class_balanced_loss",
+    "class_balanced_weights",
+    "encouraging_loss",
+    "focal_loss",
+    "get_loss",
+    "inverse_frequency_weights",
+    "inverse_sqrt_frequency_weights",
+    "ldam_loss",
+    "ldam_margins",
+    "list_losses",
+    "logit_adjusted_loss",
+    "logit_adjustment_margins",
+    "pairwise_margin_loss",
+    "register_loss",
+    "sigmoid_focal_loss",
+]

@@ -1,0 +1,266 @@
+"""Input validation and reduction shared by the losses (private).
+
+Every public loss validates its arguments here *before* any computation, so a bad call fails with a
+``ValueError``/``TypeError`` that names the argument and the offending value. Checks that need the values
+of a tensor (labels in range, targets in ``[0, 1]``) are skipped while ``torch.compile`` traces, so that
+compiled code has no graph breaks; eager calls always run them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Reduction: TypeAlias = Literal["none", "mean", "sum"]
+_REDUCTIONS = ("none", "mean", "sum")
+
+#: What a user may pass for ``class_counts``: a 1-D tensor, NumPy array or sequence of counts.
+CountsLike: TypeAlias = "Tensor | np.ndarray | Sequence[int] | Sequence[float]"
+#: A per-class vector (weights, alpha): tensor, array or sequence.
+VectorLike: TypeAlias = "Tensor | np.ndarray | Sequence[float]"
+
+
+def _compiling() -> bool:
+    return bool(torch.compiler.is_compiling())
+
+
+def check_reduction(reduction: object) -> None:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """A finite real number >= 0 (gamma, tau, ...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def check_positive(name: str, value: object) -> float:
+    v = check_nonnegative(name, value)
+    if v == 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def check_interval(
+    name: str, value: object, low: float, high: float, *, low_closed: bool, high_closed: bool
+) -> float:
+    """A real number in an interval, e.g. ``beta`` in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    ok_low = v >= low if low_closed else v > low
+    ok_high = v <= high if high_closed else v < high
+    if not (math.isfinite(v) and ok_low and ok_high):
+        interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return v
+
+
+def _check_tensor(name: str, x: object) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_logits(name: str, logits: object, *, ndim: int | None = 2) -> Tensor:
+    x = _check_tensor(name, logits)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions (N, C), got shape {tuple(x.shape)}")
+    return x
+
+
+def check_single_label(
+    logits: object,
+    target: object,
+    *,
+    ignore_index: int | None = None,
+    logits_name: str = "logits",
+    target_name: str = "target",
+) -> tuple[Tensor, Tensor]:
+    """Validate ``(N, C)`` float logits and ``(N,)`` integer class indices in ``[0, C)``.
+
+    Entries equal to ``ignore_index`` are allowed outside the range.
+    """
+    z = check_logits(logits_name, logits)
+    t = _check_tensor(target_name, target)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(
+            f"{target_name} must be an integer tensor of class indices, got dtype {t.dtype}"
+        )
+    if t.ndim != 1:
+        raise ValueError(f"{target_name} must have 1 dimension (N,), got shape {tuple(t.shape)}")
+    if t.shape[0] != z.shape[0]:
+        raise ValueError(
+            f"{target_name} has {t.shape[0]} entries but {logits_name} has batch size {z.shape[0]}"
+        )
+    if z.shape[1] < 1:
+        raise ValueError(f"{logits_name} must have at least one class, got shape {tuple(z.shape)}")
+    if t.numel() and not _compiling():
+        bad = (t < 0) | (t >= z.shape[1])
+        if ignore_index is not None:
+            bad &= t != ignore_index
+        if bool(bad.any()):
+            first = int(t[bad][0])
+            raise ValueError(
+                f"{target_name} must hold class indices in [0, {z.shape[1] - 1}]"
+                + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
+                + f", got {first}"
+            )
+    return z, t
+
+
+def check_multilabel(
+    logits: object,
+    targets: object,
+    *,
+    logits_name: str = "logits",
+    targets_name: str = "targets",
+    ndim: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Validate logits and same-shaped float targets in ``[0, 1]``, with ``-1`` marking unknown."""
+    z = check_logits(logits_name, logits, ndim=ndim)
+    y = _check_tensor(targets_name, targets)
+    if y.is_complex():
+        raise TypeError(f"{targets_name} must be a real tensor, got dtype {y.dtype}")
+    if y.shape != z.shape:
+        raise ValueError(
+            f"{targets_name} must have the shape of {logits_name} {tuple(z.shape)}, "
+            f"got {tuple(y.shape)}"
+        )
+    if y.numel() and not _compiling():
+        yf = y if y.is_floating_point() else y.to(torch.float32)
+        bad = ~(((yf >= 0) & (yf <= 1)) | (yf == -1))
+        if bool(bad.any()):
+            raise ValueError(
+                f"{targets_name} must be in [0, 1] or -1 (unknown), got {float(yf[bad][0])!r}"
+            )
+    return z, y
+
+
+def as_vector(
+    name: str, value: object, *, length: int | None = None, device: torch.device | None = None
+) -> Tensor:
+    """Convert a 1-D tensor / array / sequence to a float tensor and check it is finite."""
+    if isinstance(value, Tensor):
+        v = value
+    elif isinstance(value, (np.ndarray, Sequence)) and not isinstance(value, (str, bytes)):
+        try:
+            v = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a sequence of numbers, got {value!r}") from exc
+    else:
+        raise TypeError(f"{name} must be a 1-D tensor or sequence, got {type(value).__name__}")
+    if v.is_complex() or v.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers, got dtype {v.dtype}")
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(v.shape)}")
+    if length is not None and v.shape[0] != length:
+        raise ValueError(f"{name} must have one entry per class ({length}), got {v.shape[0]}")
+    if not v.is_floating_point():
+        v = v.to(torch.float64)
+    if v.numel() and not _compiling() and not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be finite, got {v.tolist()[:10]}")
+    if device is not None:
+        v = v.to(device)
+    return v
+
+
+def check_class_counts(
+    class_counts: object, *, num_classes: int | None = None, name: str = "class_counts"
+) -> Tensor:
+    """Whole-dataset training counts, one positive entry per class, as float64."""
+    counts = as_vector(name, class_counts, length=num_classes).to(torch.float64)
+    if counts.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not _compiling() and bool((counts <= 0).any()):
+        bad = int(torch.nonzero(counts <= 0)[0, 0])
+        raise ValueError(
+            f"{name} must be positive for every class (a class with no training sample has no "
+            f"finite weight or prior); class {bad} has {counts[bad].item():g}"
+        )
+    return counts
+
+
+def check_class_weight(
+    name: str, weight: object, num_classes: int | None, device: torch.device | None = None
+) -> Tensor:
+    """A finite, non-negative per-class vector of length ``num_classes`` (any length if None)."""
+    w = as_vector(name, weight, length=num_classes, device=device)
+    if not _compiling() and bool((w < 0).any()):
+        raise ValueError(f"{name} must be non-negative, got {w.tolist()[:10]}")
+    return w
+
+
+def log_prior(class_counts: Tensor) -> Tensor:
+    """``log(n_c / sum(n))`` in float64."""
+    c = class_counts.to(torch.float64)
+    return c.log() - c.sum().log()
+
+
+def upcast(x: Tensor) -> Tensor:
+    """Losses are computed in float32 (or float64 if given): half and bfloat16 inputs are upcast."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
+def ignore_mask(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """(valid mask, target with ignored entries replaced by class 0)."""
+    valid = target != ignore_index
+    return valid, torch.where(valid, target, torch.zeros_like(target))
+
+
+def reduce_loss(loss: Tensor, reduction: str, count: Tensor | int | float) -> Tensor:
+    """Reduce per-sample (or per-element) losses.
+
+    ``"mean"`` divides the sum by ``count`` (the number of non-ignored samples, or known entries). An
+    empty batch (``count == 0``) gives a loss of 0 that still carries a gradient, not NaN.
+    """
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    if isinstance(count, Tensor):
+        return total / count.clamp_min(1).to(total.dtype)
+    return total / max(float(count), 1.0)
+
+
+def one_minus_exp(log_p: Tensor) -> Tensor:
+    """``1 - exp(log_p)`` accurately, clamped to the smallest normal number.
+
+    ``-expm1`` keeps precision when ``p`` is close to 1; the clamp keeps ``(1 - p) ** gamma`` and its
+    gradient finite even for ``gamma < 1`` when ``p`` rounds to exactly 1 (the gradient there is 0).
+    """
+    return (-torch.expm1(log_p)).clamp_min(torch.finfo(log_p.dtype).tiny)
+
+
+def buffer_vector(name: str, value: object) -> Tensor:
+    """Validate a per-class vector given to a module's ``__init__`` and return it as a float32 buffer."""
+    return check_class_weight(name, value, None).to(torch.float32)
+
+
+def weighted_cross_entropy(
+    z: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str
+) -> Tensor:
+    """Cross-entropy where ``"mean"`` divides ``sum_i w_{y_i} CE_i`` by the number of valid samples."""
+    loss = torch.nn.functional.cross_entropy(
+        upcast(z), target, reduction="none", ignore_index=ignore_index
+    )
+    valid = target != ignore_index
+    if weight is not None:
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        loss = loss * weight.to(loss.dtype)[safe]
+    return reduce_loss(loss, reduction, valid.sum())

@@ -1,0 +1,246 @@
+"""Class weights from class counts, class-balanced losses and deferred re-weighting.
+
+Cui, Jia, Lin, Song, Belongie. "Class-Balanced Loss Based on Effective Number of Samples". CVPR 2019.
+Cao, Wei, Gaidon, Arechiga, Ma. "Learning Imbalanced Datasets with Label-Distribution-Aware Margin
+Loss". NeurIPS 2019 (deferred re-weighting, DRW).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import (
+    CountsLike,
+    Reduction,
+    check_class_counts,
+    check_interval,
+    check_nonnegative,
+    check_reduction,
+    check_single_label,
+    ignore_mask,
+    reduce_loss,
+    upcast,
+    weighted_cross_entropy,
+)
+from .focal import _sigmoid_focal
+
+__all__ = [
+    "ClassBalancedLoss",
+    "DeferredReweighting",
+    "class_balanced_loss",
+    "class_balanced_weights",
+    "inverse_frequency_weights",
+    "inverse_sqrt_frequency_weights",
+]
+
+LossType: TypeAlias = Literal["softmax", "sigmoid", "focal"]
+_LOSS_TYPES = ("softmax", "sigmoid", "focal")
+
+
+def _check_beta(beta: float) -> float:
+    return check_interval("beta", beta, 0.0, 1.0, low_closed=True, high_closed=False)
+
+
+def _normalise(w: Tensor) -> Tensor:
+    return (w * (w.numel() / w.sum())).to(torch.float32)
+
+
+def class_balanced_weights(class_counts: CountsLike, *, beta: float = 0.9999) -> Tensor:
+    r"""Class-balanced weights from the effective number of samples (Cui et al. 2019).
+
+    .. math::
+        E_{n} = \frac{1 - \beta^{n}}{1 - \beta}, \qquad
+        w_c = \frac{C \,/\, E_{n_c}}{\sum_k 1 / E_{n_k}}
+
+    so that ``sum(w) == C``. ``beta = 0`` gives all ones; ``beta -> 1`` tends to inverse frequency.
+    Computed in float64 (``1 - beta^n`` as ``-expm1(n log beta)``), returned as float32.
+
+    Args:
+        class_counts: ``(C,)`` whole training-set counts (never mini-batch counts); every entry > 0.
+        beta: in ``[0, 1)``; the paper's grid is {0.9, 0.99, 0.999, 0.9999}. Default 0.9999.
+    """
+    beta = _check_beta(beta)
+    counts = check_class_counts(class_counts)
+    if beta == 0.0:
+        return torch.ones_like(counts, dtype=torch.float32)
+    log_beta = torch.log(torch.tensor(beta, dtype=torch.float64))
+    effective = -torch.expm1(counts * log_beta) / (1.0 - beta)
+    return _normalise(1.0 / effective)
+
+
+def inverse_frequency_weights(class_counts: CountsLike) -> Tensor:
+    r"""``w_c \propto 1 / n_c``, normalised so that ``sum(w) == C``."""
+    return _normalise(1.0 / check_class_counts(class_counts))
+
+
+def inverse_sqrt_frequency_weights(class_counts: CountsLike) -> Tensor:
+    r"""``w_c \propto 1 / \sqrt{n_c}``, normalised so that ``sum(w) == C``."""
+    return _normalise(check_class_counts(class_counts).rsqrt())
+
+
+def _check_loss_type(loss_type: object) -> LossType:
+    if loss_type not in _LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {_LOSS_TYPES}, got {loss_type!r}")
+    return loss_type  # type: ignore[return-value]
+
+
+def class_balanced_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    class_counts: CountsLike,
+    beta: float = 0.9999,
+    loss_type: LossType = "softmax",
+    gamma: float = 0.5,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Class-balanced softmax, sigmoid or focal loss (Cui et al. 2019, eq. 5-7).
+
+    Every sample is weighted by the class-balanced weight of its true class,
+    :math:`w_{y} =` :func:`class_balanced_weights` ``(class_counts, beta)[y]``, applied to all of its
+    ``C`` terms in the sigmoid forms (as the official code does):
+
+    - ``"softmax"``: :math:`w_y \cdot \mathrm{CE}(z, y)`;
+    - ``"sigmoid"``: :math:`w_y \sum_c \mathrm{BCE}(z_c, [c = y])` (one-vs-all);
+    - ``"focal"``: :math:`w_y \sum_c \mathrm{FL}_\gamma(z_c, [c = y])`, the sigmoid focal loss without
+      ``alpha`` (modulator ``exp(-gamma y z - gamma log(1 + e^{-z}))``).
+
+    ``beta = 0`` gives the unweighted loss.
+
+    Args:
+        logits: ``(N, C)``; target: ``(N,)`` class indices or ``ignore_index``.
+        class_counts: ``(C,)`` training counts, all positive.
+        beta: ``[0, 1)``, default 0.9999.
+        loss_type: ``"softmax"`` (default), ``"sigmoid"`` or ``"focal"``.
+        gamma: focusing parameter of ``"focal"``, ``>= 0`` (default 0.5; the paper tunes it in
+            {0.5, 1, 2}).
+        reduction: ``"none"`` gives ``(N,)`` per-sample losses (summed over classes for the sigmoid
+            forms); ``"mean"`` divides their sum by the number of non-ignored samples ``N`` (the paper's
+            convention: the official code divides by the number of positive labels, which is ``N``).
+    """
+    check_reduction(reduction)
+    beta = _check_beta(beta)
+    loss_type = _check_loss_type(loss_type)
+    gamma = check_nonnegative("gamma", gamma)
+    z, t = check_single_label(logits, target, ignore_index=ignore_index)
+    weights = class_balanced_weights(
+        check_class_counts(class_counts, num_classes=z.shape[1]), beta=beta
+    ).to(z.device)
+    return _cb(z, t, weights, loss_type, gamma, ignore_index, reduction)
+
+
+def _cb(
+    z: Tensor,
+    t: Tensor,
+    weights: Tensor,
+    loss_type: str,
+    gamma: float,
+    ignore_index: int,
+    reduction: str,
+) -> Tensor:
+    if loss_type == "softmax":
+        return weighted_cross_entropy(z, t, weights, ignore_index, reduction)
+    z = upcast(z)
+    valid, safe = ignore_mask(t, ignore_index)
+    onehot = F.one_hot(safe, z.shape[1]).to(z.dtype)
+    g = gamma if loss_type == "focal" else 0.0
+    per_elem = _sigmoid_focal(z, onehot, g, None, "none")
+    loss = per_elem.sum(1) * weights.to(z.dtype)[safe]
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    return reduce_loss(loss, reduction, valid.sum())
+
+
+class ClassBalancedLoss(nn.Module):
+    """Module twin of :func:`class_balanced_loss`; the class weights are a buffer."""
+
+    weights: Tensor
+
+    def __init__(
+        self,
+        *,
+        class_counts: CountsLike,
+        beta: float = 0.9999,
+        loss_type: LossType = "softmax",
+        gamma: float = 0.5,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.beta = _check_beta(beta)
+        self.loss_type: LossType = _check_loss_type(loss_type)
+        self.gamma = check_nonnegative("gamma", gamma)
+        self.ignore_index = int(ignore_index)
+        self.reduction: Reduction = reduction
+        self.register_buffer("weights", class_balanced_weights(class_counts, beta=self.beta))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        z, t = check_single_label(logits, target, ignore_index=self.ignore_index)
+        if z.shape[1] != self.weights.shape[0]:
+            raise ValueError(
+                f"logits have {z.shape[1]} classes but class_counts has {self.weights.shape[0]}"
+            )
+        return _cb(
+            z, t, self.weights, self.loss_type, self.gamma, self.ignore_index, self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, loss_type={self.loss_type!r}, gamma={self.gamma}"
+
+
+class DeferredReweighting:
+    """Deferred re-weighting (DRW) schedule: no weights first, class-balanced weights later.
+
+    Cao et al. (2019) train unweighted and switch to class-balanced weights (``beta = 0.9999``) for the
+    last part of training (epoch 160 of 200 in the official code, i.e. the last 20%). The training engine
+    calls :meth:`weight` at the start of each epoch and passes the result as the loss's ``weight``.
+
+    Args:
+        class_counts: ``(C,)`` training counts, positive.
+        total_epochs: number of training epochs, ``>= 1``.
+        start_epoch: first (0-based) epoch with weights; default ``int(0.8 * total_epochs)``.
+        beta: of :func:`class_balanced_weights` (0.9999).
+
+    Example:
+        >>> drw = DeferredReweighting([100, 10], total_epochs=10)
+        >>> drw.weight(7) is None, drw.weight(8).shape
+        (True, torch.Size([2]))
+    """
+
+    def __init__(
+        self,
+        class_counts: CountsLike,
+        *,
+        total_epochs: int,
+        start_epoch: int | None = None,
+        beta: float = 0.9999,
+    ) -> None:
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"total_epochs must be an int >= 1, got {total_epochs!r}")
+        if start_epoch is None:
+            start_epoch = int(0.8 * total_epochs)
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+            raise ValueError(f"start_epoch must be an int >= 0, got {start_epoch!r}")
+        self.total_epochs = total_epochs
+        self.start_epoch = start_epoch
+        self.beta = _check_beta(beta)
+        self.weights = class_balanced_weights(class_counts, beta=self.beta)
+
+    def weight(self, epoch: int) -> Tensor | None:
+        """Class weights for 0-based ``epoch``: ``None`` before ``start_epoch``, CB weights after."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        return None if epoch < self.start_epoch else self.weights.clone()
+
+    __call__ = weight
+
+    def __repr__(self) -> str:
+        return (
+            f"DeferredReweighting(total_epochs={self.total_epochs}, start_epoch={self.start_epoch}, "
+            f"beta={self.beta})"
+        )

@@ -1,0 +1,36 @@
+"""Shared test configuration: hypothesis profile and the location of the real data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "longtail",
+    deadline=None,
+    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "30")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+settings.load_profile("longtail")
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Real data sets: ``$LONGTAIL_DATA_DIR`` or ``<repo>/../shared/data``."""
+    return Path(os.environ.get("LONGTAIL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real data sets not found at {d} (set LONGTAIL_DATA_DIR)")
+    return d
