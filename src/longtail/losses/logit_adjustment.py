@@ -239,7 +239,7 @@ def _pairwise(
     valid = t != ignore_index
     safe = torch.where(valid, t, torch.zeros_like(t))
     d = delta.to(device=z.device, dtype=z.dtype)
-    d = d - torch.diagonal(d).unsqueeze(1)  # only off-diagonal margins matter
+    d = d * (1 - torch.eye(d.shape[0], device=d.device, dtype=d.dtype))  # the diagonal is ignored
     shifted = z + d[safe]
     loss = weighted_cross_entropy(shifted, t, alpha, ignore_index, "none")
     return reduce_loss(loss, reduction, valid.sum())
