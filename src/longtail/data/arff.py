@@ -1,0 +1,392 @@
+"""Multi-label ARFF reader (Mulan and MEKA conventions), dense and sparse rows.
+
+ARFF (Weka's Attribute-Relation File Format) has a header of ``@relation`` and ``@attribute``
+lines, then ``@data`` rows. Multi-label data sets mark some attributes as labels:
+
+- **Mulan**: a separate XML file lists the label attribute names
+  (``<labels><label name="Beach"/>...</labels>``); labels may sit anywhere among the attributes.
+- **MEKA**: the relation name carries ``-C n`` (the first ``n`` attributes are labels) or
+  ``-C -n`` (the last ``n``), e.g. ``@relation 'yeast: -C -14'``.
+
+Rows are dense (``v1,v2,...``) or sparse (``{index value, ...}``, 0-based indices, omitted
+values are 0 / the first nominal value).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from longtail.data._types import LabeledTensors
+
+__all__ = ["load_multilabel_arff", "read_mulan_labels"]
+
+_NUMERIC = {"numeric", "real", "integer"}
+_UNSUPPORTED = {"string", "date", "relational"}
+_MEKA_C = re.compile(r"(?:^|\s)-C\s+(-?\d+)(?=\s|$|['\"])")
+
+
+class _Attribute:
+    __slots__ = ("codes", "line", "name")
+
+    def __init__(self, name: str, codes: dict[str, float] | None, line: int) -> None:
+        self.name = name
+        self.codes = codes  # None for numeric; value -> code for nominal
+        self.line = line
+
+
+def _unquote(token: str) -> str:
+    token = token.strip()
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+        inner = token[1:-1]
+        return re.sub(r"\\(.)", r"\1", inner)
+    return token
+
+
+def _split_first(text: str) -> tuple[str, str]:
+    """Split off the first (possibly quoted) token; return (token, rest)."""
+    text = text.lstrip()
+    if text and text[0] in "'\"":
+        quote = text[0]
+        i = 1
+        while i < len(text):
+            if text[i] == "\\":
+                i += 2
+                continue
+            if text[i] == quote:
+                return _unquote(text[: i + 1]), text[i + 1 :]
+            i += 1
+        raise ValueError("unterminated quoted name")
+    parts = text.split(None, 1)
+    if not parts:
+        raise ValueError("missing name")
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _split_values(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside quotes; keep quotes (they are removed later)."""
+    if "'" not in text and '"' not in text:
+        return text.split(sep)
+    out: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            cur.append(ch)
+            if ch == "\\" and i + 1 < len(text):
+                cur.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            cur.append(ch)
+        elif ch == sep:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if quote:
+        raise ValueError("unterminated quote")
+    out.append("".join(cur))
+    return out
+
+
+def read_mulan_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Read the label names from a Mulan XML label file, in document order.
+
+    Nested (hierarchical) ``<label>`` elements are all returned. Documents with a ``DOCTYPE`` or
+    entity declarations are refused (no entity expansion of untrusted XML).
+
+    Raises:
+        ValueError: malformed XML, ``DOCTYPE`` / ``ENTITY`` present, a label without a name, or no
+            labels at all (message names the file).
+    """
+    import xml.etree.ElementTree as ET
+
+    raw = Path(path).read_bytes()
+    upper = raw.upper()
+    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
+        raise ValueError(f"{path}: XML label files with DOCTYPE / ENTITY declarations are refused")
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: malformed XML: {exc}") from exc
+    names: list[str] = []
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "label":
+            name = element.get("name")
+            if name is None:
+                raise ValueError(f"{path}: <label> element without a name attribute")
+            names.append(name)
+    if not names:
+        raise ValueError(f"{path}: no <label name=...> elements")
+    return names
+
+
+def _parse_attribute(path: Path, lineno: int, rest: str) -> _Attribute:
+    try:
+        name, type_text = _split_first(rest)
+    except ValueError as exc:
+        raise ValueError(f"{path}:{lineno}: bad @attribute line: {exc}") from exc
+    type_text = type_text.strip()
+    if type_text.startswith("{"):
+        if not type_text.endswith("}"):
+            raise ValueError(f"{path}:{lineno}: nominal attribute {name!r} lacks a closing '}}'")
+        try:
+            values = [_unquote(v) for v in _split_values(type_text[1:-1])]
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: bad nominal values: {exc}") from exc
+        if not values or any(v == "" for v in values):
+            raise ValueError(f"{path}:{lineno}: nominal attribute {name!r} has an empty value")
+        codes: dict[str, float] = {}
+        for index, value in enumerate(values):
+            codes.setdefault(value, float(index))
+        return _Attribute(name, codes, lineno)
+    kind = type_text.split(None, 1)[0].lower() if type_text else ""
+    if kind in _NUMERIC:
+        return _Attribute(name, None, lineno)
+    if kind in _UNSUPPORTED:
+        raise ValueError(
+            f"{path}:{lineno}: attribute {name!r} has unsupported type {kind!r} "
+            f"(only numeric/real/integer and nominal are supported)"
+        )
+    raise ValueError(f"{path}:{lineno}: attribute {name!r} has unknown type {type_text!r}")
+
+
+def _label_columns(
+    path: Path,
+    attributes: list[_Attribute],
+    labels: str | os.PathLike[str] | int | Sequence[str] | None,
+    relation: str,
+) -> list[int]:
+    n_attr = len(attributes)
+    if labels is None:
+        match = _MEKA_C.search(relation)
+        if match is None:
+            raise ValueError(
+                f"labels: None but the relation name {relation!r} of {path} has no MEKA "
+                f"'-C n' option; pass the label file, a count or the names"
+            )
+        labels = int(match.group(1))
+    if isinstance(labels, bool):
+        raise TypeError(f"labels: expected a path, int, sequence of names or None, got {labels!r}")
+    if isinstance(labels, int):
+        if labels == 0 or abs(labels) >= n_attr:
+            raise ValueError(
+                f"labels: {labels} label attributes is impossible for {path} with "
+                f"{n_attr} attributes (need 0 < |labels| < {n_attr})"
+            )
+        return list(range(labels)) if labels > 0 else list(range(n_attr + labels, n_attr))
+    from_xml = isinstance(labels, (str, os.PathLike))
+    if isinstance(labels, (str, os.PathLike)):
+        names = read_mulan_labels(labels)
+    elif isinstance(labels, Sequence) and all(isinstance(n, str) for n in labels):
+        names = list(labels)
+    else:
+        raise TypeError(f"labels: expected a path, int, sequence of names or None, got {labels!r}")
+    if not names:
+        raise ValueError("labels: empty sequence of label names")
+    index = {a.name: i for i, a in enumerate(attributes)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ValueError(f"labels: label attributes {missing[:5]} not declared in {path}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"labels: duplicate label names in {names}")
+    columns = [index[n] for n in names]
+    if from_xml:  # Mulan's convention: labels in the order of the ARFF attributes
+        columns.sort()
+    if len(columns) >= n_attr:
+        raise ValueError(f"labels: every attribute of {path} is a label; no features left")
+    return columns
+
+
+def load_multilabel_arff(
+    path: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | int | Sequence[str] | None,
+) -> LabeledTensors:
+    """Load a multi-label ARFF file (Mulan or MEKA convention).
+
+    Args:
+        path: the ``.arff`` file.
+        labels: which attributes are labels:
+
+            - a path (``str`` / ``PathLike``) to a **Mulan XML** label file;
+            - an ``int`` ``n`` (**MEKA** style): the first ``n`` attributes, or the last ``|n|``
+              if negative;
+            - a sequence of label attribute names;
+            - ``None``: read MEKA's ``-C n`` / ``-C -n`` from the relation name.
+
+            Label columns follow the order of the attributes in the ARFF file (as Mulan's
+            ``getLabelIndices``; yeast's XML lists Class6 before Class4, the result does not),
+            except for an explicit sequence of names, whose order is kept. All other
+            attributes are features, in file order.
+
+    Supported: ``%`` comment lines, quoted relation / attribute names and values, attribute types
+    ``numeric`` / ``real`` / ``integer`` and nominal ``{...}``, dense rows and sparse rows
+    ``{index value, ...}`` (0-based indices; omitted entries are 0, i.e. the first nominal value).
+    Nominal features are encoded as the index of their value in the declaration; ``?`` (missing)
+    features become NaN. Label attributes must take the values 0 and 1 (nominal ``{0,1}`` or
+    numeric); a missing label ``?`` becomes ``-1`` (unknown, ignored by :mod:`longtail.metrics`).
+
+    Returns:
+        :class:`LabeledTensors` with ``data`` ``float32`` ``(N, F)``, ``targets`` ``float32``
+        ``(N, L)`` in ``{0, 1}`` and ``class_names`` the ``L`` label names.
+
+    Raises:
+        ValueError: malformed header, unknown / unsupported attribute type (``string``, ``date``,
+            ``relational``), wrong number of values in a row, bad sparse index, a value that is not
+            a number / not a declared nominal value, a label outside {0, 1}, label attributes not
+            found. The message names the file and the line number.
+        TypeError: ``labels`` of an unsupported type.
+    """
+    if labels is not None and not isinstance(labels, (str, os.PathLike, int, Sequence)):
+        raise TypeError(f"labels: expected a path, int, sequence of names or None, got {labels!r}")
+    file = Path(path)
+    attributes: list[_Attribute] = []
+    relation = ""
+    rows: list[np.ndarray] = []
+    in_data = False
+    columns: list[int] = []
+    label_set: set[int] = set()
+    n_attr = 0
+    defaults = np.zeros(0)
+    with open(file, "rb") as handle:
+        for lineno, raw_bytes in enumerate(handle, start=1):
+            try:
+                line = raw_bytes.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{file}:{lineno}: not UTF-8 text: {exc}") from None
+            if not line or line.startswith("%"):
+                continue
+            if not in_data:
+                lower = line.lower()
+                if lower.startswith("@relation"):
+                    relation = _unquote(line[len("@relation") :])
+                elif lower.startswith("@attribute"):
+                    attributes.append(_parse_attribute(file, lineno, line[len("@attribute") :]))
+                elif lower.startswith("@data"):
+                    if not attributes:
+                        raise ValueError(f"{file}:{lineno}: @data before any @attribute")
+                    in_data = True
+                    n_attr = len(attributes)
+                    columns = _label_columns(file, attributes, labels, relation)
+                    label_set = set(columns)
+                    for j in columns:
+                        _check_label_attribute(file, attributes[j])
+                    # sparse rows: an omitted value is 0, i.e. the first nominal value
+                    defaults = np.zeros(n_attr)
+                    for j in columns:
+                        codes = attributes[j].codes
+                        if codes is not None:
+                            defaults[j] = float(next(iter(codes)))
+                else:
+                    raise ValueError(f"{file}:{lineno}: unexpected header line {line[:60]!r}")
+                continue
+            rows.append(_parse_row(file, lineno, line, attributes, label_set, defaults))
+    if not in_data:
+        raise ValueError(f"{file}: no @data section")
+    matrix = np.stack(rows) if rows else np.zeros((0, n_attr))
+    feature_columns = [j for j in range(n_attr) if j not in label_set]
+    features = matrix[:, feature_columns].astype(np.float32)
+    targets = matrix[:, columns].astype(np.float32)
+    names = tuple(attributes[j].name for j in columns)
+    return LabeledTensors(torch.from_numpy(features), torch.from_numpy(targets), names)
+
+
+def _check_label_attribute(path: Path, attribute: _Attribute) -> None:
+    if attribute.codes is not None and not set(attribute.codes) <= {"0", "1"}:
+        raise ValueError(
+            f"{path}:{attribute.line}: label attribute {attribute.name!r} must be nominal "
+            f"{{0,1}} or numeric, got values {sorted(attribute.codes)}"
+        )
+
+
+def _convert(
+    path: Path, lineno: int, attribute: _Attribute, token: str, is_label: bool, column: int
+) -> float:
+    token = token.strip()
+    if token == "?":
+        return -1.0 if is_label else math.nan
+    if attribute.codes is None:
+        try:
+            value = float(token)
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: column {column} ({attribute.name!r}): {token[:40]!r} is not "
+                f"a number"
+            ) from None
+        if is_label and value not in (0.0, 1.0):
+            raise ValueError(
+                f"{path}:{lineno}: label {attribute.name!r} has value {token!r}, expected 0 or 1"
+            )
+        return value
+    value_str = _unquote(token)
+    if value_str not in attribute.codes:
+        raise ValueError(
+            f"{path}:{lineno}: column {column} ({attribute.name!r}): {token[:40]!r} is not one "
+            f"of the declared nominal values"
+        )
+    return float(value_str) if is_label else attribute.codes[value_str]
+
+
+def _parse_row(
+    path: Path,
+    lineno: int,
+    line: str,
+    attributes: list[_Attribute],
+    label_set: set[int],
+    defaults: np.ndarray,
+) -> np.ndarray:
+    n_attr = len(attributes)
+    if line.startswith("{"):
+        if not line.endswith("}"):
+            raise ValueError(f"{path}:{lineno}: sparse row without a closing '}}'")
+        row: np.ndarray = np.array(defaults, dtype=np.float64)
+        body = line[1:-1].strip()
+        if not body:
+            return row
+        try:
+            entries = _split_values(body)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: {exc}") from exc
+        for entry in entries:
+            parts = entry.strip().split(None, 1)
+            if len(parts) != 2:
+                raise ValueError(
+                    f"{path}:{lineno}: sparse entry {entry.strip()[:40]!r} is not 'index value'"
+                )
+            try:
+                j = int(parts[0])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{lineno}: sparse index {parts[0][:20]!r} is not an integer"
+                ) from None
+            if not 0 <= j < n_attr:
+                raise ValueError(
+                    f"{path}:{lineno}: sparse index {j} outside [0, {n_attr}) attributes"
+                )
+            row[j] = _convert(path, lineno, attributes[j], parts[1], j in label_set, j)
+        return row
+    try:
+        tokens = _split_values(line)
+    except ValueError as exc:
+        raise ValueError(f"{path}:{lineno}: {exc}") from exc
+    if len(tokens) != n_attr:
+        raise ValueError(
+            f"{path}:{lineno}: row has {len(tokens)} values, expected {n_attr} attributes"
+        )
+    row = np.empty(n_attr)
+    for j, token in enumerate(tokens):
+        row[j] = _convert(path, lineno, attributes[j], token, j in label_set, j)
+    return row

@@ -1,0 +1,137 @@
+"""Retrieval metric: Recall@K as used in deep metric learning (e.g. RKD, Park et al. CVPR 2019).
+
+Every sample is a query against all *other* samples (its own entry is excluded). With ``N_k(i)`` the k
+nearest other samples of query i::
+
+    Recall@k = (1/N) sum_i [ exists j in N_k(i) : label_j == label_i ]
+
+(a hit if *any* of the k nearest neighbours shares the query's label). Queries whose label occurs only
+once still count in the denominator (they can never hit). Distances are Euclidean (default) or cosine
+(``1 - cos``), computed in float64; neighbours at equal distance are ordered by index (stable sort), so
+the result is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from longtail.metrics._base import Metric
+from longtail.metrics._checks import check_float_matrix, check_labels
+
+__all__ = ["RecallAtK", "recall_at_k"]
+
+Distance = Literal["euclidean", "cosine"]
+_CHUNK = 1024
+
+
+def _check_ks(ks: object) -> tuple[int, ...]:
+    if isinstance(ks, int) and not isinstance(ks, bool):
+        ks = (ks,)
+    if not isinstance(ks, Sequence) or len(ks) == 0:
+        raise ValueError(f"ks must be a non-empty sequence of positive ints, got {ks!r}")
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"ks must contain positive ints, got {k!r}")
+        out.append(k)
+    return tuple(out)
+
+
+def _check_distance(distance: object) -> Distance:
+    if distance not in ("euclidean", "cosine"):
+        raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
+    return distance
+
+
+def _recall(
+    emb: Tensor, labels: Tensor, ks: tuple[int, ...], distance: Distance
+) -> dict[int, float]:
+    n = emb.shape[0]
+    k_max = max(ks)
+    if n < 2 or k_max > n - 1:
+        raise ValueError(f"ks must be <= N - 1 = {n - 1} (the number of other samples), got {ks}")
+    x = emb.detach().to(torch.float64)
+    if distance == "cosine":
+        x = torch.nn.functional.normalize(x, dim=1)
+    hits = torch.zeros(len(ks), dtype=torch.int64)
+    lab = labels.to(x.device)
+    for start in range(0, n, _CHUNK):
+        q = x[start : start + _CHUNK]
+        if distance == "cosine":
+            d = 1.0 - q @ x.T
+        else:
+            d = torch.cdist(q, x, compute_mode="donot_use_mm_for_euclid_dist")
+        rows = torch.arange(q.shape[0], device=x.device)
+        d[rows, rows + start] = torch.inf  # exclude the query itself
+        nn_idx = torch.sort(d, dim=1, stable=True).indices[:, :k_max]
+        same = lab[nn_idx] == lab[start : start + q.shape[0], None]
+        first_hit = torch.where(same.any(dim=1), same.to(torch.int64).argmax(dim=1), k_max)
+        for i, k in enumerate(ks):
+            hits[i] += int((first_hit < k).sum())
+    return {k: float(hits[i]) / n for i, k in enumerate(ks)}
+
+
+def recall_at_k(
+    embeddings: Tensor,
+    labels: Tensor,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    *,
+    distance: Distance = "euclidean",
+) -> dict[int, float]:
+    """Recall@k for every k in ``ks`` (see the module docstring).
+
+    Args:
+        embeddings: (N, D) float.
+        labels: (N,) int class labels (any non-negative or negative integers; only equality matters).
+        ks: the k values, each in ``[1, N - 1]`` (default (1, 2, 4, 8)).
+        distance: ``"euclidean"`` (default) or ``"cosine"``.
+
+    Returns:
+        ``{k: recall}`` with values in [0, 1].
+    """
+    kk = _check_ks(ks)
+    dist = _check_distance(distance)
+    emb = check_float_matrix("embeddings", embeddings)
+    lab = check_labels("labels", labels, emb.shape[0], None)
+    return _recall(emb, lab, kk, dist)
+
+
+class RecallAtK(Metric[dict[int, float]]):
+    """Accumulated Recall@K. State: embeddings and labels of every sample (cat states, gathered on sync).
+
+    Args:
+        ks: the k values (default (1, 2, 4, 8)).
+        distance: ``"euclidean"`` (default) or ``"cosine"``.
+    """
+
+    def __init__(
+        self, ks: Sequence[int] = (1, 2, 4, 8), *, distance: Distance = "euclidean"
+    ) -> None:
+        super().__init__()
+        self.ks = _check_ks(ks)
+        self.distance = _check_distance(distance)
+        self._add_cat_state("embeddings", 2, torch.float64)
+        self._add_cat_state("labels", 1, torch.int64)
+
+    def update(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Add a batch: ``embeddings`` (B, D) float, ``labels`` (B,) int."""
+        emb = check_float_matrix("embeddings", embeddings)
+        lab = check_labels("labels", labels, emb.shape[0], None)
+        if self._cat_states["embeddings"]:
+            d = self._cat_states["embeddings"][0].shape[1]
+            if emb.shape[1] != d:
+                raise ValueError(
+                    f"embeddings has dimension {emb.shape[1]} but earlier batches had {d}"
+                )
+        self._append("embeddings", emb)
+        self._append("labels", lab)
+
+    def _compute(self, states: dict[str, Tensor]) -> dict[int, float]:
+        return _recall(states["embeddings"], states["labels"], self.ks, self.distance)
+
+    def __repr__(self) -> str:
+        return f"RecallAtK(ks={self.ks}, distance={self.distance!r})"
