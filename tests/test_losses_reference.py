@@ -588,3 +588,118 @@ def test_cosine_classifier() -> None:
         head(torch.randn(3, 7))
     with pytest.raises(ValueError, match="num_classes"):
         CosineClassifier(8, 0)
+
+
+# ------------------------------------------- analytic gradients of the fused element-wise kernels
+
+ASL_GRID = [
+    (0.0, 4.0, 0.05, False),
+    (1.0, 4.0, 0.05, False),
+    (0.5, 0.5, 0.2, False),
+    (2.0, 0.0, 0.1, False),
+    (0.0, 4.0, 0.0, False),
+    (0.3, 0.7, 0.0, False),
+    (1.0, 4.0, 0.05, True),
+    (1.0, 3.0, 0.0, True),
+]
+
+
+@pytest.mark.parametrize(("gp", "gn", "clip", "detach"), ASL_GRID)
+def test_asl_gradient_matches_autograd_of_reference(
+    gp: float, gn: float, clip: float, detach: bool
+) -> None:
+    z, _, y = data(20, scale=2.0)
+    y[0, :3] = torch.tensor([0.3, 0.7, 0.5], dtype=torch.float64)  # soft targets too
+    a = z.clone().requires_grad_(True)
+    asymmetric_loss(
+        a, y, gamma_pos=gp, gamma_neg=gn, clip=clip, detach_focusing=detach, reduction="sum"
+    ).backward()
+    b = z.clone().requires_grad_(True)
+    p = torch.sigmoid(b)
+    p_m = (p - clip).clamp(min=0)
+    w_pos = (1 - p) ** gp
+    w_neg = p_m**gn
+    if detach:
+        w_pos, w_neg = w_pos.detach(), w_neg.detach()
+    ref = -(y * w_pos * torch.log(p) + (1 - y) * w_neg * torch.log(1 - p_m))
+    ref.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize(("gp", "gn", "clip", "detach"), [g for g in ASL_GRID if not g[3]])
+def test_asl_gradcheck_grid(gp: float, gn: float, clip: float, detach: bool) -> None:
+    z, _, y = data(21, scale=2.0)
+    y[1, 1] = -1.0
+    y[2, 2] = 0.25
+    x = z[:6].clone().requires_grad_(True)
+
+    def fn(v: torch.Tensor) -> torch.Tensor:
+        return asymmetric_loss(
+            v,
+            y[:6],
+            gamma_pos=gp,
+            gamma_neg=gn,
+            clip=clip,
+            detach_focusing=detach,
+            reduction="none",
+        )
+
+    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("gamma", "alpha"), [(2.0, 0.25), (0.5, None), (0.2, 0.9), (0.0, 0.5)])
+def test_sigmoid_focal_gradient_matches_reference(gamma: float, alpha: float | None) -> None:
+    z, _, y = data(22, scale=2.0)
+    y[0, :3] = torch.tensor([0.3, 0.7, 0.5], dtype=torch.float64)
+    y[1, 0] = -1
+    known = y != -1
+    a = z.clone().requires_grad_(True)
+    sigmoid_focal_loss(a, y, gamma=gamma, alpha=alpha, reduction="sum").backward()
+    b = z.clone().requires_grad_(True)
+    ref = ref_sigmoid_focal(b, y.where(known, 0.0), gamma, alpha)
+    # The reference's (1 - p_t)^gamma equals our exp(gamma (log sigma(z) - y z)) only for binary y.
+    binary = known & ((y == 0) | (y == 1))
+    ref[binary].sum().backward()
+    torch.testing.assert_close(a.grad[binary], b.grad[binary])
+
+    x = z[:5].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda v: sigmoid_focal_loss(v, y[:5], gamma=gamma, alpha=alpha, reduction="none"),
+        (x,),
+        eps=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_fused_losses_skip_gradient_work_without_grad() -> None:
+    z, _, y = data(23)
+    with torch.no_grad():
+        out = asymmetric_loss(z.clone().requires_grad_(True), y)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, ref_asl(z, y, 0.0, 4.0, 0.05).mean())
+
+
+@pytest.mark.parametrize("loss", ["asl", "focal"])
+def test_fused_kernels_chunked_and_non_contiguous(loss: str) -> None:
+    """Inputs larger than one chunk (and transposed) give the reference values and gradients."""
+    from longtail.losses._elementwise import CHUNK
+
+    g = torch.Generator().manual_seed(30)
+    n = CHUNK // 100 + 7
+    z = (torch.randn(100, n, generator=g, dtype=torch.float64) * 3).T  # non-contiguous
+    y = (torch.rand(n, 100, generator=g) < 0.2).double()
+    assert z.numel() > CHUNK
+    assert not z.is_contiguous()
+    a = z.clone().requires_grad_(True)
+    b = z.detach().clone().requires_grad_(True)
+    if loss == "asl":
+        out = asymmetric_loss(a, y, gamma_pos=1.0, reduction="none")
+        ref = ref_asl(b, y, 1.0, 4.0, 0.05)
+    else:
+        out = sigmoid_focal_loss(a, y, reduction="none")
+        ref = ref_sigmoid_focal(b, y, 2.0, 0.25)
+    torch.testing.assert_close(out, ref)
+    w = torch.rand(out.shape, generator=g, dtype=torch.float64)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)

@@ -128,8 +128,12 @@ def check_multilabel(
     logits_name: str = "logits",
     targets_name: str = "targets",
     ndim: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Validate logits and same-shaped float targets in ``[0, 1]``, with ``-1`` marking unknown."""
+) -> tuple[Tensor, Tensor, bool]:
+    """Validate logits and same-shaped float targets in ``[0, 1]``, with ``-1`` marking unknown.
+
+    Returns ``(logits, targets, maybe_unknown)``; ``maybe_unknown`` is False only when the targets were
+    checked and hold no ``-1`` (so the caller can skip masking). One pass (``aminmax``) in the usual case.
+    """
     z = check_logits(logits_name, logits, ndim=ndim)
     y = _check_tensor(targets_name, targets)
     if y.is_complex():
@@ -139,14 +143,23 @@ def check_multilabel(
             f"{targets_name} must have the shape of {logits_name} {tuple(z.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    if y.numel() and not _compiling():
-        yf = y if y.is_floating_point() else y.to(torch.float32)
+    if _compiling():
+        return z, y, True
+    if y.numel() == 0:
+        return z, y, False
+    yf = y if y.is_floating_point() else y.to(torch.float32)
+    lo, hi = (float(v) for v in torch.aminmax(yf))
+    bad_value: float | None = None
+    if not (lo >= -1 and hi <= 1):  # also catches NaN
         bad = ~(((yf >= 0) & (yf <= 1)) | (yf == -1))
+        bad_value = float(yf[bad][0])
+    elif lo < 0:
+        bad = (yf < 0) & (yf != -1)
         if bool(bad.any()):
-            raise ValueError(
-                f"{targets_name} must be in [0, 1] or -1 (unknown), got {float(yf[bad][0])!r}"
-            )
-    return z, y
+            bad_value = float(yf[bad][0])
+    if bad_value is not None:
+        raise ValueError(f"{targets_name} must be in [0, 1] or -1 (unknown), got {bad_value!r}")
+    return z, y, lo < 0
 
 
 def as_vector(

@@ -22,6 +22,7 @@ from ._common import (
     reduce_loss,
     upcast,
 )
+from ._elementwise import asymmetric_elementwise
 
 __all__ = [
     "AsymmetricLoss",
@@ -81,50 +82,16 @@ def asymmetric_loss(
     gamma_pos = check_nonnegative("gamma_pos", gamma_pos)
     gamma_neg = check_nonnegative("gamma_neg", gamma_neg)
     clip = _check_clip(clip)
-    z, y = check_multilabel(logits, targets)
-    return _asl(z, y, gamma_pos, gamma_neg, clip, bool(detach_focusing), reduction)
-
-
-def _asl(
-    z: Tensor,
-    y: Tensor,
-    gamma_pos: float,
-    gamma_neg: float,
-    clip: float,
-    detach: bool,
-    reduction: str,
-) -> Tensor:
+    z, y, maybe_unknown = check_multilabel(logits, targets)
     z = upcast(z)
     y = y.to(z.dtype)
+    detach = bool(detach_focusing)
+    if not maybe_unknown:
+        loss = asymmetric_elementwise(z, y, gamma_pos, gamma_neg, clip, detach)
+        return reduce_loss(loss, reduction, loss.numel())
     known = y != -1
-    y = torch.where(known, y, torch.zeros_like(y))
-    log_p = F.logsigmoid(z)
-    log_q = F.logsigmoid(-z)  # log(1 - p)
-
-    pos = log_p
-    if gamma_pos != 0:
-        w_pos = torch.exp(gamma_pos * log_q)
-        pos = pos * (w_pos.detach() if detach else w_pos)
-
-    if clip > 0:
-        p_m = (torch.sigmoid(z) - clip).clamp_min(0)
-        neg = torch.log((torch.exp(log_q) + clip).clamp_max(1))
-        if gamma_neg != 0:
-            active = p_m > 0
-            w_neg = torch.where(
-                active,
-                torch.exp(gamma_neg * torch.log(torch.where(active, p_m, torch.ones_like(p_m)))),
-                torch.zeros_like(p_m),
-            )
-            neg = neg * (w_neg.detach() if detach else w_neg)
-    else:
-        neg = log_q
-        if gamma_neg != 0:
-            w_neg = torch.exp(gamma_neg * log_p)
-            neg = neg * (w_neg.detach() if detach else w_neg)
-
-    loss = -(y * pos + (1 - y) * neg)
-    loss = torch.where(known, loss, torch.zeros_like(loss))
+    loss = asymmetric_elementwise(z, y.clamp_min(0.0), gamma_pos, gamma_neg, clip, detach)
+    loss = loss * known
     return reduce_loss(loss, reduction, known.sum())
 
 

@@ -149,7 +149,7 @@ def _cb(
     valid, safe = ignore_mask(t, ignore_index)
     onehot = F.one_hot(safe, z.shape[1]).to(z.dtype)
     g = gamma if loss_type == "focal" else 0.0
-    per_elem = _sigmoid_focal(z, onehot, g, None, "none")
+    per_elem = _sigmoid_focal(z, onehot, g, None, "none", maybe_unknown=False)
     loss = per_elem.sum(1) * weights.to(z.dtype)[safe]
     loss = torch.where(valid, loss, torch.zeros_like(loss))
     return reduce_loss(loss, reduction, valid.sum())

@@ -24,6 +24,7 @@ from ._common import (
     reduce_loss,
     upcast,
 )
+from ._elementwise import sigmoid_focal_elementwise
 
 __all__ = ["FocalLoss", "SigmoidFocalLoss", "focal_loss", "sigmoid_focal_loss"]
 
@@ -171,23 +172,26 @@ def sigmoid_focal_loss(
     check_reduction(reduction)
     gamma = check_nonnegative("gamma", gamma)
     alpha = _check_alpha_scalar(alpha)
-    z, y = check_multilabel(logits, targets)
-    return _sigmoid_focal(z, y, gamma, alpha, reduction)
+    z, y, maybe_unknown = check_multilabel(logits, targets)
+    return _sigmoid_focal(z, y, gamma, alpha, reduction, maybe_unknown)
 
 
 def _sigmoid_focal(
-    z: Tensor, y: Tensor, gamma: float, alpha: float | None, reduction: str
+    z: Tensor,
+    y: Tensor,
+    gamma: float,
+    alpha: float | None,
+    reduction: str,
+    maybe_unknown: bool = True,
 ) -> Tensor:
     z = upcast(z)
     y = y.to(z.dtype)
+    if not maybe_unknown:
+        loss = sigmoid_focal_elementwise(z, y, gamma, alpha)
+        return reduce_loss(loss, reduction, loss.numel())
     known = y != -1
-    y = torch.where(known, y, torch.zeros_like(y))
-    loss = F.binary_cross_entropy_with_logits(z, y, reduction="none")
-    if gamma != 0:
-        loss = loss * torch.exp(gamma * (F.logsigmoid(z) - y * z))
-    if alpha is not None:
-        loss = loss * ((1 - alpha) + (2 * alpha - 1) * y)
-    loss = torch.where(known, loss, torch.zeros_like(loss))
+    loss = sigmoid_focal_elementwise(z, y.clamp_min(0.0), gamma, alpha)
+    loss = loss * known
     return reduce_loss(loss, reduction, known.sum())
 
 

@@ -88,7 +88,8 @@ def _ldam(
     valid = t != ignore_index
     safe = torch.where(valid, t, torch.zeros_like(t)).unsqueeze(1)
     m = margins.to(device=z.device, dtype=z.dtype)[safe]
-    shifted = z.scatter(1, safe, z.gather(1, safe) - m) * scale
+    # s * z with s * m_y subtracted at the true class (in place on the fresh product).
+    shifted = (z * scale).scatter_add_(1, safe, m.mul(-scale))
     return weighted_cross_entropy(shifted, t, weight, ignore_index, reduction)
 
 

@@ -194,8 +194,6 @@ def _check_delta(delta: object, num_classes: int | None) -> Tensor:
         raise ValueError(f"delta must be ({num_classes}, {num_classes}), got {tuple(delta.shape)}")
     if not delta.is_floating_point():
         delta = delta.to(torch.float32)
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(delta).all()):
-        raise ValueError("delta must be finite")
     return delta
 
 
@@ -238,9 +236,10 @@ def _pairwise(
     z = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
     valid = t != ignore_index
     safe = torch.where(valid, t, torch.zeros_like(t))
-    d = delta.to(device=z.device, dtype=z.dtype)
-    d = d * (1 - torch.eye(d.shape[0], device=d.device, dtype=d.dtype))  # the diagonal is ignored
-    shifted = z + d[safe]
+    idx = safe.unsqueeze(1)
+    # z + Delta[y] with the diagonal entry Delta[y, y] ignored (the true logit keeps its value).
+    shifted = z + delta[safe].to(z.dtype)
+    shifted = shifted.scatter(1, idx, z.gather(1, idx))
     loss = weighted_cross_entropy(shifted, t, alpha, ignore_index, "none")
     return reduce_loss(loss, reduction, valid.sum())
 
@@ -262,6 +261,8 @@ class PairwiseMarginLoss(nn.Module):
         super().__init__()
         check_reduction(reduction)
         d = _check_delta(delta, None)
+        if not bool(torch.isfinite(d).all()):
+            raise ValueError("delta must be finite")
         self.ignore_index = int(ignore_index)
         self.reduction: Reduction = reduction
         self.register_buffer("delta", d.detach().clone())
