@@ -703,3 +703,36 @@ def test_fused_kernels_chunked_and_non_contiguous(loss: str) -> None:
     (out * w).sum().backward()
     (ref * w).sum().backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize(
+    ("gp", "gn", "eps"), [(0.0, 4.0, 0.1), (1.0, 2.0, 0.1), (0.5, 0.0, 0.2), (2.0, 1.5, 0.0)]
+)
+def test_asl_single_label_gradcheck_and_chunks(gp: float, gn: float, eps: float) -> None:
+    from longtail.losses._elementwise import CHUNK
+
+    z, t, _ = data(31)
+    x = z[:6].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda v: asymmetric_single_label_loss(
+            v, t[:6], gamma_pos=gp, gamma_neg=gn, label_smoothing=eps, reduction="none"
+        ),
+        (x,),
+        eps=1e-6,
+        atol=1e-6,
+    )
+    g = torch.Generator().manual_seed(3)
+    n = 2 * CHUNK // 50 + 3  # several row chunks of 50 classes
+    big = torch.randn(n, 50, generator=g, dtype=torch.float64) * 3
+    tt = torch.randint(0, 50, (n,), generator=g)
+    a = big.clone().requires_grad_(True)
+    b = big.clone().requires_grad_(True)
+    out = asymmetric_single_label_loss(
+        a, tt, gamma_pos=gp, gamma_neg=gn, label_smoothing=eps, reduction="none"
+    )
+    ref = ref_asl_single(b, tt, gp, gn, eps)
+    torch.testing.assert_close(out, ref)
+    w = torch.rand(n, generator=g, dtype=torch.float64)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)

@@ -245,3 +245,95 @@ def asymmetric_elementwise(
 ) -> Tensor:
     out: Tensor = _Asymmetric.apply(z, y, gamma_pos, gamma_neg, clip, detach)
     return out
+
+
+def _asl_single_kernel(
+    z: Tensor, t: Tensor, need_grad: bool, gamma_pos: float, gamma_neg: float, eps: float
+) -> tuple[Tensor, Tensor | None]:
+    """Rows of the single-label ASL: per-sample loss ``(n,)`` and its gradient ``(n, C)``.
+
+    With ``s`` the smoothed one-hot target and ``a`` the asymmetric weights, ``l = -sum_c s_c a_c lp_c``
+    and ``dl/dz_k = g_k - p_k sum_c g_c`` where ``g_c = dl/d lp_c``:
+    ``g_c = -s_c p_c^{g-} (g- lp_c + 1)`` for ``c != y`` and
+    ``g_y = -s_y [(1 - p_y)^{g+} - g+ (1 - p_y)^{g+ - 1} p_y lp_y]``.
+    """
+    num_classes = z.shape[1]
+    s_off = eps / num_classes
+    s_y = 1.0 - eps + s_off
+    idx = t.unsqueeze(1)
+    log_p = F.log_softmax(z, dim=1)
+    p = torch.exp(log_p)
+    lp_y = log_p.gather(1, idx)
+    p_y = p.gather(1, idx)
+    one_minus = (-torch.expm1(lp_y)).clamp_min(torch.finfo(z.dtype).tiny)
+    w_y = one_minus.pow(gamma_pos) if gamma_pos != 0 else torch.ones_like(lp_y)
+    if gamma_neg == 0:
+        e = None
+        row_sum = log_p.sum(1, keepdim=True)
+        off_y = lp_y
+    else:
+        e = _power(p, gamma_neg)
+        row_sum = (e * log_p).sum(1, keepdim=True)
+        off_y = e.gather(1, idx) * lp_y
+    term_y = w_y * lp_y
+    loss = (s_off * (row_sum - off_y) + s_y * term_y).neg_().squeeze(1)
+    if not need_grad:
+        return loss, None
+    if e is None:
+        g = torch.full_like(z, -s_off)
+    else:
+        g = torch.mul(log_p, gamma_neg).add_(1.0).mul_(e).mul_(-s_off)
+    d_y = w_y.clone()
+    if gamma_pos != 0:
+        d_y -= gamma_pos * one_minus.pow(gamma_pos - 1.0) * p_y * lp_y
+    g.scatter_(1, idx, d_y.mul_(-s_y))
+    g.addcmul_(p, g.sum(1, keepdim=True), value=-1.0)
+    return loss, g
+
+
+class _AsymmetricSingleLabel(torch.autograd.Function):
+    """Single-label ASL over rows; processed in row chunks of about ``CHUNK`` elements."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        z: Tensor,
+        t: Tensor,
+        gamma_pos: float,
+        gamma_neg: float,
+        eps: float,
+    ) -> Tensor:
+        need_grad = bool(ctx.needs_input_grad[0])  # type: ignore[attr-defined]
+        n, c = z.shape
+        rows = CHUNK // max(c, 1)
+        # Few rows per chunk would cost more in per-call overhead than the cache saves.
+        if rows < 16 or n <= rows or z.device.type != "cpu":
+            loss, grad = _asl_single_kernel(z, t, need_grad, gamma_pos, gamma_neg, eps)
+        else:
+            loss = z.new_empty(n)
+            grad = torch.empty_like(z) if need_grad else None
+            for start in range(0, n, rows):
+                end = min(start + rows, n)
+                lc, gc = _asl_single_kernel(
+                    z[start:end], t[start:end], need_grad, gamma_pos, gamma_neg, eps
+                )
+                loss[start:end] = lc
+                if grad is not None:
+                    assert gc is not None
+                    grad[start:end] = gc
+        if grad is not None:
+            ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        (g,) = ctx.saved_tensors
+        return g * grad_out.unsqueeze(1), None, None, None, None
+
+
+def asymmetric_single_label_rows(
+    z: Tensor, t: Tensor, gamma_pos: float, gamma_neg: float, eps: float
+) -> Tensor:
+    out: Tensor = _AsymmetricSingleLabel.apply(z, t, gamma_pos, gamma_neg, eps)
+    return out

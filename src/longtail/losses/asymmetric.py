@@ -7,7 +7,6 @@ Classification". ICCV 2021.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import (
@@ -18,11 +17,10 @@ from ._common import (
     check_reduction,
     check_single_label,
     ignore_mask,
-    one_minus_exp,
     reduce_loss,
     upcast,
 )
-from ._elementwise import asymmetric_elementwise
+from ._elementwise import asymmetric_elementwise, asymmetric_single_label_rows
 
 __all__ = [
     "AsymmetricLoss",
@@ -182,18 +180,8 @@ def _asl_single(
 ) -> Tensor:
     z = upcast(z)
     valid, t_safe = ignore_mask(t, ignore_index)
-    num_classes = z.shape[1]
-    log_p = F.log_softmax(z, dim=1)
-    idx = t_safe.unsqueeze(1)
-    log_p_y = log_p.gather(1, idx).squeeze(1)
-    # Non-target classes: p_c^gamma_neg * log p_c (the target's entry is replaced below).
-    weighted = log_p if gamma_neg == 0 else torch.exp(gamma_neg * log_p) * log_p
-    w_y = one_minus_exp(log_p_y).pow(gamma_pos) if gamma_pos != 0 else torch.ones_like(log_p_y)
-    term_y = w_y * log_p_y
-    weighted_y = weighted.gather(1, idx).squeeze(1)
-    # sum_c smoothed_c * a_c log p_c with smoothed = eps/C everywhere plus (1 - eps) at y.
-    total = (eps / num_classes) * (weighted.sum(1) - weighted_y + term_y) + (1 - eps) * term_y
-    loss = torch.where(valid, -total, torch.zeros_like(total))
+    loss = asymmetric_single_label_rows(z, t_safe, gamma_pos, gamma_neg, eps)
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
     return reduce_loss(loss, reduction, valid.sum())
 
 

@@ -1,0 +1,25 @@
+"""The Python examples in the documentation run (each file's blocks in order, one namespace)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ["README.md", "docs/losses.md"]
+BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_python_blocks_run(name: str) -> None:
+    text = (ROOT / name).read_text()
+    blocks = BLOCK.findall(text)
+    assert blocks, f"{name} has no python examples"
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for i, block in enumerate(blocks):
+        try:
+            exec(compile(block, f"{name}[block {i}]", "exec"), namespace)
+        except Exception as exc:  # pragma: no cover - the message is the point
+            raise AssertionError(f"{name} block {i} failed: {exc!r}\n{block}") from exc
