@@ -156,3 +156,72 @@ def make_tar_gz(
             tar.addfile(info, io.BytesIO(blob))
         for info in extra or []:
             tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+
+
+# ---------------------------------------------------------------------------------------- docs
+def doc_code_blocks(relative: str) -> list[str]:
+    """The ```` ```python ```` blocks of a Markdown file under the repository root."""
+    import re
+
+    text = (REPO_ROOT / relative).read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def doc_signature_problems(relative: str, module: Any, text: str | None = None) -> list[str]:
+    """Compare every ``name(arg, kw=default, ...)`` the Markdown file shows in backticks with the
+    real signature of ``module.name`` (names outside ``module.__all__`` are skipped).
+
+    Returns a list of problems: a parameter the function does not have, a different default, a
+    keyword-only marker ``*`` the function does not have, or a name in ``__all__`` that is not
+    callable (``text`` replaces the file's content, to test the checker). Literal example calls (``f(5000, 10, 100)``) and ``...`` are skipped.
+    """
+    import ast
+    import inspect
+    import re
+
+    if text is None:
+        text = (REPO_ROOT / relative).read_text(encoding="utf-8")
+    problems = []
+    for match in re.finditer(r"`([A-Za-z_]\w*)\(([^`()]*(?:\([^`()]*\)[^`()]*)*)\)", text):
+        name, args = match.group(1), " ".join(match.group(2).split())
+        if name not in getattr(module, "__all__", ()):
+            continue
+        signature = inspect.signature(getattr(module, name))
+        params = signature.parameters
+        keyword_only = False
+        for token in _split_top_level(args):
+            if token in ("", "..."):
+                continue
+            if token == "*":
+                keyword_only = True
+                continue
+            pname, _, default = token.partition("=")
+            if not pname.isidentifier():
+                break  # a literal example call, not a signature
+            where = f"{relative}: {name}({args})"
+            if pname not in params:
+                problems.append(f"{where}: no parameter {pname!r} in {signature}")
+                continue
+            param = params[pname]
+            if keyword_only and param.kind is not inspect.Parameter.KEYWORD_ONLY:
+                problems.append(f"{where}: {pname!r} is not keyword-only in {signature}")
+            if default and default != "...":
+                if param.default is inspect.Parameter.empty:
+                    problems.append(f"{where}: {pname!r} has no default in {signature}")
+                elif ast.literal_eval(default) != param.default:
+                    problems.append(f"{where}: default of {pname!r} is {param.default!r}")
+    return problems
+
+
+def _split_top_level(args: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in args:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        cur += ch
+    out.append(cur.strip())
+    return out

@@ -219,7 +219,7 @@ def test_idx_file_shorter_than_header(
 
 
 # --------------------------------------------------------------------------------------- CIFAR
-@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
 @pytest.mark.parametrize("bytes_keys", [False, True])
 def test_load_cifar10(tmp_path: Path, protocol: int, bytes_keys: bool) -> None:
     folder = tmp_path / "cifar-10-batches-py"
@@ -336,6 +336,166 @@ def test_codecs_encode_only_latin1(tmp_path: Path) -> None:
     path.write_bytes(b"c_codecs\nencode\n(Vabc\nVrot13\ntR.")
     with pytest.raises(ValueError, match="only latin1"):
         safe_unpickle(path)
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``: the classic way to make an unpickler call something."""
+
+    def __init__(self, func: object, args: tuple[object, ...]) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (self.func, self.args)
+
+
+def _hostile_payloads(marker: Path) -> dict[str, object]:
+    import functools
+    import subprocess
+
+    return {
+        "functools.partial": _Reduce(functools.partial, (os.system, f"touch {marker}")),
+        "builtins.eval": _Reduce(eval, (f"open({str(marker)!r}, 'w')",)),
+        "builtins.exec": _Reduce(exec, (f"open({str(marker)!r}, 'w')",)),
+        "subprocess.Popen": _Reduce(subprocess.Popen, (["touch", str(marker)],)),
+        "numpy.load": _Reduce(np.load, (str(marker) + ".npy", None, True)),  # allow_pickle=True
+        "getattr": _Reduce(getattr, (_Reduce(__import__, ("os",)), "system")),
+    }
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "functools.partial",
+        "builtins.eval",
+        "builtins.exec",
+        "subprocess.Popen",
+        "numpy.load",
+        "getattr",
+    ],
+)
+def test_hostile_payloads_refused(tmp_path: Path, payload: str, protocol: int) -> None:
+    from longtail.data import safe_unpickle
+
+    marker = tmp_path / "pwned"
+    obj = {
+        "data": np.zeros((1, 3072), np.uint8),
+        "labels": [0],
+        "x": [_hostile_payloads(marker)[payload]],
+    }
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    with pytest.raises(ValueError, match=r"data_batch_1: unsafe or malformed pickle: refusing"):
+        safe_unpickle(path)
+    assert not marker.exists()
+
+
+def _patched(blob: bytes, old: bytes, new: bytes) -> bytes:
+    assert blob.count(old) == 1, (old, blob)
+    return blob.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("blob", "message"),
+    [
+        # LONG_BINPUT 2**32 - 1: CPython would grow its memo table to 2**33 entries (64 GiB)
+        (b"\x80\x02Nr\xff\xff\xff\xff.", "memo index 4294967295"),
+        # numpy.ndarray((2**36,)) called directly: a 512 GiB allocation named by the pickle
+        (b"\x80\x02cnumpy\nndarray\n\x8a\x05\x00\x00\x00\x00\x10\x85\x85R.", "numpy.ndarray"),
+        # _reconstruct(ndarray, (2**36,), b"b"): numpy's own pickles always pass an empty shape
+        (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            b"\x8a\x05\x00\x00\x00\x00\x10\x85U\x01b\x87R.",
+            "refusing _reconstruct with shape",
+        ),
+        # _reconstruct of something that is not numpy.ndarray
+        (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\ndtype\nK\x00\x85U\x01b\x87R.",
+            "anything but numpy.ndarray",
+        ),
+        # bytes(10**11) would allocate 100 GB
+        (b"c__builtin__\nbytes\n(I100000000000\ntR.", "bytes"),
+        # a dtype with a 1 GB item size
+        (b"\x80\x02cnumpy\ndtype\nX\x0b\x00\x00\x00V1000000000\x85R.", "refusing dtype"),
+    ],
+    ids=["memo-bomb", "ndarray-call", "reconstruct-shape", "reconstruct-subtype", "bytes", "dtype"],
+)
+def test_hostile_allocations_refused(tmp_path: Path, blob: bytes, message: str) -> None:
+    from longtail.data import safe_unpickle
+
+    path = tmp_path / "meta"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match=r"meta: unsafe or malformed pickle: .*" + message):
+        safe_unpickle(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_object_arrays_refused(tmp_path: Path, protocol: int) -> None:
+    # numpy's ndarray.__setstate__ trusts the shape of an object array and reads past the end of a
+    # shorter list, so object arrays are never built
+    from longtail.data import safe_unpickle
+
+    path = tmp_path / "meta"
+    path.write_bytes(pickle.dumps({"a": np.array([1, "x", None], dtype=object)}, protocol=protocol))
+    with pytest.raises(ValueError, match=r"refusing dtype 'O8'"):
+        safe_unpickle(path)
+
+
+def test_array_state_must_match_its_bytes(tmp_path: Path) -> None:
+    from longtail.data import safe_unpickle
+
+    blob = pickle.dumps(np.zeros((2, 3), np.uint8), protocol=2)
+    path = tmp_path / "meta"
+    # the state claims (2, 2**28) but holds 6 bytes
+    path.write_bytes(_patched(blob, b"K\x01K\x02K\x03\x86", b"K\x01K\x02J\x00\x00\x00\x10\x86"))
+    with pytest.raises(ValueError, match=r"needs 536870912 bytes, the pickle holds 6"):
+        safe_unpickle(path)
+
+
+def test_forged_dtype_flags_are_ignored(tmp_path: Path) -> None:
+    # flags 63 claim the uint64 dtype holds Python objects; numpy would trust them (and fail
+    # inside C code); the restricted unpickler takes only the byte order from a dtype's state
+    from longtail.data import safe_unpickle
+
+    blob = pickle.dumps(np.arange(3, dtype=np.uint64), protocol=2)
+    tail = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+    path = tmp_path / "meta"
+    path.write_bytes(_patched(blob, tail, tail[:-3] + b"K?t"))
+    out = safe_unpickle(path)
+    assert type(out) is np.ndarray and out.dtype == np.uint64 and out.dtype.flags == 0
+    np.testing.assert_array_equal(out, [0, 1, 2])
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_safe_unpickle_round_trips_numeric_arrays(tmp_path: Path, protocol: int) -> None:
+    from longtail.data import safe_unpickle
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 256, (3, 4), dtype=np.uint8),
+        rng.standard_normal((2, 3)).astype(">f4"),  # big-endian
+        np.asfortranarray(rng.standard_normal((3, 2))),
+        rng.standard_normal((4, 5))[:, ::2],  # not contiguous
+        np.arange(24, dtype=np.int16)
+        .reshape(2, 3, 4)
+        .transpose(2, 0, 1),  # order "K" in protocol 5
+        np.array([True, False]),
+        np.arange(5, dtype=np.int64),
+        np.array(3.5),
+        np.zeros((0, 3), np.uint8),
+        (rng.standard_normal(3) + 1j).astype(np.complex64),
+    ]
+    obj = {"arrays": arrays, b"pair": (arrays[0], arrays[0]), "empty": b"", "s": "x"}
+    path = tmp_path / "p"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    out = safe_unpickle(path)
+    assert out.keys() == obj.keys() and out["empty"] == b"" and out["s"] == "x"
+    for got, want in zip(
+        [*out["arrays"], *out[b"pair"]], [*arrays, arrays[0], arrays[0]], strict=True
+    ):
+        assert type(got) is np.ndarray
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
 
 
 def test_cifar_malformed_batches(tmp_path: Path) -> None:
@@ -515,6 +675,7 @@ def test_xml_with_doctype_refused(tmp_path: Path) -> None:
         ("abc,1,0", r"'abc' is not a number"),
         ("1,0,2", r"label 'y' has value '2', expected 0 or 1"),
         ("{0 1, 7 1}", r"sparse index 7 outside"),
+        ("{0 1, 0 2}", r"sparse index 0 appears twice"),
         ("{0 1, x 1}", r"sparse index 'x' is not an integer"),
         ("{0 1, 2}", r"is not 'index value'"),
         ("{0 1", r"sparse row without a closing"),
@@ -658,3 +819,50 @@ def test_load_mat_errors(tmp_path: Path) -> None:
         load_mat(tmp_path / "h.mat")
     with pytest.raises(ValueError, match="features"):
         load_mat(tmp_path / "e.mat", features="")
+
+
+def test_load_mat_sparse_too_large_to_densify(tmp_path: Path) -> None:
+    # a few hundred bytes can declare a 10^5 x 10^5 sparse matrix (80 GB dense)
+    import scipy.sparse
+    from scipy.io import savemat
+
+    x = scipy.sparse.csc_matrix(([1.0], ([0], [0])), shape=(100_000, 100_000))
+    path = tmp_path / "sparse.mat"
+    savemat(path, {"X": x, "Y": np.zeros((100_000, 1))}, do_compression=True)
+    assert path.stat().st_size < 4096
+    with pytest.raises(
+        ValueError, match=r"sparse\.mat: sparse variable 'X' has shape \(100000, 100000\)"
+    ):
+        load_mat(path)
+
+
+@pytest.mark.parametrize("fmt", ["4", "5"])
+def test_load_mat_header_promising_more_than_the_file_holds(tmp_path: Path, fmt: str) -> None:
+    import struct
+
+    from scipy.io import savemat
+
+    path = tmp_path / "lie.mat"
+    savemat(path, {"X": np.zeros((2, 3)), "Y": np.zeros((2, 1))}, format=fmt)  # type: ignore[arg-type]
+    blob = path.read_bytes()
+    if fmt == "4":  # v4 header of the first matrix: type, rows, columns, imagf, name length
+        blob = blob[:4] + struct.pack("<ii", 100_000, 100_000) + blob[12:]
+    else:  # v5 dimensions sub-element (miINT32, 8 bytes, 2, 3)
+        blob = _patched(
+            blob, struct.pack("<iiii", 5, 8, 2, 3), struct.pack("<iiii", 5, 8, 100_000, 100_000)
+        )
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match=r"lie\.mat: cannot read \.mat file"):
+        load_mat(path)
+
+
+def test_load_mat_truncated_and_missing(tmp_path: Path) -> None:
+    from scipy.io import savemat
+
+    path = tmp_path / "t.mat"
+    savemat(path, {"X": np.ones((20, 30)), "Y": np.zeros((20, 1))})
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"t\.mat: cannot read \.mat file"):
+        load_mat(path)
+    with pytest.raises(FileNotFoundError):
+        load_mat(tmp_path / "absent.mat")

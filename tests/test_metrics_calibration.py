@@ -144,3 +144,16 @@ def test_matches_torchmetrics_on_random_data() -> None:
         logits.softmax(1), target, num_classes=5, n_bins=15, norm="l1"
     )
     assert expected_calibration_error(logits, target) == pytest.approx(float(ref), abs=1e-6)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_bad_infinite_logits(value: float) -> None:
+    # softmax of a row holding +inf is NaN: the ECE would silently become NaN
+    logits = torch.tensor([[value, 0.0], [1.0, 0.0]])
+    target = torch.tensor([0, 0])
+    with pytest.raises(ValueError, match="logits contains inf"):
+        expected_calibration_error(logits, target)
+    with pytest.raises(ValueError, match="logits contains inf"):
+        ExpectedCalibrationError().update(logits, target)
+    with pytest.raises(ValueError, match="logits contains inf"):
+        reliability_diagram_data(logits, target)

@@ -347,3 +347,15 @@ def test_bad_update_width_class() -> None:
 def test_bad_n_bins_single_label() -> None:
     with pytest.raises(ValueError, match="n_bins"):
         SingleLabelMetrics(3, [1, 2, 3], n_bins=0)
+
+
+def test_infinite_logits_argmax_metrics_ok_but_ece_refuses() -> None:
+    logits = torch.tensor([[math.inf, 0.0], [-math.inf, 0.0], [1.0, 0.0]])
+    target = torch.tensor([0, 1, 1])
+    # the arg-max is well defined, so the confusion-matrix metrics accept +-inf
+    assert accuracy(logits, target) == pytest.approx(2 / 3)
+    assert balanced_accuracy(logits, target) == pytest.approx(0.75)
+    m = SingleLabelMetrics(2, [10, 5])
+    with pytest.raises(ValueError, match="logits contains inf"):
+        m.update(logits, target)
+    assert int(m.confusion().sum()) == 0  # refused before any state changed

@@ -140,6 +140,7 @@ def _assert_same(a: Any, b: Any, key: str) -> None:
         assert a == pytest.approx(b, abs=1e-12), key
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_equals_single_process(tmp_path: Path) -> None:
     if not dist.is_available() or not dist.is_gloo_available():

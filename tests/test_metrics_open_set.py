@@ -220,3 +220,20 @@ def test_bad_class_target_range() -> None:
 def test_bad_class_logits_width() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         OpenSetMetrics(3).update(torch.zeros(2, 4), torch.tensor([0, 1]))
+
+
+def test_infinite_logits_with_softmax_refused() -> None:
+    known = torch.tensor([[math.inf, 0.0], [0.0, 1.0]])
+    target = torch.tensor([0, 1])
+    unknown = torch.tensor([[0.5, 0.5]])
+    with pytest.raises(ValueError, match="known_logits contains inf"):
+        oscr(known, target, unknown, softmax=True)
+    with pytest.raises(ValueError, match="unknown_logits contains inf"):
+        oscr(unknown.repeat(2, 1), target, known, softmax=True)
+    with pytest.raises(ValueError, match="logits contains inf"):
+        OpenSetMetrics(2, softmax=True).update(known, target)
+    # on the maximum logit itself +inf is a valid (extreme) score: all known samples above unknowns
+    assert oscr(known, target, unknown) == pytest.approx(1.0)
+    m = OpenSetMetrics(2)
+    m.update(torch.cat([known, unknown]), torch.tensor([0, 1, -1]))
+    assert m.compute()["auroc"] == pytest.approx(1.0)

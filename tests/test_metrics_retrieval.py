@@ -117,3 +117,12 @@ def test_bad_embedding_dim_change() -> None:
     m.update(torch.randn(3, 2), torch.arange(3))
     with pytest.raises(ValueError, match="embeddings"):
         m.update(torch.randn(3, 4), torch.arange(3))
+
+
+def test_bad_infinite_embeddings() -> None:
+    emb = torch.tensor([[float("inf")], [0.0], [1.0]])
+    labels = torch.tensor([0, 0, 1])
+    with pytest.raises(ValueError, match="embeddings contains inf"):
+        recall_at_k(emb, labels, ks=(1,))
+    with pytest.raises(ValueError, match="embeddings contains inf"):
+        RecallAtK(ks=(1,)).update(emb, labels)

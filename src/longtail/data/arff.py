@@ -245,9 +245,9 @@ def load_multilabel_arff(
 
     Raises:
         ValueError: malformed header, unknown / unsupported attribute type (``string``, ``date``,
-            ``relational``), wrong number of values in a row, bad sparse index, a value that is not
-            a number / not a declared nominal value, a label outside {0, 1}, label attributes not
-            found. The message names the file and the line number.
+            ``relational``), wrong number of values in a row, bad or repeated sparse index, a
+            value that is not a number / not a declared nominal value, a label outside {0, 1},
+            label attributes not found. The message names the file and the line number.
         TypeError: ``labels`` of an unsupported type.
     """
     if labels is not None and not isinstance(labels, (str, os.PathLike, int, Sequence)):
@@ -360,6 +360,7 @@ def _parse_row(
             entries = _split_values(body)
         except ValueError as exc:
             raise ValueError(f"{path}:{lineno}: {exc}") from exc
+        seen: set[int] = set()
         for entry in entries:
             parts = entry.strip().split(None, 1)
             if len(parts) != 2:
@@ -376,6 +377,9 @@ def _parse_row(
                 raise ValueError(
                     f"{path}:{lineno}: sparse index {j} outside [0, {n_attr}) attributes"
                 )
+            if j in seen:
+                raise ValueError(f"{path}:{lineno}: sparse index {j} appears twice")
+            seen.add(j)
             row[j] = _convert(path, lineno, attributes[j], parts[1], j in label_set, j)
         return row
     try:

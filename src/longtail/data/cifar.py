@@ -8,11 +8,12 @@ everything else with :class:`pickle.UnpicklingError`.
 
 from __future__ import annotations
 
-import importlib
 import io
+import math
 import os
 import pickle
-from collections.abc import Callable, Mapping
+import pickletools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,163 @@ _CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 _IMAGE_BYTES = 3 * 32 * 32
 
 
-def _numpy_reconstruct() -> Callable[..., Any]:
-    try:
-        module = importlib.import_module("numpy._core.multiarray")
-    except ImportError:  # numpy < 2
-        module = importlib.import_module("numpy.core.multiarray")
-    reconstruct: Callable[..., Any] = module._reconstruct
-    return reconstruct
+_SAFE_KINDS = frozenset("biufc")  # bool, signed / unsigned int, float, complex
+
+
+class _DtypeSpec:
+    """What the restricted unpickler builds for ``numpy.dtype(...)``.
+
+    A live numpy dtype would receive the pickle's ``__setstate__`` (byte order, item size,
+    flags); numpy trusts some of those fields, and forged flags make it crash. This holder
+    accepts only plain numeric dtypes (bool, int, uint, float, complex: no objects, strings,
+    records or sub-arrays), takes only the byte order from the state, and is turned into a fresh
+    :class:`numpy.dtype` when an array is built.
+    """
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, obj: Any, align: Any = False, copy: Any = False) -> None:
+        if isinstance(obj, bytes):
+            obj = obj.decode("latin-1")
+        if not isinstance(obj, str):
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({obj!r}) (only type codes)")
+        try:
+            dtype = np.dtype(obj)
+        except TypeError as exc:
+            raise pickle.UnpicklingError(f"bad dtype code {obj!r}: {exc}") from exc
+        if dtype.kind not in _SAFE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise pickle.UnpicklingError(
+                f"refusing dtype {obj!r} (only bool / int / uint / float / complex arrays)"
+            )
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment,
+        # flags[, metadata]); only the byte order matters for a plain numeric dtype.
+        if (
+            not isinstance(state, tuple)
+            or len(state) < 5
+            or state[1] not in ("<", ">", "|", "=")
+            or any(part is not None for part in state[2:5])
+        ):
+            raise pickle.UnpicklingError(f"refusing dtype state {str(state)[:80]}")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _NdarrayType:
+    """Stand-in that ``find_class`` returns for ``numpy.ndarray``.
+
+    A numpy pickle only passes ``numpy.ndarray`` as the first argument of ``_reconstruct``; it never
+    calls it. Returning the real class would let a pickle call ``numpy.ndarray(shape)`` and allocate
+    whatever the pickle asks for, so the restricted unpickler hands out this inert marker instead.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _NdarrayType:
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray from a pickle")
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise pickle.UnpicklingError(f"bad array shape {str(shape)[:80]}")
+    return shape
+
+
+class _ArrayPlaceholder:
+    """What ``_reconstruct`` returns; its ``__setstate__`` builds the array from the state's bytes.
+
+    numpy pickles an array as ``_reconstruct(numpy.ndarray, (0,), b"b")`` followed by
+    ``__setstate__((version, shape, dtype, is_fortran, raw_bytes))``. Here the array is
+    ``numpy.frombuffer(raw_bytes, dtype).reshape(shape)`` after checking that ``raw_bytes`` holds
+    exactly ``prod(shape) * itemsize`` bytes, so its size is that of data present in the file
+    (numpy's own ``__setstate__`` reads past the end of a short object list). Placeholders are
+    replaced by their arrays when loading ends.
+    """
+
+    __slots__ = ("array",)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError(f"bad ndarray state {str(state)[:80]}")
+        shape, spec, fortran, raw = state[-4:]
+        shape = _check_shape(shape)
+        if not isinstance(spec, _DtypeSpec):
+            raise pickle.UnpicklingError("ndarray state without an allowed dtype")
+        if isinstance(raw, str):  # Python 2 str read with encoding="latin1"
+            raw = raw.encode("latin-1")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError(f"ndarray data of type {type(raw).__name__}")
+        need = math.prod(shape) * spec.dtype.itemsize
+        if len(raw) != need:
+            raise pickle.UnpicklingError(
+                f"ndarray of shape {shape} and dtype {spec.dtype} needs {need} bytes, "
+                f"the pickle holds {len(raw)}"
+            )
+        flat = np.frombuffer(raw, dtype=spec.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> _ArrayPlaceholder:
+    """``numpy.core.multiarray._reconstruct`` limited to what numpy's own pickles pass."""
+    if subtype is not _NdarrayType:
+        raise pickle.UnpicklingError("refusing _reconstruct of anything but numpy.ndarray")
+    if math.prod(_check_shape(shape)) != 0:
+        raise pickle.UnpicklingError(
+            f"refusing _reconstruct with shape {shape!r} (numpy pickles use an empty shape)"
+        )
+    return _ArrayPlaceholder()
+
+
+def _safe_frombuffer(
+    buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None
+) -> np.ndarray:
+    """``numpy._core.numeric._frombuffer`` (protocol-5 numpy pickles): a view of bytes in the file.
+
+    The array is ``numpy.frombuffer(buf, dtype).reshape(shape)``, so its size is that of ``buf``.
+    """
+    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError(f"refusing _frombuffer on a {type(buf).__name__}")
+    if not isinstance(dtype, _DtypeSpec):
+        raise pickle.UnpicklingError("refusing _frombuffer without an allowed dtype")
+    if order not in ("C", "F", "A", "K"):
+        raise pickle.UnpicklingError(f"refusing _frombuffer with order {order!r}")
+    view = memoryview(buf.raw() if isinstance(buf, pickle.PickleBuffer) else buf)
+    array = np.frombuffer(view, dtype=dtype.dtype)
+    if order == "K" and axis_order is not None:
+        result: np.ndarray = array.reshape(_check_shape(shape), order="C").transpose(axis_order)
+    else:
+        result = array.reshape(_check_shape(shape), order=order)
+    return result
+
+
+def _resolve_arrays(obj: Any, seen: dict[int, Any] | None = None) -> Any:
+    """Replace every :class:`_ArrayPlaceholder` in dicts / lists / tuples by its array."""
+    if seen is None:
+        seen = {}
+    if isinstance(obj, _ArrayPlaceholder):
+        if not hasattr(obj, "array"):
+            raise pickle.UnpicklingError("ndarray without state")
+        return obj.array
+    if isinstance(obj, _DtypeSpec):
+        return obj.dtype
+    if not isinstance(obj, (dict, list, tuple)):
+        return obj
+    if id(obj) in seen:
+        return seen[id(obj)]
+    if isinstance(obj, dict):
+        seen[id(obj)] = obj
+        for key in list(obj):
+            obj[key] = _resolve_arrays(obj[key], seen)
+        return obj
+    if isinstance(obj, list):
+        seen[id(obj)] = obj
+        obj[:] = [_resolve_arrays(item, seen) for item in obj]
+        return obj
+    resolved = tuple(_resolve_arrays(item, seen) for item in obj)
+    seen[id(obj)] = resolved
+    return resolved
 
 
 def _codecs_encode_latin1(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -47,30 +198,82 @@ def _codecs_encode_latin1(obj: str, encoding: str = "utf-8", errors: str = "stri
     return obj.encode("latin-1", errors)
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals needed to rebuild numpy arrays.
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as protocol-0/1 pickles of ``b""`` call it; ``bytes(n)`` would allocate n."""
+    if args:
+        raise pickle.UnpicklingError("refusing bytes(...) with arguments in a pickle")
+    return b""
 
-    Allowed: ``numpy.core.multiarray._reconstruct`` and its ``numpy._core`` alias,
-    ``numpy.ndarray``, ``numpy.dtype`` and ``_codecs.encode`` with the ``latin1`` encoding (used
-    by Python 3 protocol-2 pickles for ``bytes``). Builtin containers, strings, bytes and numbers
-    need no globals. Any other global (``os.system``, ``builtins.eval``,
-    ``subprocess.Popen``, ...) raises :class:`pickle.UnpicklingError` before it is called.
+
+_MULTIARRAY = {"numpy.core.multiarray", "numpy._core.multiarray"}
+_NUMERIC = {"numpy.core.numeric", "numpy._core.numeric"}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals needed to rebuild plain numeric numpy arrays.
+
+    ``find_class`` allows:
+
+    - ``numpy.core.multiarray._reconstruct`` (and its ``numpy._core`` alias), limited to the empty
+      placeholder numpy's pickles create; the array is then built from the bytes of its state by
+      ``numpy.frombuffer`` after checking their length against the shape (numpy's own
+      ``ndarray.__setstate__`` is never called);
+    - ``numpy.ndarray`` only as an inert marker for that function (it cannot be called, so a pickle
+      cannot allocate an array of a size it merely names);
+    - ``numpy.dtype`` for bool / int / uint / float / complex type codes only (no object, string or
+      record dtypes; numpy's ``dtype.__setstate__`` is never called either);
+    - ``numpy.core.numeric._frombuffer`` (protocol-5 numpy pickles), again via ``frombuffer``;
+    - ``_codecs.encode`` with the ``latin1`` encoding (how Python 3 protocol-0 to 2 pickles store
+      ``bytes``) and ``bytes()`` without arguments (how they store ``b""``).
+
+    Builtin containers, strings, bytes and numbers need no globals. Any other global
+    (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ``functools.partial``,
+    ``numpy.load``, ...) raises :class:`pickle.UnpicklingError` before it is called.
+
+    Loading through this class directly leaves placeholder objects where arrays belong; use
+    :func:`safe_unpickle`, which also checks the opcode stream first and replaces them.
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        if name == "_reconstruct" and module in {"numpy.core.multiarray", "numpy._core.multiarray"}:
-            return _numpy_reconstruct()
+        if module in _MULTIARRAY and name == "_reconstruct":
+            return _safe_reconstruct
+        if module in _NUMERIC and name == "_frombuffer":
+            return _safe_frombuffer
         if module == "numpy" and name == "ndarray":
-            return np.ndarray
+            return _NdarrayType
         if module == "numpy" and name == "dtype":
-            return np.dtype
+            return _DtypeSpec
         if module == "_codecs" and name == "encode":
             return _codecs_encode_latin1
+        if module in {"builtins", "__builtin__"} and name == "bytes":
+            return _empty_bytes
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a pickle")
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the opcodes without executing them; refuse memo indices no real pickle uses.
+
+    CPython's unpickler grows its memo table to twice the largest index a ``PUT`` names, so a
+    9-byte pickle with ``LONG_BINPUT 2**31`` would allocate (and zero) tens of GiB. Picklers
+    number memo entries consecutively (from 0; Python 2's ``cPickle`` from 1), so an index never
+    exceeds the number of opcodes before it, which bounds the memo table by the file size.
+    """
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(io.BytesIO(data)), start=1):
+        if opcode.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
+            raise pickle.UnpicklingError(
+                f"memo index {arg!r} at opcode {count} (larger than any real pickle uses: "
+                f"a memory bomb?)"
+            )
 
 
 def safe_unpickle(path: str | os.PathLike[str]) -> Any:
     """Unpickle ``path`` with :class:`RestrictedUnpickler` (latin-1 for Python 2 strings).
+
+    The opcode stream is first walked with :func:`pickletools.genops` (nothing is executed) and
+    memo indices larger than the number of opcodes before them are refused (CPython would allocate
+    a memo table of that size). Arrays are built only from bytes present in the file, so memory
+    use is bounded by a small multiple of the file size.
 
     Raises:
         ValueError: the pickle is malformed or asks for a forbidden global (message names the
@@ -78,10 +281,11 @@ def safe_unpickle(path: str | os.PathLike[str]) -> Any:
     """
     data = Path(path).read_bytes()
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        _check_opcodes(data)
+        return _resolve_arrays(RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load())
     except pickle.UnpicklingError as exc:
         raise ValueError(f"{path}: unsafe or malformed pickle: {exc}") from exc
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except Exception as exc:  # anything else a malformed file can raise inside pickle / numpy
         raise ValueError(f"{path}: malformed pickle: {exc!r}") from exc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,20 @@ from longtail.data._types import LabeledTensors
 
 __all__ = ["load_mat"]
 
+#: Largest dense matrix (elements) a sparse variable is expanded to: 2**28, 1 GiB as float32.
+#: A sparse matrix's shape is only a header field; a few hundred bytes can claim 10^5 x 10^5.
+_MAX_DENSE_ELEMENTS = 1 << 28
+
 
 def _dense(path: Path, key: str, value: Any) -> np.ndarray:
     if hasattr(value, "toarray"):  # scipy.sparse matrix
+        shape = tuple(int(d) for d in value.shape)
+        if math.prod(shape) > _MAX_DENSE_ELEMENTS:
+            raise ValueError(
+                f"{path}: sparse variable {key!r} has shape {shape}; densifying it would need "
+                f"{math.prod(shape)} elements (more than {_MAX_DENSE_ELEMENTS}); load it with "
+                f"scipy.io.loadmat and keep it sparse"
+            )
         value = value.toarray()
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
         raise ValueError(f"{path}: variable {key!r} is not a numeric matrix")
@@ -27,7 +40,10 @@ def load_mat(
 ) -> LabeledTensors:
     """Load features and labels stored as two variables of a MATLAB ``.mat`` file.
 
-    scipy is imported lazily. Sparse matrices are densified.
+    scipy is imported lazily. Sparse matrices are densified, up to ``2**28`` elements (larger
+    ones raise ``ValueError`` instead of allocating what a header claims). The file is read into
+    memory first and parsed from there, so a header that promises more data than the file holds
+    fails instead of allocating.
 
     Orientation: features are ``(N, F)`` (one row per sample). If their row count does not match
     the labels but their column count does, they are transposed. Multi-label matrices may be
@@ -51,9 +67,11 @@ def load_mat(
         ``class_names`` is ``None``.
 
     Raises:
-        ValueError: variable missing or non-numeric, shapes that cannot be matched, non-integer
+        ValueError: unreadable / malformed file, variable missing or non-numeric, a sparse
+            variable too large to densify, shapes that cannot be matched, non-integer
             single-label values, multi-label values outside ``{0, 1}`` / ``{-1, 1}``. The message
             names the file.
+        FileNotFoundError: ``path`` does not exist.
         ImportError: scipy missing (``pip install longtail[cli]``).
     """
     try:
@@ -67,14 +85,15 @@ def load_mat(
     if not isinstance(labels, str) or not labels:
         raise ValueError(f"labels: expected a variable name, got {labels!r}")
     file = Path(path)
+    # scipy is given the bytes, not the path: its v4 reader asks the stream for as many bytes as a
+    # matrix header claims, which an OS file object allocates up front; BytesIO returns what exists.
+    raw = file.read_bytes()
     try:
-        content = scipy.io.loadmat(file, variable_names=[features, labels])
+        content = scipy.io.loadmat(io.BytesIO(raw), variable_names=[features, labels])
     except NotImplementedError as exc:
         raise ValueError(f"{file}: unsupported .mat version (v7.3 / HDF5?): {exc}") from exc
-    except (ValueError, TypeError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{file}: cannot read .mat file: {exc}") from exc
+    except Exception as exc:  # whatever a malformed file makes scipy raise
+        raise ValueError(f"{file}: cannot read .mat file: {exc!r}") from exc
     for key, arg in ((features, "features"), (labels, "labels")):
         if key not in content:
             raise ValueError(f"{arg}: variable {key!r} not found in {file}")

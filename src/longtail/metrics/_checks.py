@@ -41,6 +41,13 @@ def check_float_matrix(name: str, value: object) -> Tensor:
     return t
 
 
+def check_finite(name: str, t: Tensor, why: str) -> Tensor:
+    """Refuse +-inf in ``t`` (NaN is refused by the other checks); ``why`` says what needs it."""
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains inf; {why}")
+    return t
+
+
 def check_float_vector(name: str, value: object) -> Tensor:
     """A floating-point (N,) tensor without NaN."""
     t = check_tensor(name, value)

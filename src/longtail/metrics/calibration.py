@@ -9,7 +9,9 @@ the prediction is ``argmax_c logits_i``. The interval [0, 1] is cut into ``n_bin
         = (1 / N) * sum_b | sum_{i in B_b} correct_i - sum_{i in B_b} p_i |
 
 with ``acc(B_b)`` the accuracy and ``conf(B_b)`` the mean confidence of the bin. Empty bins contribute
-nothing; an empty input gives NaN. The softmax is computed in float64.
+nothing; an empty input gives NaN. The softmax is computed in float64. Logits must be finite (NaN and
++-inf raise ``ValueError``: ``softmax`` of a row holding ``inf`` is NaN and would silently turn the
+accumulated ECE into NaN).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import torch
 from torch import Tensor
 
 from longtail.metrics._base import Metric
-from longtail.metrics._checks import check_float_matrix, check_labels, check_positive_int
+from longtail.metrics._checks import (
+    check_finite,
+    check_float_matrix,
+    check_labels,
+    check_positive_int,
+)
+
+_FINITE_WHY = "the softmax confidence of the ECE needs finite logits"
 
 __all__ = [
     "ExpectedCalibrationError",
@@ -59,7 +68,7 @@ def _ece_from_bins(count: Tensor, conf_sum: Tensor, correct_sum: Tensor) -> floa
 
 def _checked(logits: object, target: object, n_bins: object) -> tuple[Tensor, Tensor, int]:
     nb = check_positive_int("n_bins", n_bins)
-    lg = check_float_matrix("logits", logits)
+    lg = check_finite("logits", check_float_matrix("logits", logits), _FINITE_WHY)
     tg = check_labels("target", target, lg.shape[0], lg.shape[1])
     return lg, tg, nb
 

@@ -27,12 +27,13 @@ from longtail.metrics._base import Metric
 from longtail.metrics._checks import (
     CountsLike,
     check_counts,
+    check_finite,
     check_float_matrix,
     check_labels,
     check_num_classes,
     check_positive_int,
 )
-from longtail.metrics.calibration import _ece_bin_sums, _ece_from_bins, _reliability
+from longtail.metrics.calibration import _FINITE_WHY, _ece_bin_sums, _ece_from_bins, _reliability
 
 ShotMode = Literal["thresholds", "terciles"]
 T = TypeVar("T")
@@ -338,9 +339,9 @@ class SingleLabelMetrics(Metric[dict[str, float]]):
         self._add_sum_state("bin_correct", torch.zeros(n_bins, dtype=torch.int64))
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int in ``[0, C)``."""
+        """Add a batch: ``logits`` (B, C) finite float, ``target`` (B,) int in ``[0, C)``."""
         lg, tg, _ = _checked(logits, target, self.num_classes)
-        lg = lg.detach()
+        lg = check_finite("logits", lg.detach(), _FINITE_WHY)
         self._accumulate("confmat", _confusion(lg.argmax(dim=1), tg, self.num_classes))
         count, conf, correct = _ece_bin_sums(lg, tg, self.n_bins)
         self._accumulate("bin_count", count)

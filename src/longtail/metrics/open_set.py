@@ -39,6 +39,7 @@ from torch import Tensor
 from longtail.metrics._base import Metric
 from longtail.metrics._checks import (
     check_bool_vector,
+    check_finite,
     check_float_matrix,
     check_float_vector,
     check_labels,
@@ -107,6 +108,9 @@ def open_set_aupr(unknown_scores: Tensor, is_unknown: Tensor) -> dict[str, float
     return _aupr(sc, unk)
 
 
+_SOFTMAX_WHY = "softmax=True needs finite logits (softmax of a row holding inf is NaN)"
+
+
 def _known_scores(logits: Tensor, softmax: bool) -> Tensor:
     x = logits.detach().to(torch.float64)
     if softmax:
@@ -132,6 +136,9 @@ def oscr(
     kl = check_float_matrix("known_logits", known_logits)
     kt = check_labels("known_target", known_target, kl.shape[0], kl.shape[1])
     ul = check_float_matrix("unknown_logits", unknown_logits)
+    if softmax:
+        check_finite("known_logits", kl, _SOFTMAX_WHY)
+        check_finite("unknown_logits", ul, _SOFTMAX_WHY)
     if ul.shape[1] != kl.shape[1]:
         raise ValueError(
             f"unknown_logits has {ul.shape[1]} columns but known_logits has {kl.shape[1]}"
@@ -169,6 +176,8 @@ class OpenSetMetrics(Metric[dict[str, float]]):
     def update(self, logits: Tensor, target: Tensor, unknown_scores: Tensor | None = None) -> None:
         """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int (-1 = unknown), optional scores."""
         lg = check_float_matrix("logits", logits)
+        if self.softmax:
+            check_finite("logits", lg, _SOFTMAX_WHY)
         if lg.shape[1] != self.num_classes:
             raise ValueError(f"logits has {lg.shape[1]} columns but num_classes={self.num_classes}")
         tg = check_labels("target", target, lg.shape[0], None)

@@ -8,7 +8,8 @@ nearest other samples of query i::
 (a hit if *any* of the k nearest neighbours shares the query's label). Queries whose label occurs only
 once still count in the denominator (they can never hit). Distances are Euclidean (default) or cosine
 (``1 - cos``), computed in float64; neighbours at equal distance are ordered by index (stable sort), so
-the result is deterministic.
+the result is deterministic. Embeddings must be finite (NaN / inf raise ``ValueError``: distances to an
+infinite point are NaN or inf and would make the ranking meaningless).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import torch
 from torch import Tensor
 
 from longtail.metrics._base import Metric
-from longtail.metrics._checks import check_float_matrix, check_labels
+from longtail.metrics._checks import check_finite, check_float_matrix, check_labels
 
 __all__ = ["RecallAtK", "recall_at_k"]
 
 Distance = Literal["euclidean", "cosine"]
 _CHUNK = 1024
+_FINITE_WHY = "distances to an infinite point are undefined"
 
 
 def _check_ks(ks: object) -> tuple[int, ...]:
@@ -95,7 +97,7 @@ def recall_at_k(
     """
     kk = _check_ks(ks)
     dist = _check_distance(distance)
-    emb = check_float_matrix("embeddings", embeddings)
+    emb = check_finite("embeddings", check_float_matrix("embeddings", embeddings), _FINITE_WHY)
     lab = check_labels("labels", labels, emb.shape[0], None)
     return _recall(emb, lab, kk, dist)
 
@@ -119,7 +121,7 @@ class RecallAtK(Metric[dict[int, float]]):
 
     def update(self, embeddings: Tensor, labels: Tensor) -> None:
         """Add a batch: ``embeddings`` (B, D) float, ``labels`` (B,) int."""
-        emb = check_float_matrix("embeddings", embeddings)
+        emb = check_finite("embeddings", check_float_matrix("embeddings", embeddings), _FINITE_WHY)
         lab = check_labels("labels", labels, emb.shape[0], None)
         if self._cat_states["embeddings"]:
             d = self._cat_states["embeddings"][0].shape[1]
