@@ -18,6 +18,7 @@ alive at once, independent of the machine's other load.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -66,8 +67,14 @@ class PeakMemory(TorchDispatchMode):
 # ------------------------------------------------------------------ plain reference versions
 
 
-def reference_asl(z: Tensor, y: Tensor, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
-                  clip: float = 0.05, eps: float = 1e-8) -> Tensor:
+def reference_asl(
+    z: Tensor,
+    y: Tensor,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    eps: float = 1e-8,
+) -> Tensor:
     """ASL as the official code computes it (probabilities, eps clamps, pow), mean over elements."""
     p = torch.sigmoid(z)
     xs_pos = p
@@ -82,7 +89,9 @@ def reference_asl(z: Tensor, y: Tensor, gamma_neg: float = 4.0, gamma_pos: float
     return -loss.sum() / z.numel()
 
 
-def reference_sigmoid_focal(z: Tensor, y: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
+def reference_sigmoid_focal(
+    z: Tensor, y: Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> Tensor:
     """Sigmoid focal loss as the RetinaNet / torchvision code computes it."""
     p = torch.sigmoid(z)
     ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
@@ -136,8 +145,9 @@ def peak_bytes(fn: Callable[[Tensor], Tensor], z: Tensor) -> int:
     return mode.peak
 
 
-def compare(base: Callable[[Tensor], Tensor], other: Callable[[Tensor], Tensor], z: Tensor,
-            reps: int) -> tuple[float, float, float, float]:
+def compare(
+    base: Callable[[Tensor], Tensor], other: Callable[[Tensor], Tensor], z: Tensor, reps: int
+) -> tuple[float, float, float, float]:
     """(median base seconds, median other seconds, time ratio, peak-memory ratio)."""
     for _ in range(3):
         step(base, z)
@@ -160,15 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--markdown", type=Path, default=None,
-                        help="also write the tables to this markdown file")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="also write the tables to this markdown file"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     rows: list[str] = []
-    header = ("| loss | base | N x C | base ms | loss ms | time / base | peak mem / base |\n"
-              "|---|---|---|---:|---:|---:|---:|")
+    header = (
+        "| loss | base | N x C | base ms | loss ms | time / base | peak mem / base |\n"
+        "|---|---|---|---:|---:|---:|---:|"
+    )
     rows.append(header)
     worst: dict[str, float] = {}
     for n, c in SHAPES:
@@ -186,44 +199,64 @@ def main(argv: list[str] | None = None) -> int:
                 def base(x: Tensor, t: Tensor = t) -> Tensor:
                     return F.binary_cross_entropy_with_logits(x, t)
 
-            def loss(x: Tensor, spec: LossSpec = spec, t: Tensor = t,
-                     kw: dict[str, Any] = kw) -> Tensor:
+            def loss(
+                x: Tensor, spec: LossSpec = spec, t: Tensor = t, kw: dict[str, Any] = kw
+            ) -> Tensor:
                 return spec.function(x, t, **kw)
 
             mb, mo, ratio, mem = compare(base, loss, z, args.reps)
             if (n, c) != SHAPES[0]:
                 worst[name] = max(worst.get(name, 0.0), ratio)
-            rows.append(f"| {name} | {base_name} | {n} x {c} | {1e3 * mb:.3f} | {1e3 * mo:.3f} | "
-                        f"{ratio:.2f} | {mem:.2f} |")
+            rows.append(
+                f"| {name} | {base_name} | {n} x {c} | {1e3 * mb:.3f} | {1e3 * mo:.3f} | "
+                f"{ratio:.2f} | {mem:.2f} |"
+            )
             print(rows[-1], flush=True)
 
-    ref_rows = ["| loss | N x C | reference ms | longtail ms | speed-up | reference peak mem / longtail |",
-                "|---|---|---:|---:|---:|---:|"]
+    ref_rows = [
+        "| loss | N x C | reference ms | longtail ms | speed-up | reference peak mem / longtail |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for n, c in SHAPES:
         zs, ts = inputs("single-label", n, c)
         zm, ym = inputs("multi-label", n, c)
         pairs = [
-            ("asymmetric (gamma_neg 4, clip 0.05)", zm,
-             lambda x: reference_asl(x, ym), lambda x: LOSSES["asymmetric"].function(x, ym)),
-            ("sigmoid-focal (gamma 2, alpha 0.25)", zm,
-             lambda x: reference_sigmoid_focal(x, ym),
-             lambda x: LOSSES["sigmoid-focal"].function(x, ym)),
-            ("focal, softmax (gamma 2)", zs,
-             lambda x: reference_softmax_focal(x, ts), lambda x: LOSSES["focal"].function(x, ts)),
+            (
+                "asymmetric (gamma_neg 4, clip 0.05)",
+                zm,
+                functools.partial(reference_asl, y=ym),
+                functools.partial(LOSSES["asymmetric"].function, targets=ym),
+            ),
+            (
+                "sigmoid-focal (gamma 2, alpha 0.25)",
+                zm,
+                functools.partial(reference_sigmoid_focal, y=ym),
+                functools.partial(LOSSES["sigmoid-focal"].function, targets=ym),
+            ),
+            (
+                "focal, softmax (gamma 2)",
+                zs,
+                functools.partial(reference_softmax_focal, t=ts),
+                functools.partial(LOSSES["focal"].function, target=ts),
+            ),
         ]
         for label, z, ref, ours in pairs:
             mb, mo, ratio, mem = compare(ours, ref, z, args.reps)
-            ref_rows.append(f"| {label} | {n} x {c} | {1e3 * mo:.3f} | {1e3 * mb:.3f} | "
-                            f"{ratio:.2f}x | {mem:.2f} |")
+            ref_rows.append(
+                f"| {label} | {n} x {c} | {1e3 * mo:.3f} | {1e3 * mb:.3f} | "
+                f"{ratio:.2f}x | {mem:.2f} |"
+            )
             print(ref_rows[-1], flush=True)
 
     summary = ["", "Worst time ratio to the base at the two larger shapes (goal <= 3):", ""]
     summary += [f"- {k}: {v:.2f}" for k, v in worst.items()]
-    text = ("\n".join(rows) + "\n\n" + "\n".join(ref_rows) + "\n" + "\n".join(summary) + "\n")
+    text = "\n".join(rows) + "\n\n" + "\n".join(ref_rows) + "\n" + "\n".join(summary) + "\n"
     print("\n".join(summary))
     if args.markdown is not None:
-        env = (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.reps} reps, "
-               f"python {sys.version.split()[0]}")
+        env = (
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.reps} reps, "
+            f"python {sys.version.split()[0]}"
+        )
         args.markdown.write_text(text + f"\n_Measured with: {env}._\n")
     return 0
 

@@ -18,7 +18,9 @@ from longtail.losses import focal_loss, logit_adjusted_loss
 
 def main() -> None:
     x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x / 16.0, y, test_size=0.5, stratify=y, random_state=0)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x / 16.0, y, test_size=0.5, stratify=y, random_state=0
+    )
     rng = np.random.default_rng(0)
     n_max = min(np.bincount(y_tr))
     keep = []
@@ -39,7 +41,9 @@ def main() -> None:
     ye = torch.tensor(y_te)
     for name, loss_fn in losses.items():
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+        )
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         for _ in range(300):
             opt.zero_grad()

@@ -1,0 +1,232 @@
+"""The ``longtail`` command: compare long-tail methods, train one, report, list methods.
+
+.. code-block:: text
+
+    longtail bench [CONFIG] [--methods a,b] [--seeds 0,1,2] [--data-dir DIR] [--out DIR]
+                   [--resume] [--epochs N] [--no-progress]
+    longtail train CONFIG [--method M] [--seed S] [--data-dir DIR] [--out DIR] [--resume]
+                   [--epochs N]
+    longtail report RUN_DIR
+    longtail methods
+
+``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
+``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
+``torchrun --nproc_per_node=N -m longtail train CONFIG`` the run is data-parallel. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return out
+
+
+def _str_list(text: str) -> list[str]:
+    out = [t.strip() for t in text.split(",") if t.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder with the data files (overrides data.data_dir)")
+    p.add_argument(
+        "--out", help="run folder (default: runs/<name>-<timestamp>; with --resume: the latest one)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out: skip finished (method, seed) pairs, resume interrupted ones",
+    )
+    p.add_argument("--epochs", type=_positive_int, help="override train.epochs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``longtail``."""
+    parser = argparse.ArgumentParser(
+        prog="longtail",
+        description="Train and compare classifiers on long-tailed data.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    b = sub.add_parser(
+        "bench",
+        help="compare methods over seeds; writes a run folder with results.json, report.md, plots",
+    )
+    b.add_argument("config", nargs="?", help="YAML config or bundled name (default: digits_lt)")
+    b.add_argument(
+        "--methods", type=_str_list, help="comma-separated method names (default: config)"
+    )
+    b.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: config)")
+    _common(b)
+    t = sub.add_parser("train", help="train one method with one seed")
+    t.add_argument("config", help="YAML config or bundled name")
+    t.add_argument("--method", help="method name (default: the config's first method)")
+    t.add_argument("--seed", type=int, help="seed (default: the config's first seed)")
+    _common(t)
+    r = sub.add_parser("report", help="(re)write report.md and plots/ of a run folder")
+    r.add_argument("run_dir", help="a run folder with results.json")
+    sub.add_parser("methods", help="list the methods with a one-line description and their paper")
+    return parser
+
+
+def _cmd_methods() -> int:
+    from longtail.engine.methods import METHODS
+
+    width = max(len(n) for n in METHODS)
+    for name, m in METHODS.items():
+        defaults = ", ".join(f"{k}={v}" for k, v in m.defaults.items())
+        extra = f" [{defaults}]" if defaults else ""
+        print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
+    return 0
+
+
+def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
+    from longtail.engine.config import load_config
+
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data.data_dir"] = args.data_dir
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.command == "bench":
+        if args.methods is not None:
+            overrides["methods"] = args.methods
+        if args.seeds is not None:
+            overrides["seeds"] = args.seeds
+    else:
+        if args.method is not None:
+            overrides["methods"] = [args.method]
+        if args.seed is not None:
+            overrides["seeds"] = [args.seed]
+    config = args.config
+    if (
+        config is None
+        and args.resume
+        and out_dir is not None
+        and (out_dir / "config.yaml").is_file()
+    ):
+        config = out_dir / "config.yaml"
+    cfg = load_config(config, overrides)
+    if args.command == "train":
+        import dataclasses
+
+        methods = cfg.methods if not isinstance(cfg.methods, str) else None
+        from longtail.engine.runner import method_names
+
+        first = (methods or method_names(cfg))[0]
+        cfg = dataclasses.replace(
+            cfg,
+            methods=[first],
+            seeds=[cfg.seeds[0]],
+            data=dataclasses.replace(cfg.data, balanced_reference=False),
+        )
+    return cfg
+
+
+def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from longtail.engine import distributed as D
+    from longtail.engine.runner import (
+        default_out_dir,
+        describe_command,
+        latest_out_dir,
+        run_benchmark,
+    )
+
+    out_dir = Path(args.out) if args.out else None
+    cfg = _load(args, out_dir)
+    device = D.resolve_device(cfg.train.device)
+    D.init_distributed(device)
+    try:
+        if out_dir is None:
+            if args.resume:
+                out_dir = latest_out_dir(cfg.name)
+                if out_dir is None:
+                    print(
+                        f"error: --resume: no previous run of {cfg.name!r} under runs/; pass --out",
+                        file=sys.stderr,
+                    )
+                    return 2
+            else:
+                out_dir = default_out_dir(cfg.name)
+        out_dir = Path(str(D.broadcast_object(str(out_dir))))
+        if D.is_main_process():
+            print(f"{cfg.name}: {len(cfg.seeds)} seed(s), writing {out_dir}", file=sys.stderr)
+        run_benchmark(
+            cfg,
+            out_dir,
+            resume=args.resume,
+            command=describe_command(argv),
+            progress=not args.no_progress,
+        )
+    finally:
+        D.cleanup_distributed()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``longtail`` (and ``python -m longtail``); returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    from longtail.engine.config import ConfigError
+    from longtail.engine.trainer import NonFiniteLossError
+
+    try:
+        if args.command == "methods":
+            return _cmd_methods()
+        if args.command == "report":
+            from longtail.engine.checkpoint import read_json
+            from longtail.engine.report import format_table, write_report
+
+            run_dir = Path(args.run_dir)
+            if not (run_dir / "results.json").is_file():
+                print(f"error: {run_dir} has no results.json", file=sys.stderr)
+                return 2
+            path = write_report(run_dir)
+            print(format_table(read_json(run_dir / "results.json"), markdown=False))
+            print(f"\nwrote {path}")
+            return 0
+        return _cmd_run(args, args_list)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,494 @@
+"""Run configuration: typed sections, YAML loading and validation.
+
+A configuration is a YAML mapping with the sections below (every key is optional; the defaults are the
+bundled digits benchmark). It is loaded with ``yaml.safe_load`` and validated before any work starts:
+an unknown key, a value of the wrong type or a value out of range raises :class:`ConfigError` (a
+``ValueError``) whose message names the dotted key, e.g. ``train.lr``.
+
+.. code-block:: yaml
+
+    name: digits_lt            # run-folder prefix and report title
+    task: single-label
+    methods: all               # or a list of registry names (see `longtail methods`)
+    seeds: [0, 1, 2]
+    method_params:             # per-method hyper-parameter overrides
+      la-loss: {tau: 1.5}
+    data:
+      dataset: digits          # digits | fashion-mnist | mnist | kmnist | idx | cifar10 | cifar100
+      data_dir: null
+      imbalance_factor: 10     # n_max / n_min of the exponential or step profile; null = as is
+      profile: exp
+      subset_seed: 0           # seed of the long-tailed subset (fixed across training seeds)
+      max_per_class: null
+      test_fraction: 0.5       # digits only: stratified, balanced test split
+      balanced_reference: false
+    model:
+      arch: auto               # auto | mlp | cnn | resnet32
+      hidden: [128]
+      channels: [16, 32, 64]
+      convs_per_stage: 1
+      dropout: 0.0
+    train:
+      epochs: 30
+      batch_size: 64
+      lr: 0.1
+      ...
+    metrics:
+      shot_mode: terciles      # terciles | thresholds
+      n_bins: 15
+
+:func:`load_config` also accepts overrides (the command line's ``--epochs`` and friends) as dotted keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "MetricsConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "bundled_config_names",
+    "bundled_config_path",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range (the message names the key)."""
+
+
+def _meta(
+    *,
+    choices: tuple[Any, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    doc: str = "",
+) -> dict[str, Any]:
+    return {"choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "doc": doc}
+
+
+def _f(default: Any, **meta: Any) -> Any:
+    """A dataclass field with an immutable default and validation metadata (see :func:`_meta`)."""
+    return field(default=default, metadata=_meta(**meta))
+
+
+DATASETS = ("digits", "fashion-mnist", "mnist", "kmnist", "idx", "cifar10", "cifar100")
+
+
+@dataclass
+class DataConfig:
+    """Which data, how it is made long-tailed and split."""
+
+    dataset: str = _f("digits", choices=DATASETS, doc="data set")
+    data_dir: str | None = _f(None, doc="folder with the files (not needed for digits)")
+    imbalance_factor: float | None = _f(
+        10.0, ge=1.0, doc="n_max / n_min of the long-tailed profile; null keeps the data as is"
+    )
+    profile: str = _f("exp", choices=("exp", "step"), doc="long-tailed profile")
+    subset_seed: int = _f(0, ge=0, doc="seed of the long-tailed subset and of the digits split")
+    max_per_class: int | None = _f(None, ge=1, doc="n_max of the profile (default: smallest class)")
+    test_fraction: float = _f(
+        0.5, gt=0.0, lt=1.0, doc="digits: share of each class held out (balanced test split)"
+    )
+    balanced_reference: bool = _f(
+        False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
+    )
+
+
+ARCHS = ("auto", "mlp", "cnn", "resnet32")
+
+
+@dataclass
+class ModelConfig:
+    """The network: backbone plus the head the method asks for (linear or cosine)."""
+
+    arch: str = _f("auto", choices=ARCHS, doc="mlp (vectors), cnn (28x28), resnet32 (CIFAR)")
+    hidden: list[int] = field(
+        default_factory=lambda: [128], metadata=_meta(ge=1, doc="mlp hidden widths")
+    )
+    channels: list[int] = field(
+        default_factory=lambda: [16, 32, 64], metadata=_meta(ge=1, doc="cnn channels per stage")
+    )
+    convs_per_stage: int = _f(1, ge=1, doc="cnn conv3x3-BN-ReLU layers per stage")
+    dropout: float = _f(0.0, ge=0.0, lt=1.0, doc="dropout before the head")
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, augmentation and runtime options."""
+
+    epochs: int = _f(30, ge=1, doc="training epochs")
+    batch_size: int = _f(64, ge=1, doc="global batch size (split across processes)")
+    lr: float = _f(0.1, gt=0.0, doc="peak learning rate")
+    momentum: float = _f(0.9, ge=0.0, lt=1.0, doc="SGD momentum")
+    nesterov: bool = _f(False, doc="Nesterov momentum")
+    weight_decay: float = _f(5e-4, ge=0.0, doc="L2 weight decay")
+    warmup_epochs: int = _f(0, ge=0, doc="linear warm-up epochs")
+    schedule: str = _f("cosine", choices=("cosine", "step", "constant"), doc="decay after warm-up")
+    milestones: list[int] = field(
+        default_factory=list, metadata=_meta(ge=1, doc="step schedule: epochs where lr *= lr_decay")
+    )
+    lr_decay: float = _f(0.1, gt=0.0, le=1.0, doc="step schedule factor")
+    augment: bool = _f(False, doc="random crop with padding and horizontal flip (images only)")
+    crop_padding: int = _f(4, ge=0, doc="padding of the random crop")
+    flip: bool = _f(True, doc="random horizontal flip when augment is on")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="autocast precision")
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="device")
+    eval_every: int = _f(1, ge=0, doc="evaluate every k epochs for the curves (0: only at the end)")
+    num_threads: int | None = _f(None, ge=1, doc="torch.set_num_threads (default: torch's)")
+
+
+@dataclass
+class MetricsConfig:
+    """How the metrics group classes and bin confidences."""
+
+    shot_mode: str = _f("terciles", choices=("terciles", "thresholds"), doc="many/medium/few split")
+    n_bins: int = _f(15, ge=1, doc="ECE / reliability bins")
+
+
+@dataclass
+class Config:
+    """A whole run: data, model, training recipe, methods and seeds."""
+
+    name: str = _f("digits_lt", doc="run name (run-folder prefix, report title)")
+    task: str = _f("single-label", choices=("single-label",), doc="task kind")
+    methods: list[str] | str = field(
+        default="all", metadata=_meta(doc="'all' or a list of method names")
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata=_meta(ge=0, doc="training seeds")
+    )
+    method_params: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata=_meta(doc="per-method overrides")
+    )
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_range(key: str, value: float, meta: Mapping[str, Any]) -> None:
+    ge, gt, le, lt = meta.get("ge"), meta.get("gt"), meta.get("le"), meta.get("lt")
+    if ge is not None and not value >= ge:
+        raise ConfigError(f"config key '{key}': must be >= {ge}, got {value!r}")
+    if gt is not None and not value > gt:
+        raise ConfigError(f"config key '{key}': must be > {gt}, got {value!r}")
+    if le is not None and not value <= le:
+        raise ConfigError(f"config key '{key}': must be <= {le}, got {value!r}")
+    if lt is not None and not value < lt:
+        raise ConfigError(f"config key '{key}': must be < {lt}, got {value!r}")
+
+
+def _coerce(key: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    """Check ``value`` against the annotation ``tp`` (and the field's range/choices); return it."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"config key '{key}': must not be null")
+        errors: list[ConfigError] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, arg, value, meta)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise (
+            errors[-1]
+            if len(errors) == 1
+            else ConfigError(
+                f"config key '{key}': unexpected value {value!r} ({_type_name(value)}); "
+                + "; ".join(str(e).split(": ", 1)[1] for e in errors)
+            )
+        )
+    if value is None:
+        raise ConfigError(f"config key '{key}': must not be null")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(
+                f"config key '{key}': expected a list, got {value!r} ({_type_name(value)})"
+            )
+        return [_coerce(f"{key}[{i}]", item_tp, v, meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"config key '{key}': expected a mapping, got {value!r} ({_type_name(value)})"
+            )
+        _, val_tp = typing.get_args(tp)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"config key '{key}': keys must be strings, got {k!r}")
+            out[k] = v if val_tp is Any else _coerce(f"{key}.{k}", val_tp, v, {})
+        return out
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"config key '{key}': expected true/false, got {value!r} ({_type_name(value)})"
+            )
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(
+                f"config key '{key}': expected an integer, got {value!r} ({_type_name(value)})"
+            )
+        _check_range(key, value, meta)
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"config key '{key}': expected a number, got {value!r} (str)"
+                ) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(
+                f"config key '{key}': expected a number, got {value!r} ({_type_name(value)})"
+            )
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': must be finite, got {value!r}")
+        _check_range(key, value, meta)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"config key '{key}': expected a string, got {value!r} ({_type_name(value)})"
+            )
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"config key '{key}': must be one of {list(choices)}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")  # pragma: no cover
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: Any, raw: Any, prefix: str) -> Any:
+    where = f"config key '{prefix}'" if prefix else "config"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r} ({_type_name(raw)})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            full = f"{prefix}.{k}" if prefix else str(k)
+            raise ConfigError(
+                f"config key '{full}': unknown key (known: {', '.join(sorted(fields))})"
+            )
+    hints = _hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            full = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _coerce(full, hints[name], raw[name], f.metadata)
+    return cls(**kwargs)
+
+
+def _check_cross(cfg: Config) -> None:
+    from longtail.engine.methods import METHODS, check_method_params
+
+    t = cfg.train
+    if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
+        raise ConfigError(
+            f"config key 'train.warmup_epochs': must be < train.epochs ({t.epochs}), "
+            f"got {t.warmup_epochs}"
+        )
+    for i, milestone in enumerate(t.milestones):
+        if milestone >= t.epochs:
+            raise ConfigError(
+                f"config key 'train.milestones[{i}]': must be < train.epochs ({t.epochs}), "
+                f"got {milestone}"
+            )
+    if t.milestones != sorted(t.milestones):
+        raise ConfigError(f"config key 'train.milestones': must be increasing, got {t.milestones}")
+    if isinstance(cfg.methods, str):
+        if cfg.methods != "all":
+            raise ConfigError(
+                f"config key 'methods': expected 'all' or a list of names, got {cfg.methods!r}"
+            )
+    else:
+        if not cfg.methods:
+            raise ConfigError("config key 'methods': must not be empty")
+        for i, m in enumerate(cfg.methods):
+            if m not in METHODS:
+                raise ConfigError(
+                    f"config key 'methods[{i}]': unknown method {m!r} (known: {', '.join(METHODS)})"
+                )
+        if len(set(cfg.methods)) != len(cfg.methods):
+            raise ConfigError(f"config key 'methods': duplicate names in {cfg.methods}")
+    if not cfg.seeds:
+        raise ConfigError("config key 'seeds': must not be empty")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"config key 'seeds': duplicate seeds in {cfg.seeds}")
+    for name, params in cfg.method_params.items():
+        if name not in METHODS:
+            raise ConfigError(
+                f"config key 'method_params.{name}': unknown method (known: {', '.join(METHODS)})"
+            )
+        if not isinstance(params, dict):
+            raise ConfigError(
+                f"config key 'method_params.{name}': expected a mapping, got {params!r}"
+            )
+        try:
+            check_method_params(name, params)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if cfg.data.dataset not in ("digits",) and cfg.data.data_dir is None:
+        raise ConfigError(
+            f"config key 'data.data_dir': required for dataset {cfg.data.dataset!r} "
+            "(or pass --data-dir)"
+        )
+    if not cfg.name or any(c in cfg.name for c in "/\\\0"):
+        raise ConfigError(f"config key 'name': must be a non-empty file-name, got {cfg.name!r}")
+
+
+def config_from_dict(raw: Mapping[str, Any] | None) -> Config:
+    """Validate a mapping (e.g. from YAML) and build a :class:`Config`.
+
+    Raises:
+        ConfigError: unknown key, wrong type or out-of-range value; the message names the key.
+    """
+    cfg: Config = _build(Config, {} if raw is None else raw, "")
+    _check_cross(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The configuration as plain Python types (the inverse of :func:`config_from_dict`)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = {}
+            node[p] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{key}': '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def bundled_config_names() -> list[str]:
+    """Names of the configs shipped inside the package (``longtail/configs/*.yaml``)."""
+    root = Path(__file__).resolve().parent.parent / "configs"
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a bundled config by name (``digits_lt``, ``fashion_mnist_lt``, ...)."""
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"config: no bundled config named {name!r} (bundled: {', '.join(bundled_config_names())})"
+        )
+    return path
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Load and validate a YAML config; ``None`` loads the bundled ``digits_lt`` config.
+
+    Args:
+        path: a YAML file, or the name of a bundled config (see :func:`bundled_config_names`).
+        overrides: dotted keys applied on top of the file, e.g. ``{"train.epochs": 2}``.
+
+    Raises:
+        ConfigError: unknown key, wrong type or out-of-range value (the message names the key).
+        FileNotFoundError: ``path`` does not exist and is not a bundled name.
+    """
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("loading configs needs PyYAML: pip install 'longtail[cli]'") from exc
+    if path is None:
+        p = bundled_config_path("digits_lt")
+    else:
+        p = Path(path)
+        if not p.is_file():
+            if p.suffix == "" and str(p.stem) in bundled_config_names():
+                p = bundled_config_path(str(p))
+            else:
+                raise FileNotFoundError(f"config file not found: {path}")
+    with open(p, encoding="utf-8") as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {p}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {p}: expected a mapping at the top level, got {_type_name(raw)}")
+    for k, v in (overrides or {}).items():
+        _set_dotted(raw, k, v)
+    return config_from_dict(raw)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
+    """Write the resolved configuration as YAML, atomically."""
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,179 @@
+"""Build the in-memory train / test tensors of a run from its :class:`DataConfig`.
+
+- ``digits`` (bundled with scikit-learn): each class is split with ``subset_seed``; the test split takes
+  the same number of images from every class (``floor(test_fraction * smallest class)``), so it is
+  balanced; the rest is the training pool.
+- ``fashion-mnist`` / ``mnist`` / ``kmnist`` / ``idx`` (IDX files in ``data_dir``) and ``cifar10`` /
+  ``cifar100`` (python batches in ``data_dir``): the official train split is the pool and the official
+  (balanced) test split is the test set.
+
+The pool is then made long-tailed with :func:`longtail.data.make_long_tailed` (``imbalance_factor``,
+``profile``, ``subset_seed``, ``max_per_class``); the test set is never subsampled. With
+``balanced=True`` the same number of training images is drawn evenly over the classes instead (the
+upper-bound reference). Images are scaled to ``[0, 1]`` and standardised with the training subset's
+per-channel mean and std; feature vectors are used as loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from longtail.engine.config import DataConfig
+
+__all__ = ["DataBundle", "build_data"]
+
+
+@dataclass
+class DataBundle:
+    """Training and test tensors of a run.
+
+    Attributes:
+        name: data set name.
+        train_x, train_y: training inputs (float32, ``(N, D)`` or ``(N, C, H, W)``) and int64 labels.
+        test_x, test_y: the balanced test set.
+        class_names: one name per class.
+        class_counts: training images per class.
+        group_counts: counts used to group classes into many / medium / few (the long-tailed counts,
+            also for the balanced reference run, so that the groups are the same classes).
+        imbalance_factor: the configured imbalance factor (``None``: data used as is).
+    """
+
+    name: str
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    class_names: list[str]
+    class_counts: list[int]
+    group_counts: list[int]
+    imbalance_factor: float | None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.train_x.ndim == 4
+
+
+_IDX_SETS = ("fashion-mnist", "mnist", "kmnist", "idx")
+
+
+def _load_raw(cfg: DataConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    from longtail import data as ltdata
+
+    if cfg.dataset == "digits":
+        full = ltdata.load_digits()
+        x, y = full.data.float(), full.targets.long()
+        num_classes = int(y.max()) + 1
+        gen = torch.Generator().manual_seed(cfg.subset_seed)
+        per_class = [torch.nonzero(y == c).flatten() for c in range(num_classes)]
+        n_test = int(cfg.test_fraction * min(len(p) for p in per_class))
+        if n_test < 1:
+            raise ValueError(f"data.test_fraction: {cfg.test_fraction} leaves no test images")
+        train_idx, test_idx = [], []
+        for p in per_class:
+            p = p[torch.randperm(len(p), generator=gen)]
+            test_idx.append(p[:n_test])
+            train_idx.append(p[n_test:])
+        tr, te = torch.cat(train_idx).sort().values, torch.cat(test_idx).sort().values
+        names = list(full.class_names or [str(c) for c in range(num_classes)])
+        return x[tr], y[tr], x[te], y[te], names
+    if cfg.data_dir is None:
+        raise ValueError(f"data.data_dir: required for dataset {cfg.dataset!r}")
+    directory = Path(cfg.data_dir).expanduser()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
+    if cfg.dataset in _IDX_SETS:
+        train = ltdata.load_idx(directory, split="train")
+        test = ltdata.load_idx(directory, split="test")
+    else:
+        train = ltdata.load_cifar(directory, split="train")
+        test = ltdata.load_cifar(directory, split="test")
+    num_classes = int(train.targets.max()) + 1
+    names = list(train.class_names or [str(c) for c in range(num_classes)])
+    return train.data, train.targets.long(), test.data, test.targets.long(), names
+
+
+def _as_images(x: Tensor) -> Tensor:
+    """uint8 ``(N, H, W)`` / ``(N, H, W, C)`` / ``(N, C, H, W)`` -> float ``(N, C, H, W)`` in [0, 1]."""
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    x = x.contiguous().float()
+    return x / 255.0 if x.max() > 1.0 else x
+
+
+def build_data(cfg: DataConfig, *, balanced: bool = False) -> DataBundle:
+    """Load, split, make long-tailed (or balanced of the same size) and normalise.
+
+    Args:
+        cfg: the ``data`` section of the config.
+        balanced: draw the same number of training images as the long-tailed subset, evenly over
+            the classes (the balanced reference).
+    """
+    from longtail.data import class_counts, make_long_tailed
+
+    x_pool, y_pool, x_test, y_test, names = _load_raw(cfg)
+    num_classes = len(names)
+    if cfg.imbalance_factor is None:
+        lt_idx = torch.arange(len(y_pool))
+    else:
+        lt_idx = torch.as_tensor(
+            make_long_tailed(
+                y_pool,
+                cfg.imbalance_factor,
+                profile=cfg.profile,  # type: ignore[arg-type]  # validated: "exp" | "step"
+                seed=cfg.subset_seed,
+                max_per_class=cfg.max_per_class,
+            ),
+            dtype=torch.long,
+        )
+    lt_counts = [int(c) for c in class_counts(y_pool[lt_idx], num_classes)]
+    if balanced:
+        per = len(lt_idx) // num_classes
+        gen = torch.Generator().manual_seed(cfg.subset_seed + 1)
+        parts = []
+        for c in range(num_classes):
+            members = torch.nonzero(y_pool == c).flatten()
+            if len(members) < per:
+                raise ValueError(
+                    f"data.balanced_reference: class {c} has {len(members)} images, {per} needed"
+                )
+            parts.append(members[torch.randperm(len(members), generator=gen)[:per]])
+        idx = torch.cat(parts).sort().values
+    else:
+        idx = lt_idx.sort().values
+    x_train, y_train = x_pool[idx], y_pool[idx]
+    counts = [int(c) for c in class_counts(y_train, num_classes)]
+    if min(counts) == 0:
+        raise ValueError(f"data: a class has no training images (counts {counts})")
+    if x_train.ndim >= 3:
+        x_train, x_test = _as_images(x_train), _as_images(x_test)
+        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        x_train = ((x_train - mean) / std).contiguous()
+        x_test = ((x_test - mean) / std).contiguous()
+    else:
+        x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
+    return DataBundle(
+        name=cfg.dataset,
+        train_x=x_train,
+        train_y=y_train.long().contiguous(),
+        test_x=x_test,
+        test_y=y_test.long().contiguous(),
+        class_names=names,
+        class_counts=counts,
+        group_counts=lt_counts,
+        imbalance_factor=cfg.imbalance_factor,
+    )

@@ -1,0 +1,338 @@
+"""Tables and figures of a run folder: ``report.md`` and ``plots/*.png`` (matplotlib, Agg backend).
+
+Everything is rebuilt from the files of the run folder (``results.json``, ``config.yaml``,
+``run.json`` and each ``<method>/seed_<s>/result.json``), so ``longtail report RUN_DIR`` can redo
+it at any time. Plots:
+
+- ``per_class_accuracy.png``: per-class test accuracy (mean over seeds) against the class's
+  training count, log-scale x, one line per method;
+- ``confusion.png``: row-normalised confusion matrix of every method (summed over seeds);
+- ``reliability.png``: reliability diagram of every method (bins pooled over seeds);
+- ``training_curves.png``: training loss and test balanced accuracy per epoch (mean over seeds).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from longtail.engine.checkpoint import read_json
+from longtail.engine.config import atomic_write_text
+
+__all__ = ["format_table", "write_report"]
+
+_LABELS = {
+    "balanced_accuracy": "Balanced acc.",
+    "accuracy": "Accuracy",
+    "many": "Many",
+    "medium": "Medium",
+    "few": "Few",
+    "ece": "ECE",
+}
+_LOWER_IS_BETTER = {"ece"}
+_REFERENCE = "balanced"
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{100 * mean:.1f} ± {100 * (std or 0.0):.1f}"
+
+
+def _gap_closed(results: Mapping[str, Any], name: str) -> float | None:
+    methods = results["methods"]
+    if _REFERENCE not in methods or "erm" not in methods:
+        return None
+    key = "balanced_accuracy"
+    try:
+        ref = methods[_REFERENCE]["metrics"][key]["mean"]
+        erm = methods["erm"]["metrics"][key]["mean"]
+        val = methods[name]["metrics"][key]["mean"]
+    except KeyError:
+        return None
+    if ref is None or erm is None or val is None or abs(ref - erm) < 1e-12:
+        return None
+    return float((val - erm) / (ref - erm))
+
+
+def format_table(results: Mapping[str, Any], *, markdown: bool = True) -> str:
+    """The results table: mean ± std over seeds in percent; best of each column in bold (markdown).
+
+    The balanced reference (if any) is listed last, is not a candidate for "best", and adds a
+    column with each method's share of the ``erm`` -> reference gap in balanced accuracy.
+    """
+    methods: Mapping[str, Any] = results["methods"]
+    if not methods:
+        return "(no results)"
+    metric_names = list(next(iter(methods.values()))["metrics"].keys())
+    has_ref = _REFERENCE in methods and "erm" in methods
+    order = [m for m in methods if m != _REFERENCE] + (
+        [_REFERENCE] if _REFERENCE in methods else []
+    )
+    best: dict[str, str] = {}
+    for metric in metric_names:
+        cands = {
+            m: round(100 * methods[m]["metrics"][metric]["mean"], 1)
+            for m in order
+            if m != _REFERENCE and methods[m]["metrics"][metric]["mean"] is not None
+        }
+        if cands:
+            pick = min if metric in _LOWER_IS_BETTER else max
+            target = pick(cands.values())
+            best.update({f"{m}/{metric}": "*" for m, v in cands.items() if v == target})
+    header = ["Method", *[_LABELS.get(m, m) for m in metric_names]]
+    if has_ref:
+        header.append("Gap closed")
+    header += ["Seeds", "Train s"]
+    rows = []
+    for m in order:
+        entry = methods[m]
+        cells = [m if m != _REFERENCE else "balanced (reference)"]
+        for metric in metric_names:
+            s = entry["metrics"][metric]
+            text = _fmt(s["mean"], s["std"])
+            if markdown and f"{m}/{metric}" in best:
+                text = f"**{text}**"
+            cells.append(text)
+        if has_ref:
+            g = _gap_closed(results, m)
+            cells.append("" if m == _REFERENCE or g is None else f"{100 * g:.0f}%")
+        cells.append(str(len(entry["seeds"])))
+        cells.append(f"{entry['train_seconds']:.1f}")
+        rows.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _load_runs(run_dir: Path, results: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name, entry in results["methods"].items():
+        for seed in entry["seeds"]:
+            f = run_dir / name / f"seed_{seed}" / "result.json"
+            if f.is_file():
+                runs.setdefault(name, []).append(read_json(f))
+    return runs
+
+
+def _mean_lists(lists: Sequence[Sequence[float | None]]) -> list[float]:
+    n = max((len(v) for v in lists), default=0)
+    out = []
+    for i in range(n):
+        vals = [v[i] for v in lists if i < len(v) and v[i] is not None]
+        out.append(sum(vals) / len(vals) if vals else math.nan)  # type: ignore[arg-type]
+    return out
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    from longtail.engine.checkpoint import _atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = buf.getvalue()
+    _atomic(path, lambda fh: fh.write(data))
+
+
+def _colors(n: int) -> list[Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return [cmap(i % 20) for i in range(n)]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 4)
+    return math.ceil(n / cols), cols
+
+
+def _plots(
+    run_dir: Path, results: Mapping[str, Any], runs: Mapping[str, list[dict[str, Any]]]
+) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plots = run_dir / "plots"
+    written: list[str] = []
+    names = [m for m in results["methods"] if m in runs]
+    if not names:
+        return written
+    colors = dict(zip(names, _colors(len(names)), strict=True))
+    counts = list(results["class_counts"])
+    order = sorted(range(len(counts)), key=lambda c: -counts[c])
+
+    # per-class accuracy vs training count
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for m in names:
+        pc = _mean_lists([r["details"]["per_class"] for r in runs[m]])
+        xs = [counts[c] for c in order]
+        ys = [100 * pc[c] for c in order]
+        style = "--" if m == _REFERENCE else "-"
+        ax.plot(xs, ys, style, marker="o", ms=3, lw=1.2, color=colors[m], label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_title("Per-class accuracy against training count (mean over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, plots / "per_class_accuracy.png")
+    plt.close(fig)
+    written.append("per_class_accuracy.png")
+
+    # confusion matrices
+    rows, cols = _grid(len(names))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, names, strict=False):
+        mats = [r["details"]["confusion"] for r in runs[m]]
+        c = len(mats[0])
+        total = [[sum(mm[i][j] for mm in mats) for j in range(c)] for i in range(c)]
+        norm = [[v / max(sum(row), 1) for v in row] for row in total]
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        ax.set_title(m, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle("Confusion matrices (rows: true class, head first; row-normalised)")
+    _save(fig, plots / "confusion.png")
+    plt.close(fig)
+    written.append("confusion.png")
+
+    # reliability diagrams
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, names, strict=False):
+        rels = [r["details"]["reliability"] for r in runs[m]]
+        nb = len(rels[0]["count"])
+        cnt = [sum(rr["count"][b] for rr in rels) for b in range(nb)]
+        acc = [
+            sum((rr["accuracy"][b] or 0.0) * rr["count"][b] for rr in rels) / cnt[b]
+            if cnt[b]
+            else 0.0
+            for b in range(nb)
+        ]
+        edges = [b / nb for b in range(nb)]
+        ax.bar(edges, acc, width=1 / nb, align="edge", edgecolor="k", lw=0.3, color=colors[m])
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ece = results["methods"][m]["metrics"].get("ece", {}).get("mean")
+        ax.set_title(f"{m}" + (f" (ECE {100 * ece:.1f})" if ece is not None else ""), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle("Reliability diagrams: accuracy per confidence bin (pooled over seeds)")
+    _save(fig, plots / "reliability.png")
+    plt.close(fig)
+    written.append("reliability.png")
+
+    # training curves
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for m in names:
+        hist = [r.get("history", []) for r in runs[m]]
+        loss = _mean_lists([[row.get("train_loss") for row in h] for h in hist])
+        bacc = _mean_lists([[row.get("test_balanced_accuracy") for row in h] for h in hist])
+        ep = list(range(1, len(loss) + 1))
+        a1.plot(ep, loss, color=colors[m], lw=1.2, label=m)
+        pts = [(e, 100 * v) for e, v in zip(ep, bacc, strict=False) if not math.isnan(v)]
+        if pts:
+            a2.plot(*zip(*pts, strict=True), color=colors[m], lw=1.2, marker=".", label=m)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("training loss (method's own loss)")
+    a1.set_title("Training loss")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("test balanced accuracy (%)")
+    a2.set_title("Test balanced accuracy (monitoring only; the table reports the last epoch)")
+    a2.title.set_fontsize(9)
+    for a in (a1, a2):
+        a.grid(True, alpha=0.3)
+    a2.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, plots / "training_curves.png")
+    plt.close(fig)
+    written.append("training_curves.png")
+    return written
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``plots/*.png`` for a run folder; returns the report's path."""
+    run_dir = Path(run_dir)
+    results = read_json(run_dir / "results.json")
+    runs = _load_runs(run_dir, results)
+    meta: dict[str, Any] = {}
+    if (run_dir / "run.json").is_file():
+        meta = read_json(run_dir / "run.json")
+    cfg: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+
+        with open(run_dir / "config.yaml", encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh) or {}
+    plots = _plots(run_dir, results, runs)
+    name = cfg.get("name", run_dir.name)
+    data = cfg.get("data", {})
+    train = cfg.get("train", {})
+    shot = cfg.get("metrics", {}).get("shot_mode", "terciles")
+    counts = results["class_counts"]
+    lines = [f"# {name}: {results['dataset']}, {results['task']}", ""]
+    if_txt = results["imbalance_factor"]
+    lines.append(
+        f"Training set: {sum(counts)} images, class counts {counts} "
+        f"(imbalance factor {if_txt if if_txt is not None else 'as loaded'}, profile "
+        f"{data.get('profile', 'exp')}); the test set is balanced. Model `{cfg.get('model', {}).get('arch', '?')}`, "
+        f"{train.get('epochs', '?')} epochs, batch {train.get('batch_size', '?')}, lr {train.get('lr', '?')} "
+        f"({train.get('schedule', '?')}), weight decay {train.get('weight_decay', '?')}."
+    )
+    lines.append("")
+    lines.append(
+        "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on the "
+        "test set). Best of each column in **bold** (lowest for ECE). Many / medium / few: "
+        + (
+            "thirds of the classes by training count."
+            if shot == "terciles"
+            else "more than 100, 20 to 100, fewer than 20 training images."
+        )
+    )
+    if "balanced" in results["methods"]:
+        lines.append(
+            "`balanced (reference)`: `erm` on the same number of training images spread evenly over "
+            "the classes (the upper bound); *Gap closed* is each method's share of the gap in "
+            "balanced accuracy between `erm` and that bound."
+        )
+    lines += ["", format_table(results, markdown=True), ""]
+    lines.append("## Reproduce")
+    lines.append("")
+    lines.append("```")
+    if meta.get("command"):
+        lines.append(meta["command"])
+    lines.append(f"longtail bench {run_dir / 'config.yaml'} --out NEW_FOLDER")
+    lines.append("```")
+    lines.append("")
+    if plots:
+        lines.append("## Plots")
+        lines.append("")
+        for p in plots:
+            lines.append(f"![{p[:-4]}](plots/{p})")
+            lines.append("")
+    if meta:
+        lines.append(
+            f"_Python {meta.get('python', '?')}, torch {meta.get('torch', '?')}, "
+            f"{meta.get('world_size', 1)} process(es), started {meta.get('started', '?')}._"
+        )
+        lines.append("")
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

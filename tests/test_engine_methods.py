@@ -1,0 +1,256 @@
+"""Method registry contract, models, augmentation and schedules of the engine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from longtail.engine.augment import random_crop, random_flip
+from longtail.engine.methods import METHODS, Method, Param, weighted_cross_entropy
+from longtail.engine.models import CNN, MLP, ResNet32, build_model
+from longtail.engine.schedule import LRSchedule
+from longtail.engine.tasks import SingleLabelTask
+from longtail.engine.trainer import Trainer
+from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
+
+REQUIRED = {
+    "erm",
+    "cb-resample",
+    "inv-freq",
+    "cb-softmax",
+    "cb-focal",
+    "focal",
+    "drw",
+    "ldam-drw",
+    "la-loss",
+    "la-posthoc",
+    "tau-norm",
+    "balanced-softmax",
+    "el",
+    "el-drw",
+    "el-la",
+}
+
+
+def test_registry_has_the_required_methods() -> None:
+    assert set(METHODS) >= REQUIRED
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_registry_entry_is_documented(name: str) -> None:
+    m = METHODS[name]
+    assert isinstance(m, Method)
+    assert m.name == name
+    assert m.description and m.paper and m.citation
+    assert m.head in ("linear", "cosine")
+    assert m.sampler in ("instance", "class-balanced", "sqrt", "progressive")
+    for key, p in m.params.items():
+        assert isinstance(p, Param)
+        assert p.check(f"x.{key}", p.default) == p.default  # defaults are valid
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_contract_every_method_trains_two_steps(name: str) -> None:
+    """Every registered method trains 2 steps on tiny data and gives finite metrics."""
+    data = tiny_vectors()
+    cfg = tiny_config(epochs=2, batch_size=64)  # 45 samples: 1 step per epoch, 2 epochs
+    task = SingleLabelTask(METHODS[name], data, cfg)
+    result = Trainer(task, data, cfg, seed=0).fit()
+    assert result is not None
+    assert len(result.history) == 2
+    for row in result.history:
+        assert math.isfinite(row["train_loss"])
+    for key in ("balanced_accuracy", "accuracy", "many", "medium", "few", "ece"):
+        v = result.metrics[key]
+        assert math.isfinite(v) and 0.0 <= v <= 1.0, (key, v)
+    assert len(result.details["per_class"]) == data.num_classes
+    assert all(torch.isfinite(t).all() for t in result.model_state.values())
+
+
+def test_paper_defaults() -> None:
+    assert METHODS["focal"].defaults == {"gamma": 2.0}
+    assert METHODS["cb-focal"].defaults == {"beta": 0.9999, "gamma": 1.0}
+    assert METHODS["cb-softmax"].defaults == {"beta": 0.9999}
+    assert METHODS["ldam-drw"].defaults["max_margin"] == 0.5
+    assert METHODS["ldam-drw"].defaults["scale"] == 30.0
+    assert METHODS["ldam-drw"].head == "cosine"
+    assert METHODS["drw"].defaults == {"drw_beta": 0.9999, "drw_start_fraction": 0.8}
+    assert METHODS["la-loss"].defaults == {"tau": 1.0}
+    assert METHODS["la-posthoc"].posthoc == "logit-adjust"
+    assert METHODS["tau-norm"].posthoc == "tau-norm"
+    assert METHODS["el"].defaults == {"log_end": 0.75}
+    assert METHODS["cb-resample"].sampler == "class-balanced"
+
+
+def test_overrides_replace_defaults() -> None:
+    params = METHODS["la-loss"].resolve_params({"tau": 2})
+    assert params == {"tau": 2.0}
+
+
+def test_override_unknown_name() -> None:
+    with pytest.raises(ValueError, match=r"method_params\.focal\.tau"):
+        METHODS["focal"].resolve_params({"tau": 1.0})
+
+
+def test_drw_weights_switch_on_for_the_last_fifth() -> None:
+    crit = METHODS["drw"].build_criterion([50, 10, 2], total_epochs=10)
+    dev = torch.device("cpu")
+    assert crit.context(7, dev).weight is None
+    w = crit.context(8, dev).weight
+    assert w is not None
+    assert w.sum().item() == pytest.approx(3.0, rel=1e-5)
+    assert w[2] > w[1] > w[0]
+
+
+def test_drw_loss_is_weighted_after_the_switch() -> None:
+    counts = [50, 10, 2]
+    crit = METHODS["drw"].build_criterion(counts, total_epochs=10)
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert crit(z, y, 0).item() == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
+    beta = 0.9999
+    eff = torch.tensor([(1 - beta**n) / (1 - beta) for n in counts], dtype=torch.float64)
+    w = 1 / eff
+    w = (w / w.sum() * 3).float()
+    expected = (F.cross_entropy(z, y, reduction="none") * w[y]).mean()
+    assert crit(z, y, 9).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_weighted_cross_entropy_divides_by_n() -> None:
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 2, 1])
+    w = torch.tensor([1.0, 2.0, 3.0])
+    manual = sum(-w[y[i]] * torch.log_softmax(z[i], 0)[y[i]] for i in range(5)) / 5
+    assert weighted_cross_entropy(z, y, w).item() == pytest.approx(float(manual), rel=1e-6)
+    assert weighted_cross_entropy(z, y).item() == pytest.approx(F.cross_entropy(z, y).item())
+
+
+def test_el_la_adds_the_log_prior() -> None:
+    from longtail.losses import encouraging_loss
+
+    counts = [30, 10, 3]
+    crit = METHODS["el-la"].build_criterion(counts, total_epochs=2)
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 1, 2, 1])
+    prior = torch.tensor(counts, dtype=torch.float32) / sum(counts)
+    expected = encouraging_loss(z + torch.log(prior), y, log_end=0.75)
+    assert crit(z, y, 0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_posthoc_logit_adjustment_is_applied_at_test_time() -> None:
+    data = tiny_vectors()
+    cfg = tiny_config()
+    task = SingleLabelTask(METHODS["la-posthoc"], data, cfg)
+    model = task.build_model()
+    x = data.test_x[:5]
+    raw = model(x)
+    prior = torch.tensor(data.class_counts, dtype=torch.float32) / sum(data.class_counts)
+    assert torch.allclose(task.predict_logits(model, x), raw - torch.log(prior), atol=1e-5)
+
+
+def test_tau_norm_normalises_rows_and_drops_bias() -> None:
+    data = tiny_vectors()
+    task = SingleLabelTask(METHODS["tau-norm"], data, tiny_config())
+    model = task.build_model()
+    task.postprocess(model)
+    norms = model.head.weight.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert torch.count_nonzero(model.head.bias) == 0
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+
+def test_model_shapes() -> None:
+    assert MLP(8, (16, 4))(torch.randn(3, 8)).shape == (3, 4)
+    assert CNN(1, (4, 8))(torch.randn(2, 1, 28, 28)).shape == (2, 8)
+    assert CNN(1, (4, 8))(torch.randn(2, 28, 28)).shape == (2, 8)
+    net = ResNet32()
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 64)
+    model = build_model("resnet32", (3, 32, 32), 10)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 0.45e6 < n_params < 0.48e6  # He et al.: 0.46M parameters
+
+
+def test_cosine_head_gives_cosines() -> None:
+    model = build_model("mlp", (8,), 3, head="cosine", hidden=(16,))
+    out = model(torch.randn(5, 8))
+    assert out.shape == (5, 3)
+    assert out.abs().max() <= 1.0 + 1e-5
+
+
+def test_build_model_rejects_unknown_head() -> None:
+    with pytest.raises(ValueError, match="head"):
+        build_model("mlp", (8,), 3, head="arc")
+
+
+# ---- augmentation -------------------------------------------------------------------------------
+
+
+def test_random_crop_is_a_window_of_the_padded_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 2, 5, 5, generator=g) + 1.0  # strictly positive: padding shows as zeros
+    out = random_crop(x, 2, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    padded = F.pad(x, (2, 2, 2, 2))
+    for i in range(6):
+        windows = [padded[i, :, r : r + 5, c : c + 5] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_random_crop_zero_padding_is_identity_and_deterministic() -> None:
+    x = torch.rand(3, 1, 4, 4)
+    assert torch.equal(random_crop(x, 0), x)
+    a = random_crop(x, 1, torch.Generator().manual_seed(5))
+    b = random_crop(x, 1, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_random_flip_flips_some() -> None:
+    x = torch.rand(64, 1, 3, 3)
+    out = random_flip(x, torch.Generator().manual_seed(0))
+    same = [torch.equal(out[i], x[i]) for i in range(64)]
+    flipped = [torch.equal(out[i], x[i].flip(-1)) for i in range(64)]
+    assert all(s or f for s, f in zip(same, flipped, strict=True))
+    assert 10 < sum(flipped) < 54
+
+
+def test_random_crop_rejects_negative_padding() -> None:
+    with pytest.raises(ValueError, match="padding"):
+        random_crop(torch.rand(1, 1, 3, 3), -1)
+
+
+# ---- schedule -----------------------------------------------------------------------------------
+
+
+def test_warmup_then_cosine() -> None:
+    s = LRSchedule(0.1, epochs=10, steps_per_epoch=10, warmup_epochs=2, kind="cosine")
+    assert s.lr(0) == pytest.approx(0.1 / 20)
+    assert s.lr(19) == pytest.approx(0.1)
+    assert s.lr(20) == pytest.approx(0.1)
+    mid = 20 + 40
+    assert s.lr(mid) == pytest.approx(0.05)
+    assert s.lr(99) < 0.001
+
+
+def test_step_schedule() -> None:
+    s = LRSchedule(0.1, epochs=10, steps_per_epoch=2, kind="step", milestones=(4, 8), lr_decay=0.1)
+    assert s.lr(7) == pytest.approx(0.1)
+    assert s.lr(8) == pytest.approx(0.01)
+    assert s.lr(16) == pytest.approx(0.001)
+
+
+def test_schedule_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        LRSchedule(0.1, epochs=2, steps_per_epoch=2, kind="linear")
+
+
+def test_image_methods_with_augmentation_train() -> None:
+    data = tiny_images()
+    cfg = tiny_config(epochs=2, batch_size=16, augment=True, crop_padding=1)
+    result = Trainer(SingleLabelTask(METHODS["ldam-drw"], data, cfg), data, cfg, seed=0).fit()
+    assert result is not None
+    assert math.isfinite(result.metrics["balanced_accuracy"])

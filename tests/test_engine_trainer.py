@@ -1,0 +1,218 @@
+"""Trainer: determinism, exact resume, atomic checkpoints, the non-finite-loss stop, SIGKILL resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from longtail.engine.checkpoint import load_checkpoint
+from longtail.engine.methods import METHODS, LossContext, Method
+from longtail.engine.tasks import SingleLabelTask
+from longtail.engine.trainer import NonFiniteLossError, RunResult, Trainer
+from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fit(method: str, run_dir: Path | None, **kw: Any) -> tuple[Trainer, Any]:
+    data = tiny_images() if kw.pop("images", False) else tiny_vectors()
+    cfg = tiny_config(**kw.pop("train", {}))
+    trainer = Trainer(
+        SingleLabelTask(METHODS[method], data, cfg), data, cfg, seed=3, run_dir=run_dir
+    )
+    return trainer, trainer.fit(**kw)
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _strip_time(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+def test_same_seed_same_weights() -> None:
+    train = {"epochs": 3, "batch_size": 8, "augment": True}
+    _, a = _fit("erm", None, images=True, train=train)
+    _, b = _fit("erm", None, images=True, train=train)
+    assert _same_state(a.model_state, b.model_state)
+    assert a.metrics == b.metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "images"),
+    [("erm", True), ("ldam-drw", False), ("cb-resample", False)],
+)
+def test_resume_gives_the_same_result(tmp_path: Path, method: str, images: bool) -> None:
+    """4 epochs straight == 2 epochs, stop, resume to 4: identical weights, metrics and log."""
+    train = {
+        "epochs": 4,
+        "batch_size": 8,
+        "augment": images,
+        "crop_padding": 1,
+        "eval_every": 1,
+        "warmup_epochs": 1,
+    }
+    _, straight = _fit(method, tmp_path / "a", images=images, train=train)
+    _, none = _fit(method, tmp_path / "b", images=images, train=train, stop_after_epoch=2)
+    assert none is None
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
+    _, resumed = _fit(method, tmp_path / "b", images=images, train=train, resume=True)
+    assert isinstance(straight, RunResult) and isinstance(resumed, RunResult)
+    assert _same_state(straight.model_state, resumed.model_state)
+    assert straight.metrics == resumed.metrics
+    assert _strip_time(straight.history) == _strip_time(resumed.history)
+    assert straight.details == resumed.details
+
+
+def test_checkpoint_is_weights_only_loadable(tmp_path: Path) -> None:
+    _fit("erm", tmp_path, train={"epochs": 2})
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert set(state) >= {"model", "optimizer", "scheduler", "rng", "history", "fingerprint"}
+    assert isinstance(state["rng"]["torch"], torch.Tensor)
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,lr,train_loss,train_accuracy")
+    assert len(log) == 3
+
+
+def test_resume_refuses_another_configuration(tmp_path: Path) -> None:
+    _fit("erm", tmp_path, train={"epochs": 2})
+    with pytest.raises(ValueError, match="different configuration"):
+        _fit("erm", tmp_path, train={"epochs": 2, "lr": 0.2}, resume=True)
+
+
+def test_resume_of_a_finished_checkpoint_only_evaluates(tmp_path: Path) -> None:
+    _, a = _fit("erm", tmp_path, train={"epochs": 2})
+    _, b = _fit("erm", tmp_path, train={"epochs": 2}, resume=True)
+    assert _same_state(a.model_state, b.model_state)
+
+
+def _nan_at_epoch_1(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
+    loss = torch.nn.functional.cross_entropy(z, y)
+    return loss * float("nan") if ctx.epoch == 1 else loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = Method("nan-at-epoch-1", "test", "none", _nan_at_epoch_1)
+    monkeypatch.setitem(METHODS, bad.name, bad)
+    data = tiny_vectors()
+    cfg = tiny_config(epochs=3, batch_size=16)
+    trainer = Trainer(SingleLabelTask(bad, data, cfg), data, cfg, seed=0, run_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2/3, step 1/3") as info:
+        trainer.fit()
+    assert "last good checkpoint (end of epoch 1)" in str(info.value)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_non_finite_loss_message_without_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_nan(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
+        return z.sum() * float("inf")
+
+    bad = Method("inf", "test", "none", always_nan)
+    data = tiny_vectors()
+    cfg = tiny_config(epochs=1)
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet"):
+        Trainer(SingleLabelTask(bad, data, cfg), data, cfg, seed=0).fit()
+
+
+def test_bf16_autocast_trains() -> None:
+    _, r = _fit("la-loss", None, train={"epochs": 2, "precision": "bf16"})
+    assert math.isfinite(r.metrics["balanced_accuracy"])
+
+
+def test_fp16_needs_cuda() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="precision"):
+        _fit("erm", None, train={"precision": "fp16"})
+
+
+# ---- SIGKILL ------------------------------------------------------------------------------------
+
+
+def _digits_config(path: Path, epochs: int) -> Path:
+    raw = {
+        "name": "killed",
+        "methods": ["drw"],
+        "seeds": [0],
+        "data": {"dataset": "digits", "imbalance_factor": 10},
+        "model": {"arch": "mlp", "hidden": [256, 256]},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 16,
+            "lr": 0.05,
+            "eval_every": 0,
+            "num_threads": 1,
+        },
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _run_cli(args: list[str]) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "longtail", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    epochs = 60
+    cfg = _digits_config(tmp_path / "c.yaml", epochs)
+    ref = _run_cli(["train", str(cfg), "--out", str(tmp_path / "ref"), "--no-progress"])
+    victim = _run_cli(["train", str(cfg), "--out", str(tmp_path / "kill"), "--no-progress"])
+    ckpt = tmp_path / "kill" / "drw" / "seed_0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and victim.poll() is None:
+        if ckpt.is_file():
+            try:
+                epoch = int(load_checkpoint(ckpt)["epoch"])
+            except Exception:  # being replaced right now; os.replace makes this rare
+                epoch = 0
+            if epoch >= 3:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                killed_at = epoch
+                break
+        time.sleep(0.01)
+    assert killed_at is not None, "the run finished or never checkpointed before the kill"
+    assert not (tmp_path / "kill" / "drw" / "seed_0" / "result.json").exists()
+    assert ref.wait(timeout=300) == 0, ref.stderr.read().decode() if ref.stderr else ""
+    resumed = _run_cli(
+        ["train", str(cfg), "--out", str(tmp_path / "kill"), "--resume", "--no-progress"]
+    )
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode() if resumed.stderr else ""
+    a = json.loads((tmp_path / "ref" / "drw" / "seed_0" / "result.json").read_text())
+    b = json.loads((tmp_path / "kill" / "drw" / "seed_0" / "result.json").read_text())
+    assert a["metrics"] == b["metrics"]
+    assert a["details"] == b["details"]
+    wa = torch.load(tmp_path / "ref" / "drw" / "seed_0" / "model.pt", weights_only=True)
+    wb = torch.load(tmp_path / "kill" / "drw" / "seed_0" / "model.pt", weights_only=True)
+    assert _same_state(wa, wb)
