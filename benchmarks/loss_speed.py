@@ -148,7 +148,7 @@ def peak_bytes(fn: Callable[[Tensor], Tensor], z: Tensor) -> int:
 def compare(
     base: Callable[[Tensor], Tensor], other: Callable[[Tensor], Tensor], z: Tensor, reps: int
 ) -> tuple[float, float, float, float]:
-    """(median base seconds, median other seconds, time ratio, peak-memory ratio)."""
+    """(median base seconds, median other seconds, median time ratio, peak-memory ratio)."""
     for _ in range(3):
         step(base, z)
         step(other, z)
@@ -163,7 +163,10 @@ def compare(
         tb.append(t1 - t0)
         to.append(t2 - t1)
     mb, mo = statistics.median(tb), statistics.median(to)
-    return mb, mo, mo / mb, peak_bytes(other, z) / peak_bytes(base, z)
+    # The ratio is the median of per-repetition ratios of back-to-back runs, which is robust to
+    # load from other processes that slows both runs of a pair alike.
+    ratio = statistics.median(o / b for o, b in zip(to, tb, strict=True))
+    return mb, mo, ratio, peak_bytes(other, z) / peak_bytes(base, z)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,7 +95,7 @@ def class_balanced_loss(
     class_counts: CountsLike,
     beta: float = 0.9999,
     loss_type: LossType = "softmax",
-    gamma: float = 0.5,
+    gamma: float = 1.0,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -117,7 +117,7 @@ def class_balanced_loss(
         class_counts: ``(C,)`` training counts, all positive.
         beta: ``[0, 1)``, default 0.9999.
         loss_type: ``"softmax"`` (default), ``"sigmoid"`` or ``"focal"``.
-        gamma: focusing parameter of ``"focal"``, ``>= 0`` (default 0.5; the paper tunes it in
+        gamma: focusing parameter of ``"focal"``, ``>= 0`` (default 1.0; the paper tunes it in
             {0.5, 1, 2}).
         reduction: ``"none"`` gives ``(N,)`` per-sample losses (summed over classes for the sigmoid
             forms); ``"mean"`` divides their sum by the number of non-ignored samples ``N`` (the paper's
@@ -166,7 +166,7 @@ class ClassBalancedLoss(nn.Module):
         class_counts: CountsLike,
         beta: float = 0.9999,
         loss_type: LossType = "softmax",
-        gamma: float = 0.5,
+        gamma: float = 1.0,
         ignore_index: int = -100,
         reduction: Reduction = "mean",
     ) -> None:

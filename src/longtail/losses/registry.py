@@ -206,7 +206,7 @@ for _spec in (
         ClassBalancedLoss,
         "single-label",
         requires=("class_counts",),
-        hyperparameters={"beta": 0.9999, "loss_type": "softmax", "gamma": 0.5},
+        hyperparameters={"beta": 0.9999, "loss_type": "softmax", "gamma": 1.0},
         description="re-weighting by the inverse effective number of samples (softmax/sigmoid/focal)",
         paper="Cui et al., Class-Balanced Loss Based on Effective Number of Samples, CVPR 2019",
     ),
