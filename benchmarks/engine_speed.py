@@ -11,8 +11,9 @@ cross-entropy (the ``erm`` method), one thread each. The bare loop is what one w
             opt.zero_grad(); loss.backward(); opt.step()
 
 The engine's number includes everything its loop does per step and per epoch (sampler, learning-rate
-schedule, loss through the method registry, finite-loss check, running accuracy) and the atomic
-checkpoint and CSV log written after every epoch; evaluation is excluded from both. The first epoch
+schedule, loss through the method registry, the buffered finite-loss check and running accuracy, read
+on the host every ``SYNC_EVERY`` steps) and the atomic checkpoint and CSV log of every epoch (serialised
+in the loop, written by a background thread); evaluation is excluded from both. The first epoch
 is a warm-up and not timed. Ratio = engine / bare (goal >= 0.9).
 
 Usage::

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from longtail.engine import methods as methods_module
 from longtail.engine.augment import random_crop, random_flip
-from longtail.engine.methods import METHODS, Method, Param, weighted_cross_entropy
+from longtail.engine.methods import METHODS, Method, Param
 from longtail.engine.models import CNN, MLP, ResNet32, build_model
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.tasks import SingleLabelTask
@@ -119,13 +120,42 @@ def test_drw_loss_is_weighted_after_the_switch() -> None:
     assert crit(z, y, 9).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_weighted_cross_entropy_divides_by_n() -> None:
-    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
-    y = torch.tensor([0, 1, 2, 2, 1])
-    w = torch.tensor([1.0, 2.0, 3.0])
-    manual = sum(-w[y[i]] * torch.log_softmax(z[i], 0)[y[i]] for i in range(5)) / 5
-    assert weighted_cross_entropy(z, y, w).item() == pytest.approx(float(manual), rel=1e-6)
-    assert weighted_cross_entropy(z, y).item() == pytest.approx(F.cross_entropy(z, y).item())
+def test_weighted_losses_come_from_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weighted CE (DRW after the switch, inv-freq) is the library's LA loss with tau 0, not a copy."""
+    import longtail.losses
+
+    assert not hasattr(methods_module, "weighted_cross_entropy")
+    calls: list[dict[str, object]] = []
+    real = longtail.losses.logit_adjusted_loss
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(longtail.losses, "logit_adjusted_loss", spy)
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    METHODS["drw"].build_criterion([50, 10, 2], total_epochs=10)(z, y, 9)
+    METHODS["inv-freq"].build_criterion([50, 10, 2], total_epochs=10)(z, y, 0)
+    assert len(calls) == 2
+    assert all(c["tau"] == 0.0 and c["weight"] is not None for c in calls)
+
+
+def test_weighted_and_plain_ce_numerics_are_unchanged() -> None:
+    """Bit-identical to the engine's former formulas (running benchmarks and resumes agree)."""
+    g = torch.Generator().manual_seed(2)
+    counts = [50, 10, 2]
+    for n in (1, 5, 32, 45):
+        z = torch.randn(n, 3, generator=g)
+        y = torch.randint(0, 3, (n,), generator=g)
+        crit = METHODS["drw"].build_criterion(counts, total_epochs=10)
+        assert torch.equal(crit(z, y, 0), F.cross_entropy(z, y))
+        w = crit.context(9, z.device).weight
+        assert w is not None
+        former = (F.cross_entropy(z, y, reduction="none") * w[y]).mean()
+        assert torch.equal(crit(z, y, 9), former)
+        manual = sum(-w[y[i]] * torch.log_softmax(z[i].double(), 0)[y[i]] for i in range(n)) / n
+        assert crit(z, y, 9).item() == pytest.approx(float(manual), rel=1e-6)  # divides by N
 
 
 def test_el_la_adds_the_log_prior() -> None:

@@ -216,3 +216,177 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     wa = torch.load(tmp_path / "ref" / "drw" / "seed_0" / "model.pt", weights_only=True)
     wb = torch.load(tmp_path / "kill" / "drw" / "seed_0" / "model.pt", weights_only=True)
     assert _same_state(wa, wb)
+
+
+# ---- per-step cost, exact non-finite step, corrupt checkpoints -----------------------------------
+
+
+def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Losses and logits are read on the host every SYNC_EVERY steps, not after every step."""
+    from longtail.engine import trainer as trainer_module
+    from longtail.engine.tasks import Evaluation
+
+    reads = {"n": 0}
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *a: Any, _real: Any = real, **k: Any) -> Any:
+            reads["n"] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, model: Evaluation({}, {}))
+    data = tiny_vectors()  # 45 samples, batch 1: 45 steps per epoch
+    cfg = tiny_config(epochs=2, batch_size=1)
+    result = Trainer(SingleLabelTask(METHODS["erm"], data, cfg), data, cfg, seed=0).fit()
+    assert result is not None and len(result.history) == 2
+    steps = 2 * 45
+    flushes = 2 * math.ceil(45 / trainer_module.SYNC_EVERY)
+    assert reads["n"] <= 3 * flushes < steps  # a per-step float(loss) would be >= 90 reads
+
+
+def test_running_statistics_do_not_depend_on_the_sync_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from longtail.engine import trainer as trainer_module
+
+    train = {"epochs": 2, "batch_size": 4}
+    _, a = _fit("la-loss", None, train=train)
+    monkeypatch.setattr(trainer_module, "SYNC_EVERY", 1)
+    _, b = _fit("la-loss", None, train=train)
+    assert _strip_time(a.history) == _strip_time(b.history)
+    assert _same_state(a.model_state, b.model_state)
+
+
+def _nan_from_call(k: int) -> Any:
+    calls = {"n": 0}
+
+    def loss(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
+        calls["n"] += 1
+        out = torch.nn.functional.cross_entropy(z, y)
+        return out * float("nan") if calls["n"] >= k else out
+
+    return loss
+
+
+def test_non_finite_loss_names_the_exact_step_inside_a_sync_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 45 samples, batch 1: 45 steps per epoch; the 51st loss (epoch 2, step 6) is NaN
+    bad = Method("nan-late", "test", "none", _nan_from_call(51))
+    monkeypatch.setitem(METHODS, bad.name, bad)
+    data = tiny_vectors()
+    cfg = tiny_config(epochs=3, batch_size=1)
+    trainer = Trainer(SingleLabelTask(bad, data, cfg), data, cfg, seed=0, run_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2/3, step 6/45") as info:
+        trainer.fit()
+    assert "last good checkpoint (end of epoch 1)" in str(info.value)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    from longtail.engine.checkpoint import CheckpointError
+
+    _fit("erm", tmp_path, train={"epochs": 2})
+    ckpt = tmp_path / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint", "empty": b""}[damage]
+    )
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt is truncated or corrupt"):
+        _fit("erm", tmp_path, train={"epochs": 2}, resume=True)
+
+
+def test_checkpoint_without_required_keys_is_a_clear_error(tmp_path: Path) -> None:
+    from longtail.engine.checkpoint import REQUIRED_KEYS, CheckpointError, save_checkpoint
+
+    save_checkpoint(tmp_path / "checkpoint.pt", {"epoch": 1})
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_checkpoint(tmp_path / "checkpoint.pt", required=REQUIRED_KEYS)
+
+
+def test_cli_resume_over_a_truncated_checkpoint_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longtail.cli import main
+
+    cfg = _digits_config(tmp_path / "c.yaml", 2)
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    ckpt = out / "drw" / "seed_0" / "checkpoint.pt"
+    (out / "drw" / "seed_0" / "result.json").unlink()  # as if killed before the end
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    capsys.readouterr()
+    # main returns instead of raising: the user sees one line, not a traceback
+    assert main(["train", str(cfg), "--out", str(out), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and str(ckpt) in err and "delete it" in err
+
+
+def test_cli_resume_over_a_corrupt_result_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longtail.cli import main
+
+    cfg = _digits_config(tmp_path / "c.yaml", 1)
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    result = out / "drw" / "seed_0" / "result.json"
+    result.write_text(result.read_text()[:50])
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "result.json is truncated or corrupt" in capsys.readouterr().err
+
+
+# ---- synchronised batch norm ---------------------------------------------------------------------
+
+
+def test_cpu_sync_batchnorm_equals_batchnorm_in_one_process(tmp_path: Path) -> None:
+    """With a (1-process) group, the synchronised layer gives BatchNorm2d's outputs, grads, stats."""
+    import torch.distributed as dist
+
+    from longtail.engine.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
+    from longtail.engine.models import build_model
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        torch.manual_seed(0)
+        ref = torch.nn.BatchNorm2d(3, momentum=0.2)
+        with torch.no_grad():
+            ref.weight.uniform_(0.5, 1.5)
+            ref.bias.uniform_(-0.5, 0.5)
+        sync = convert_sync_batchnorm(torch.nn.Sequential(ref.__class__(3)), torch.device("cpu"))
+        layer = sync[0]
+        assert isinstance(layer, CPUSyncBatchNorm)
+        layer.load_state_dict(ref.state_dict())
+        layer.momentum = 0.2
+        x = torch.randn(5, 3, 4, 4) * 3 + 1
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        g = torch.randn(5, 3, 4, 4)
+        ya, yb = ref(xa), layer(xb)
+        (ya * g).sum().backward()
+        (yb * g).sum().backward()
+        assert torch.allclose(ya, yb, atol=1e-5)
+        assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+        assert torch.allclose(ref.weight.grad, layer.weight.grad, atol=1e-4)
+        assert torch.allclose(ref.running_mean, layer.running_mean, atol=1e-6)
+        assert torch.allclose(ref.running_var, layer.running_var, atol=1e-5)
+        ref.eval()
+        layer.eval()
+        assert torch.allclose(ref(x), layer(x), atol=1e-5)
+        # conversion keeps the parameter objects (an optimiser built before still applies)
+        model = build_model("cnn", (1, 8, 8), 3, channels=(4, 8))
+        params = list(model.parameters())
+        keys = set(model.state_dict())
+        converted = convert_sync_batchnorm(model, torch.device("cpu"))
+        assert all(a is b for a, b in zip(params, converted.parameters(), strict=True))
+        assert set(converted.state_dict()) == keys
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in converted.modules())
+    finally:
+        dist.destroy_process_group()

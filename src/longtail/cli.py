@@ -195,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
+    from longtail.engine.checkpoint import CheckpointError
     from longtail.engine.config import ConfigError
     from longtail.engine.trainer import NonFiniteLossError
 
@@ -214,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nwrote {path}")
             return 0
         return _cmd_run(args, args_list)
-    except ConfigError as exc:
+    except (ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, FileExistsError) as exc:

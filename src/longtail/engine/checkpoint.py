@@ -1,4 +1,4 @@
-"""Atomic checkpoints and result files.
+"""Atomic file writes, checkpoints and result files: the one place the engine writes files.
 
 A checkpoint is a dict of tensors and plain Python values only, so that
 ``torch.load(path, weights_only=True)`` (no arbitrary unpickling) reads it::
@@ -7,13 +7,17 @@ A checkpoint is a dict of tensors and plain Python values only, so that
      "scheduler": {"step": int}, "task": dict, "rng": {"torch": ByteTensor, "cuda": [ByteTensor]},
      "history": [ {column: float} per epoch ], "train_seconds": float, "fingerprint": str}
 
-Writes go to a temporary file in the same folder, are flushed to disk, then renamed over the target
-(:func:`os.replace` is atomic on POSIX and Windows), so a process killed at any point (even with
-SIGKILL) leaves either the previous or the new file, never a torn one.
+Every write (:func:`atomic_write_bytes` and the helpers built on it) goes to a temporary file in the
+same folder, is flushed to disk, then renamed over the target (:func:`os.replace` is atomic on POSIX and
+Windows), so a process killed at any point (even with SIGKILL) leaves either the previous or the new
+file, never a torn one. A file that is nevertheless unreadable (a copy cut short, a full disk, another
+program's file) makes :func:`load_checkpoint` / :func:`read_json` raise :class:`CheckpointError`, a
+``ValueError`` naming the file, instead of a low-level unpickling or JSON error.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -22,15 +26,38 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_json", "load_checkpoint", "read_json", "save_checkpoint"]
+__all__ = [
+    "BackgroundWriter",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "load_checkpoint",
+    "read_json",
+    "save_checkpoint",
+    "serialize_checkpoint",
+]
+
+#: Keys every checkpoint written by the trainer holds.
+REQUIRED_KEYS = ("epoch", "model", "optimizer", "history", "train_seconds", "fingerprint")
 
 
-def _atomic(path: Path, write: Any) -> None:
+class CheckpointError(ValueError):
+    """A checkpoint or result file is truncated, corrupt or not one of ours (the message names it)."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename.
+
+    The folder is created if needed. On any error the temporary file is removed and ``path`` keeps
+    its previous content.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -40,23 +67,113 @@ def _atomic(path: Path, write: Any) -> None:
         raise
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """``torch.save`` ``state`` to ``path`` atomically."""
-    _atomic(Path(path), lambda fh: torch.save(state, fh))
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` onto the CPU."""
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return state
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    data = (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode("utf-8")
-    _atomic(Path(path), lambda fh: fh.write(data))
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def serialize_checkpoint(state: dict[str, Any]) -> bytes:
+    """``torch.save`` ``state`` into bytes (what :func:`save_checkpoint` writes)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically."""
+    atomic_write_bytes(path, serialize_checkpoint(state))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` onto the CPU.
+
+    Args:
+        path: the file.
+        required: keys the loaded mapping must hold (e.g. :data:`REQUIRED_KEYS`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is truncated, corrupt, not a ``weights_only`` checkpoint, or lacks a
+            required key; the message names the file and says how to recover.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError / UnpicklingError / EOFError / ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {p} is truncated or corrupt and cannot be loaded ({reason}); delete it to "
+            "restart this run from the beginning"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {p} does not hold a mapping (got {type(state).__name__}); delete it to "
+            "restart this run from the beginning"
+        )
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {p} lacks {', '.join(missing)}: not written by this version of longtail; "
+            "delete it to restart this run from the beginning"
+        )
+    return state
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a JSON file; an unreadable one raises :class:`CheckpointError` naming it."""
+    p = Path(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{p} is truncated or corrupt ({exc}); delete it to redo the run that wrote it"
+        ) from None
+
+
+class BackgroundWriter:
+    """Atomic file writes on a background thread, one batch at a time, in submission order.
+
+    The trainer serialises a checkpoint in its own thread (so the bytes are a snapshot) and hands the
+    slow part (write, ``fsync``, rename) to this writer, so that the next epoch starts at once.
+    :meth:`submit` first waits for the previous batch; :meth:`wait` blocks until the last one is on
+    disk and re-raises its error, if any. Writes stay atomic: a process killed mid-write leaves the
+    previous file.
+    """
+
+    def __init__(self) -> None:
+        self._thread: Any = None
+        self._error: BaseException | None = None
+
+    def _run(self, files: list[tuple[Path, bytes]]) -> None:
+        try:
+            for path, data in files:
+                atomic_write_bytes(path, data)
+        except BaseException as exc:  # re-raised by wait() in the caller's thread
+            self._error = exc
+
+    def submit(self, files: list[tuple[Path, bytes]]) -> None:
+        """Write ``files`` (path, content) atomically, in order, in the background."""
+        import threading
+
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(files,), name="longtail-writer")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the submitted files are written; re-raise a write error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err

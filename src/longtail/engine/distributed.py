@@ -4,22 +4,30 @@ Under ``torchrun --nproc_per_node=N -m longtail train CONFIG`` every process see
 ``RANK`` and ``LOCAL_RANK``; :func:`init_distributed` then creates the default process group with
 ``gloo`` on CPU and ``nccl`` on CUDA, and pins each process to ``cuda:LOCAL_RANK``. Without those
 variables everything runs in one process and these helpers are no-ops.
+
+:func:`convert_sync_batchnorm` makes batch-norm layers compute their batch statistics over the global
+batch (all processes), so that a step of N processes equals a step of one process on the whole batch:
+``torch.nn.SyncBatchNorm`` on CUDA, and :class:`CPUSyncBatchNorm` on CPU (``torch.nn.SyncBatchNorm``
+refuses CPU tensors).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
+    "CPUSyncBatchNorm",
     "all_gather_cat",
     "all_reduce_mean",
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
+    "convert_sync_batchnorm",
     "init_distributed",
     "is_distributed",
     "is_main_process",
@@ -116,3 +124,113 @@ def broadcast_object(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over processes: the gradient is summed over processes too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    r"""Batch norm whose training statistics are taken over all processes (gloo / CPU).
+
+    In training, with a process group initialised, every process all-reduces the per-channel
+    :math:`\sum x`, :math:`\sum x^2` and the element count of its batch (in float64, one
+    differentiable ``all_reduce``), and normalises with the global mean and biased variance
+    :math:`\sigma^2 = E[x^2] - E[x]^2`; the running mean and (unbiased) variance are updated from the
+    same global values, as ``torch.nn.SyncBatchNorm`` does on GPUs. The backward pass all-reduces the
+    gradient of the statistics, so the gradients equal those of one process on the whole batch.
+    Otherwise (evaluation, no process group) it is plain batch norm. Same parameters, buffers and
+    ``state_dict`` keys as ``nn.BatchNorm*d``; input ``(N, C, *)``.
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            out: Tensor = super().forward(input)
+            return out
+        self._check_input_dim(input)
+        c = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        x64 = input.double()
+        local = torch.cat(
+            [
+                x64.sum(dims),
+                (x64 * x64).sum(dims),
+                x64.new_full((1,), float(input.numel() // max(c, 1))),
+            ]
+        )
+        total = _AllReduceSum.apply(local)
+        count = total[2 * c]
+        mean = total[:c] / count
+        var = (total[c : 2 * c] / count - mean * mean).clamp_min(0.0)
+        shape = [1, c] + [1] * (input.dim() - 2)
+        inv_std = torch.rsqrt(var + self.eps)
+        out = ((x64 - mean.view(shape)) * inv_std.view(shape)).to(input.dtype)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats and self.running_mean is not None:
+            assert self.running_var is not None and self.num_batches_tracked is not None
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else float(self.momentum)
+                )
+                n = float(count)
+                unbiased = var * (n / max(n - 1.0, 1.0))
+                self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype) * factor)
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype) * factor)
+        return out
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every ``nn.BatchNorm*d`` of ``module`` by a synchronised one (same parameters).
+
+    ``torch.nn.SyncBatchNorm`` on CUDA, :class:`CPUSyncBatchNorm` otherwise. The parameter and
+    buffer tensors are moved over, not copied, so an optimiser built before still applies.
+    """
+    if device.type == "cuda":
+        converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return converted
+    return _convert_cpu(module)
+
+
+def _convert_cpu(module: nn.Module) -> nn.Module:
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, (CPUSyncBatchNorm, nn.SyncBatchNorm)
+    ):
+        out = CPUSyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
+        if module.affine:
+            with torch.no_grad():
+                out.weight = module.weight
+                out.bias = module.bias
+        out.running_mean = module.running_mean
+        out.running_var = module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _convert_cpu(child))
+    return out

@@ -41,7 +41,6 @@ __all__ = [
     "Method",
     "Param",
     "check_method_params",
-    "weighted_cross_entropy",
 ]
 
 SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive"]
@@ -200,48 +199,63 @@ class Criterion:
                 start_epoch=min(start, self.total_epochs - 1) if self.total_epochs > 1 else 0,
                 beta=self.params["drw_beta"],
             )
-        self._cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]] = {}
+        self._cache: dict[tuple[torch.device, int], LossContext] = {}
 
     def context(self, epoch: int, device: torch.device) -> LossContext:
-        key = (str(device), int(epoch) if self._drw is not None else -1)
-        if key not in self._cache:
+        """The (cached) :class:`LossContext` of ``epoch`` with tensors on ``device``."""
+        key = (device, epoch)
+        ctx = self._cache.get(key)
+        if ctx is None:
             weight = None
             if self._drw is not None:
-                w = self._drw.weight(epoch)
+                w = self._drw.weight(int(epoch))
                 weight = None if w is None else torch.as_tensor(w, dtype=torch.float32).to(device)
-            self._cache[key] = (self._counts.to(device), self._log_prior.to(device), weight)
-        counts, log_prior, weight = self._cache[key]
-        return LossContext(epoch, self.total_epochs, counts, log_prior, self.params, weight)
+            ctx = LossContext(
+                int(epoch),
+                self.total_epochs,
+                self._counts.to(device),
+                self._log_prior.to(device),
+                self.params,
+                weight,
+            )
+            self._cache[key] = ctx
+        return ctx
 
     def __call__(self, logits: Tensor, target: Tensor, epoch: int) -> Tensor:
         ctx = self.context(epoch, logits.device)
-        return self.method.loss(logits.float(), target, ctx)
-
-
-def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-    """Cross-entropy; with ``weight`` the per-sample loss is ``w_y * CE`` averaged over the batch.
-
-    This is the papers' convention (divide by N), unlike ``F.cross_entropy(weight=...)``, which
-    divides by ``sum_i w_{y_i}``.
-    """
-    if weight is None:
-        return F.cross_entropy(logits, target)
-    return (F.cross_entropy(logits, target, reduction="none") * weight[target]).mean()
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        return self.method.loss(logits, target, ctx)
 
 
 # --------------------------------------------------------------------------------------------------
 # losses of the registry entries (import the library lazily: the registry loads without it)
 
 
+def _cross_entropy(z: Tensor, y: Tensor, ctx: LossContext, weight: Tensor | None) -> Tensor:
+    """Softmax cross-entropy; with ``weight``, ``sum_i w_{y_i} CE_i / N`` (the papers' convention).
+
+    Unweighted it is ``F.cross_entropy``; weighted it is the library's
+    :func:`longtail.losses.logit_adjusted_loss` with ``tau = 0`` (plain CE) and ``weight``, which
+    divides by N, unlike ``F.cross_entropy(weight=...)`` (divides by ``sum_i w_{y_i}``).
+    """
+    if weight is None:
+        return F.cross_entropy(z, y)
+    from longtail.losses import logit_adjusted_loss
+
+    out: Tensor = logit_adjusted_loss(z, y, class_counts=ctx.class_counts, tau=0.0, weight=weight)
+    return out
+
+
 def _erm(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
-    return weighted_cross_entropy(z, y, ctx.weight)
+    return _cross_entropy(z, y, ctx, ctx.weight)
 
 
 def _inv_freq(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
     from longtail.losses import inverse_frequency_weights
 
     w = torch.as_tensor(inverse_frequency_weights(ctx.class_counts), dtype=z.dtype).to(z.device)
-    return weighted_cross_entropy(z, y, w)
+    return _cross_entropy(z, y, ctx, w)
 
 
 def _cb(loss_type: str) -> LossFn:

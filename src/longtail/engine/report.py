@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.engine.checkpoint import read_json
-from longtail.engine.config import atomic_write_text
+from longtail.engine.checkpoint import atomic_write_bytes, atomic_write_text, read_json
 
 __all__ = ["format_table", "write_report"]
 
@@ -140,11 +139,7 @@ def _mean_lists(lists: Sequence[Sequence[float | None]]) -> list[float]:
 def _save(fig: Any, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    from longtail.engine.checkpoint import _atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = buf.getvalue()
-    _atomic(path, lambda fh: fh.write(data))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _colors(n: int) -> list[Any]:
@@ -260,7 +255,10 @@ def _plots(
     a2.title.set_fontsize(9)
     for a in (a1, a2):
         a.grid(True, alpha=0.3)
-    a2.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if a2.get_legend_handles_labels()[0]:  # no test curve when train.eval_every is 0
+        a2.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        a1.legend(fontsize=7, ncol=2)
     _save(fig, plots / "training_curves.png")
     plt.close(fig)
     written.append("training_curves.png")

@@ -57,6 +57,8 @@ __all__ = [
 
 #: Name of the balanced-reference entry in ``results.json``.
 BALANCED = "balanced"
+#: Without a terminal, a progress line per (method, seed) at most this often (and one when it ends).
+PROGRESS_SECONDS = 30.0
 
 
 def method_names(cfg: Config) -> list[str]:
@@ -213,9 +215,26 @@ def run_benchmark(
                 if bar is not None:
                     bar.set_postfix_str(f"{label} seed {seed}")
 
-                def tick(epoch: int, row: dict[str, float]) -> None:
+                last_line = [time.monotonic()]
+
+                def tick(
+                    epoch: int,
+                    row: dict[str, float],
+                    label: str = label,
+                    seed: int = seed,
+                    last_line: list[float] = last_line,
+                ) -> None:
                     if bar is not None:
                         bar.update(1)
+                    elif progress and main and time.monotonic() - last_line[0] >= PROGRESS_SECONDS:
+                        # no terminal (a log file, a batch job): a line now and then for long runs
+                        last_line[0] = time.monotonic()
+                        print(
+                            f"{cfg.name}: {label} seed {seed}: epoch {epoch + 1}/{cfg.train.epochs}, "
+                            f"train loss {row['train_loss']:.4g}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
 
                 trainer = Trainer(
                     task,
