@@ -3,7 +3,8 @@
 Every public loss validates its arguments here *before* any computation, so a bad call fails with a
 ``ValueError``/``TypeError`` that names the argument and the offending value. Checks that need the values
 of a tensor (labels in range, targets in ``[0, 1]``) are skipped while ``torch.compile`` traces, so that
-compiled code has no graph breaks; eager calls always run them.
+compiled code has no graph breaks; eager calls always run them. On CUDA they become device-side
+assertions (``torch._assert_async``), so a training step never waits for the host.
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def check_single_label(
         bad = (t < 0) | (t >= z.shape[1])
         if ignore_index is not None:
             bad &= t != ignore_index
-        if bool(bad.any()):
+        if t.device.type == "cuda":  # no host sync on the GPU: a device-side assertion instead
+            torch._assert_async(~bad.any(), f"{target_name} holds a class index out of range")
+        elif bool(bad.any()):
             first = int(t[bad][0])
             raise ValueError(
                 f"{target_name} must hold class indices in [0, {z.shape[1] - 1}]"
@@ -148,6 +151,10 @@ def check_multilabel(
     if y.numel() == 0:
         return z, y, False
     yf = y if y.is_floating_point() else y.to(torch.float32)
+    if y.device.type == "cuda":  # no host sync on the GPU: a device-side assertion instead
+        ok = (((yf >= 0) & (yf <= 1)) | (yf == -1)).all()
+        torch._assert_async(ok, f"{targets_name} must be in [0, 1] or -1 (unknown)")
+        return z, y, True
     lo, hi = (float(v) for v in torch.aminmax(yf))
     bad_value: float | None = None
     if not (lo >= -1 and hi <= 1):  # also catches NaN
