@@ -736,3 +736,12 @@ def test_asl_single_label_gradcheck_and_chunks(gp: float, gn: float, eps: float)
     (out * w).sum().backward()
     (ref * w).sum().backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_pairwise_margin_learnable_delta_gets_gradient() -> None:
+    z, t, _ = data(40)
+    delta = torch.zeros(C, C, dtype=torch.float64, requires_grad=True)
+    pairwise_margin_loss(z, t, delta=delta).backward()
+    assert delta.grad is not None
+    assert (torch.diagonal(delta.grad) == 0).all()  # the diagonal is ignored
+    assert delta.grad.abs().sum() > 0

@@ -237,9 +237,11 @@ def _pairwise(
     valid = t != ignore_index
     safe = torch.where(valid, t, torch.zeros_like(t))
     idx = safe.unsqueeze(1)
-    # z + Delta[y] with the diagonal entry Delta[y, y] ignored (the true logit keeps its value).
-    shifted = z + delta[safe].to(z.dtype)
-    shifted = shifted.scatter(1, idx, z.gather(1, idx))
+    # z + Delta[y] with the diagonal entry Delta[y, y] ignored (the true logit keeps its value):
+    # the gathered rows are a fresh tensor outside autograd, so zeroing their diagonal is free.
+    rows = delta[safe].to(z.dtype)
+    rows = rows.scatter(1, idx, 0.0) if rows.requires_grad else rows.scatter_(1, idx, 0.0)
+    shifted = z + rows
     loss = weighted_cross_entropy(shifted, t, alpha, ignore_index, "none")
     return reduce_loss(loss, reduction, valid.sum())
 
