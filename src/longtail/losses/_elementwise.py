@@ -67,25 +67,23 @@ def _sigmoid_focal_kernel(
     z: Tensor, y: Tensor, need_grad: bool, gamma: float, alpha: float | None
 ) -> tuple[Tensor, Tensor | None]:
     log_p = F.logsigmoid(z)
-    yz = y * z
-    ce = torch.sub(z, yz).sub_(log_p)
-    mod = None
-    if gamma != 0:
-        mod = yz.neg_().add_(log_p).mul_(gamma).exp_()  # (1 - p_t)^gamma
+    t = torch.addcmul(z, y, z, value=-1.0)  # z - y z
+    ce = torch.sub(t, log_p)  # BCE = (1 - y) z - log sigma(z)
+    # Per-element factor: alpha_t * (1 - p_t)^gamma, with log(1 - p_t) = log sigma(z) - y z.
+    factor = t.sub_(z).add_(log_p).mul_(gamma).exp_() if gamma != 0 else None
     del log_p
-    a_t = None if alpha is None else torch.mul(y, 2 * alpha - 1).add_(1 - alpha)
-    loss = ce if mod is None else ce * mod
-    if a_t is not None:
-        loss = loss * a_t if loss is ce else loss.mul_(a_t)
+    if alpha is not None:
+        a_t = torch.mul(y, 2 * alpha - 1).add_(1 - alpha)
+        factor = a_t if factor is None else factor.mul_(a_t)
+    loss = ce if factor is None else ce * factor
     if not need_grad:
         return loss, None
     g = torch.sigmoid(z).sub_(y)  # p - y
     if gamma != 0:
-        assert mod is not None
         h = torch.rsub(y, 1.0).sub_(g).sub_(y)  # 1 - p - y
-        g.addcmul_(h, ce, value=gamma).mul_(mod)
-    if a_t is not None:
-        g.mul_(a_t)
+        g.addcmul_(h, ce, value=gamma)
+    if factor is not None:
+        g.mul_(factor)
     return loss, g
 
 
