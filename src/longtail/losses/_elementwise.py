@@ -266,21 +266,23 @@ def _asl_single_kernel(
     one_minus = (-torch.expm1(lp_y)).clamp_min(torch.finfo(z.dtype).tiny)
     w_y = one_minus.pow(gamma_pos) if gamma_pos != 0 else torch.ones_like(lp_y)
     if gamma_neg == 0:
-        e = None
+        e = el = None
         row_sum = log_p.sum(1, keepdim=True)
         off_y = lp_y
     else:
         e = _power(p, gamma_neg)
-        row_sum = (e * log_p).sum(1, keepdim=True)
+        el = e * log_p
+        row_sum = el.sum(1, keepdim=True)
         off_y = e.gather(1, idx) * lp_y
     term_y = w_y * lp_y
     loss = (s_off * (row_sum - off_y) + s_y * term_y).neg_().squeeze(1)
     if not need_grad:
         return loss, None
-    if e is None:
+    if e is None or el is None:
         g = torch.full_like(z, -s_off)
     else:
-        g = torch.mul(log_p, gamma_neg).add_(1.0).mul_(e).mul_(-s_off)
+        # -s p^g (g log p + 1) = -s (e + g * e log p), reusing e log p from the loss
+        g = torch.add(e, el, alpha=gamma_neg).mul_(-s_off)
     d_y = w_y.clone()
     if gamma_pos != 0:
         d_y -= gamma_pos * one_minus.pow(gamma_pos - 1.0) * p_y * lp_y
