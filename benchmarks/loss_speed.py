@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--losses", default=None, help="comma-separated registry names (default: all)"
+    )
+    parser.add_argument(
         "--markdown", type=Path, default=None, help="also write the tables to this markdown file"
     )
     args = parser.parse_args(argv)
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     worst: dict[str, float] = {}
     for n, c in SHAPES:
         for name, spec in LOSSES.items():
+            if args.losses is not None and name not in args.losses.split(","):
+                continue
             z, t = inputs(spec.task, n, c, cosine=spec.inputs == "cosine")
             kw = kwargs_for(spec, c)
             if spec.task == "single-label":
