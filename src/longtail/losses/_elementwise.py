@@ -45,26 +45,40 @@ CHUNK = 1 << 15
 def _chunked(
     kernel: Any, z: Tensor, y: Tensor, need_grad: bool, *args: Any
 ) -> tuple[Tensor, Tensor | None]:
-    """Run ``kernel(z, y, need_grad, *args) -> (loss, grad)`` over contiguous chunks of the inputs."""
+    """Run ``kernel(z, y, need_grad, loss_out, grad_out, *args) -> (loss, grad)`` over chunks.
+
+    The kernel writes its final results into the ``loss_out`` / ``grad_out`` slices of the outputs
+    (``out=``), so chunking costs no extra copy.
+    """
     zf = z.contiguous().view(-1)
     yf = y.contiguous().view(-1)
     n = zf.numel()
     if n <= CHUNK or z.device.type != "cpu":
-        loss, grad = kernel(zf, yf, need_grad, *args)
+        loss, grad = kernel(zf, yf, need_grad, None, None, *args)
         return loss.view(z.shape), None if grad is None else grad.view(z.shape)
     loss = torch.empty_like(zf)
     grad = torch.empty_like(zf) if need_grad else None
     for start in range(0, n, CHUNK):
         end = min(start + CHUNK, n)
-        lc, gc = kernel(zf[start:end], yf[start:end], need_grad, *args)
-        loss[start:end] = lc
-        if grad is not None:
-            grad[start:end] = gc
+        kernel(
+            zf[start:end],
+            yf[start:end],
+            need_grad,
+            loss[start:end],
+            None if grad is None else grad[start:end],
+            *args,
+        )
     return loss.view(z.shape), None if grad is None else grad.view(z.shape)
 
 
 def _sigmoid_focal_kernel(
-    z: Tensor, y: Tensor, need_grad: bool, gamma: float, alpha: float | None
+    z: Tensor,
+    y: Tensor,
+    need_grad: bool,
+    loss_out: Tensor | None,
+    grad_out: Tensor | None,
+    gamma: float,
+    alpha: float | None,
 ) -> tuple[Tensor, Tensor | None]:
     log_p = F.logsigmoid(z)
     t = torch.addcmul(z, y, z, value=-1.0)  # z - y z
@@ -75,10 +89,14 @@ def _sigmoid_focal_kernel(
     if alpha is not None:
         a_t = torch.mul(y, 2 * alpha - 1).add_(1 - alpha)
         factor = a_t if factor is None else factor.mul_(a_t)
-    loss = ce if factor is None else ce * factor
+    if factor is None:
+        loss = ce if loss_out is None else loss_out.copy_(ce)
+    else:
+        loss = torch.mul(ce, factor, out=loss_out) if loss_out is not None else ce * factor
     if not need_grad:
         return loss, None
-    g = torch.sigmoid(z).sub_(y)  # p - y
+    p = torch.sigmoid(z, out=grad_out) if grad_out is not None else torch.sigmoid(z)
+    g = p.sub_(y)  # p - y
     if gamma != 0:
         h = torch.rsub(y, 1.0).sub_(g).sub_(y)  # 1 - p - y
         g.addcmul_(h, ce, value=gamma)
@@ -119,6 +137,8 @@ def _asl_kernel(
     z: Tensor,
     y: Tensor,
     need_grad: bool,
+    loss_out: Tensor | None,
+    grad_out: Tensor | None,
     gamma_pos: float,
     gamma_neg: float,
     clip: float,
@@ -189,11 +209,22 @@ def _asl_kernel(
                 d_neg.mul_(w_neg)
 
     # loss = -(neg + y (pos - neg)); the gradient likewise.
-    loss = torch.addcmul(neg, y, pos - neg).neg_()
+    diff = pos - neg
+    loss = (
+        torch.addcmul(neg, y, diff, out=loss_out)
+        if loss_out is not None
+        else torch.addcmul(neg, y, diff)
+    ).neg_()
     if not need_grad:
         return loss, None
     assert d_pos is not None and d_neg is not None
-    return loss, d_neg.addcmul_(y, d_pos.sub_(d_neg)).neg_()
+    d_diff = d_pos.sub_(d_neg)
+    grad = (
+        torch.addcmul(d_neg, y, d_diff, out=grad_out)
+        if grad_out is not None
+        else d_neg.addcmul_(y, d_diff)
+    )
+    return loss, grad.neg_()
 
 
 class _Asymmetric(torch.autograd.Function):
@@ -246,7 +277,13 @@ def asymmetric_elementwise(
 
 
 def _asl_single_kernel(
-    z: Tensor, t: Tensor, need_grad: bool, gamma_pos: float, gamma_neg: float, eps: float
+    z: Tensor,
+    t: Tensor,
+    need_grad: bool,
+    gamma_pos: float,
+    gamma_neg: float,
+    eps: float,
+    grad_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Rows of the single-label ASL: per-sample loss ``(n,)`` and its gradient ``(n, C)``.
 
@@ -279,10 +316,14 @@ def _asl_single_kernel(
     if not need_grad:
         return loss, None
     if e is None or el is None:
-        g = torch.full_like(z, -s_off)
+        g = torch.full_like(z, -s_off) if grad_out is None else grad_out.fill_(-s_off)
     else:
         # -s p^g (g log p + 1) = -s (e + g * e log p), reusing e log p from the loss
-        g = torch.add(e, el, alpha=gamma_neg).mul_(-s_off)
+        g = (
+            torch.add(e, el, alpha=gamma_neg)
+            if grad_out is None
+            else torch.add(e, el, alpha=gamma_neg, out=grad_out)
+        ).mul_(-s_off)
     d_y = w_y.clone()
     if gamma_pos != 0:
         d_y -= gamma_pos * one_minus.pow(gamma_pos - 1.0) * p_y * lp_y
@@ -314,13 +355,16 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
             grad = torch.empty_like(z) if need_grad else None
             for start in range(0, n, rows):
                 end = min(start + rows, n)
-                lc, gc = _asl_single_kernel(
-                    z[start:end], t[start:end], need_grad, gamma_pos, gamma_neg, eps
+                lc, _ = _asl_single_kernel(
+                    z[start:end],
+                    t[start:end],
+                    need_grad,
+                    gamma_pos,
+                    gamma_neg,
+                    eps,
+                    None if grad is None else grad[start:end],
                 )
                 loss[start:end] = lc
-                if grad is not None:
-                    assert gc is not None
-                    grad[start:end] = gc
         if grad is not None:
             ctx.save_for_backward(grad)
         return loss
