@@ -377,7 +377,7 @@ _ALL = [
     ),
     Method(
         "cb-focal",
-        "class-balanced focal loss (paper's best CIFAR-10-LT IF 100 setting: beta 0.9999, gamma 1)",
+        "class-balanced (sigmoid) focal loss, beta 0.9999, gamma 1 (from the paper's grid)",
         _CB,
         _cb("focal"),
         params={
