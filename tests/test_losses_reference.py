@@ -709,7 +709,7 @@ def test_fused_kernels_chunked_and_non_contiguous(loss: str) -> None:
     ("gp", "gn", "eps"), [(0.0, 4.0, 0.1), (1.0, 2.0, 0.1), (0.5, 0.0, 0.2), (2.0, 1.5, 0.0)]
 )
 def test_asl_single_label_gradcheck_and_chunks(gp: float, gn: float, eps: float) -> None:
-    from longtail.losses._elementwise import CHUNK
+    from longtail.losses._elementwise import ROW_CHUNK
 
     z, t, _ = data(31)
     x = z[:6].clone().requires_grad_(True)
@@ -722,7 +722,7 @@ def test_asl_single_label_gradcheck_and_chunks(gp: float, gn: float, eps: float)
         atol=1e-6,
     )
     g = torch.Generator().manual_seed(3)
-    n = 2 * CHUNK // 50 + 3  # several row chunks of 50 classes
+    n = 2 * ROW_CHUNK // 50 + 3  # several row chunks of 50 classes
     big = torch.randn(n, 50, generator=g, dtype=torch.float64) * 3
     tt = torch.randint(0, 50, (n,), generator=g)
     a = big.clone().requires_grad_(True)
