@@ -745,3 +745,27 @@ def test_pairwise_margin_learnable_delta_gets_gradient() -> None:
     assert delta.grad is not None
     assert (torch.diagonal(delta.grad) == 0).all()  # the diagonal is ignored
     assert delta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 1.0, 2.0, 3.5])
+def test_focal_gradient_matches_autograd_of_reference(gamma: float) -> None:
+    z, t, _ = data(41)
+    t = t.clone()
+    t[::5] = -100  # ignored samples get no gradient
+    keep = t != -100
+    alpha = torch.rand(C, dtype=torch.float64) + 0.1
+    weight = torch.rand(C, dtype=torch.float64) + 0.5
+    a = z.clone().requires_grad_(True)
+    focal_loss(a, t, gamma=gamma, alpha=alpha, weight=weight).backward()
+    b = z.clone().requires_grad_(True)
+    ref = ref_focal(b[keep], t[keep], gamma, alpha, weight).sum() / int(keep.sum())
+    ref.backward()
+    torch.testing.assert_close(a.grad, b.grad)
+    assert (a.grad[~keep] == 0).all()
+    x = z[:6].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda v: focal_loss(v, t[:6], gamma=gamma, alpha=alpha, reduction="none"),
+        (x,),
+        eps=1e-6,
+        atol=1e-6,
+    )

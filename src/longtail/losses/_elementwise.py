@@ -384,3 +384,46 @@ def asymmetric_single_label_rows(
 ) -> Tensor:
     out: Tensor = _AsymmetricSingleLabel.apply(z, t, gamma_pos, gamma_neg, eps)
     return out
+
+
+class _SoftmaxFocal(torch.autograd.Function):
+    r"""Per-sample softmax focal loss ``-w (1 - p_y)^g log p_y`` with its analytic gradient.
+
+    Only ``log p_y`` enters the loss, so ``dl/dz = dl/d(log p_y) * (onehot(y) - p)`` with
+    ``dl/d(log p_y) = -w [(1 - p_y)^g - g (1 - p_y)^{g - 1} p_y log p_y]``: the backward is the
+    cross-entropy backward scaled per row. Saves ``log_softmax(z)`` and one number per row.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, z: Tensor, t: Tensor, gamma: float, w: Tensor | None) -> Tensor:
+        log_p = F.log_softmax(z, dim=1)
+        idx = t.unsqueeze(1)
+        lp_y = log_p.gather(1, idx).squeeze(1)
+        if gamma != 0:
+            one_minus = (-torch.expm1(lp_y)).clamp_min(torch.finfo(z.dtype).tiny)
+            mod = one_minus.pow(gamma)
+            loss = -mod * lp_y
+            d_lp = (gamma * one_minus.pow(gamma - 1.0)) * lp_y.exp() * lp_y - mod
+        else:
+            loss = -lp_y
+            d_lp = torch.full_like(lp_y, -1.0)
+        if w is not None:
+            loss = loss * w
+            d_lp = d_lp * w
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            ctx.save_for_backward(log_p, idx, d_lp)
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:
+        log_p, idx, d_lp = ctx.saved_tensors
+        c = (grad_out * d_lp).unsqueeze(1)
+        grad = torch.exp(log_p).mul_(-c)
+        grad.scatter_add_(1, idx, c)
+        return grad, None, None, None
+
+
+def softmax_focal_rows(z: Tensor, t: Tensor, gamma: float, w: Tensor | None) -> Tensor:
+    out: Tensor = _SoftmaxFocal.apply(z, t, gamma, w)
+    return out

@@ -5,8 +5,6 @@ Lin, Goyal, Girshick, He, Dollár. "Focal Loss for Dense Object Detection". ICCV
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import (
@@ -20,11 +18,10 @@ from ._common import (
     check_reduction,
     check_single_label,
     ignore_mask,
-    one_minus_exp,
     reduce_loss,
     upcast,
 )
-from ._elementwise import sigmoid_focal_elementwise
+from ._elementwise import sigmoid_focal_elementwise, softmax_focal_rows
 
 __all__ = ["FocalLoss", "SigmoidFocalLoss", "focal_loss", "sigmoid_focal_loss"]
 
@@ -89,15 +86,12 @@ def _focal(
 ) -> Tensor:
     z = upcast(z)
     valid, t_safe = ignore_mask(t, ignore_index)
-    log_p = F.log_softmax(z, dim=1).gather(1, t_safe.unsqueeze(1)).squeeze(1)
-    loss = -log_p
-    if gamma != 0:
-        loss = loss * one_minus_exp(log_p).pow(gamma)
+    w = valid.to(z.dtype)
     if alpha is not None:
-        loss = loss * alpha.to(loss.dtype)[t_safe]
+        w = w * alpha.to(z.dtype)[t_safe]
     if weight is not None:
-        loss = loss * weight.to(loss.dtype)[t_safe]
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
+        w = w * weight.to(z.dtype)[t_safe]
+    loss = softmax_focal_rows(z, t_safe, gamma, w)
     return reduce_loss(loss, reduction, valid.sum())
 
 
