@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from dist_helpers import gloo_group, run_two_processes
 from longtail.data import (
     ClassAwareSampler,
     ClassBalancedSampler,
@@ -50,14 +48,7 @@ def _draws(samplers: dict[str, ClassAwareSampler]) -> dict[str, list[int]]:
 
 
 def _worker(rank: int, port: int, outdir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, port):
         samplers = _samplers()  # num_replicas / rank taken from the process group
         meta = {name: (s.num_replicas, s.rank, len(s)) for name, s in samplers.items()}
         draws = _draws(samplers)
@@ -67,24 +58,12 @@ def _worker(rank: int, port: int, outdir: str) -> None:
         torch.save(
             {"meta": meta, "draws": draws, "gathered": gathered}, Path(outdir) / f"r{rank}.pt"
         )
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_sharding(tmp_path: Path) -> None:
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
-    )
+    run_two_processes(_worker, tmp_path)
     results = [torch.load(tmp_path / f"r{rank}.pt", weights_only=False) for rank in (0, 1)]
     single = _samplers(num_replicas=1, rank=0)
     for rank, res in enumerate(results):

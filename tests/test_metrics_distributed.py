@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from dist_helpers import gloo_group, run_two_processes
 from longtail.metrics import (
     Accuracy,
     BalancedAccuracy,
@@ -97,14 +94,7 @@ def _results(metrics: dict[str, Metric[Any]]) -> dict[str, Any]:
 
 
 def _worker(rank: int, port: int, outdir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, port):
         d = _data()
         sl = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
         metrics = _metrics()
@@ -117,14 +107,6 @@ def _worker(rank: int, port: int, outdir: str) -> None:
             for name, v in local_before[k].items():
                 assert torch.equal(v, local_after[k][name]), (k, name)
         torch.save({"synced": synced, "again": again}, Path(outdir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _assert_same(a: Any, b: Any, key: str) -> None:
@@ -143,11 +125,7 @@ def _assert_same(a: Any, b: Any, key: str) -> None:
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_equals_single_process(tmp_path: Path) -> None:
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
-    )
+    run_two_processes(_worker, tmp_path)
 
     d = _data()
     single = _metrics()

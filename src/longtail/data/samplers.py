@@ -207,52 +207,42 @@ class InstanceBalancedSampler(ClassAwareSampler):
         return torch.cat(perms)[: self.total_size]
 
 
-class ClassBalancedSampler(ClassAwareSampler):
+class _FixedExponentSampler(ClassAwareSampler):
+    """A :class:`ClassAwareSampler` whose exponent ``q`` is fixed by the subclass (``_Q``)."""
+
+    _Q: float
+
+    def __init__(
+        self,
+        labels: torch.Tensor | Sequence[int],
+        *,
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            labels,
+            q=self._Q,
+            num_samples=num_samples,
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+        )
+
+
+class ClassBalancedSampler(_FixedExponentSampler):
     """Class-balanced sampling (``q = 0``): pick a class uniformly, then a sample in it."""
 
-    def __init__(
-        self,
-        labels: torch.Tensor | Sequence[int],
-        *,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        drop_last: bool = False,
-    ) -> None:
-        super().__init__(
-            labels,
-            q=0.0,
-            num_samples=num_samples,
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-        )
+    _Q = 0.0
 
 
-class SquareRootSampler(ClassAwareSampler):
+class SquareRootSampler(_FixedExponentSampler):
     """Square-root sampling (``q = 1/2``; Mahajan et al. 2018): ``p_c ∝ sqrt(n_c)``."""
 
-    def __init__(
-        self,
-        labels: torch.Tensor | Sequence[int],
-        *,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        drop_last: bool = False,
-    ) -> None:
-        super().__init__(
-            labels,
-            q=0.5,
-            num_samples=num_samples,
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-        )
+    _Q = 0.5
 
 
 class ProgressivelyBalancedSampler(ClassAwareSampler):
