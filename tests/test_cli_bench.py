@@ -34,7 +34,17 @@ def _config(tmp_path: Path, **extra: Any) -> Path:
 
 
 def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int]) -> None:
-    assert set(results) == {"dataset", "task", "imbalance_factor", "class_counts", "methods"}
+    assert set(results) == {
+        "dataset",
+        "task",
+        "imbalance_factor",
+        "class_counts",
+        "metric_specs",
+        "methods",
+        "stages_trained",
+    }
+    specs = {s["name"]: s for s in results["metric_specs"]}
+    assert specs["balanced_accuracy"]["higher_is_better"] and not specs["ece"]["higher_is_better"]
     assert results["dataset"] == "digits"
     assert results["task"] == "single-label"
     assert results["imbalance_factor"] == 10.0
@@ -43,7 +53,7 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
     assert counts[0] / counts[-1] == pytest.approx(10, rel=0.15)
     assert list(results["methods"]) == methods
     for entry in results["methods"].values():
-        assert set(entry) == {"seeds", "train_seconds", "metrics"}
+        assert set(entry) == {"seeds", "train_seconds", "metrics", "composition"}
         assert entry["seeds"] == seeds
         assert isinstance(entry["train_seconds"], float) and entry["train_seconds"] > 0
         assert set(entry["metrics"]) == set(METRICS)
@@ -93,10 +103,15 @@ def test_bench_writes_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
     for m in ("erm", "la-posthoc", "balanced"):
         for s in (0, 1):
             d = out / m / f"seed_{s}"
-            assert {"checkpoint.pt", "log.csv", "model.pt", "result.json"} <= {
-                p.name for p in d.iterdir()
+            assert {"model.pt", "result.json"} <= {p.name for p in d.iterdir()}
+            stage = json.loads((d / "result.json").read_text())["stage"]
+            sd = out / "stages" / stage / f"seed_{s}"
+            assert {"checkpoint.pt", "log.csv", "model.pt", "stage.json"} <= {
+                p.name for p in sd.iterdir()
             }
-            assert len((d / "log.csv").read_text().splitlines()) == 3
+            assert len((sd / "log.csv").read_text().splitlines()) == 3
+    # erm and la-posthoc share one stage; the balanced reference has its own
+    assert len(list((out / "stages").iterdir())) == 2
     # the balanced reference trains on the same number of images, spread evenly
     bal = json.loads((out / "balanced" / "seed_0" / "result.json").read_text())
     assert sum(bal["class_counts"]) // 10 * 10 == sum(bal["class_counts"])
@@ -139,21 +154,22 @@ def test_bench_writes_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_resume_continues_an_interrupted_pair(tmp_path: Path) -> None:
     from longtail.engine.config import load_config
     from longtail.engine.datasets import build_data
-    from longtail.engine.runner import run_dir_for
+    from longtail.engine.runner import stage_dir_for, stage_of
     from longtail.engine.tasks import SingleLabelTask
-    from longtail.engine.trainer import Trainer, fingerprint_of
+    from longtail.engine.trainer import Trainer
 
     cfg_path = _config(tmp_path, data={"dataset": "digits", "imbalance_factor": 10})
     cfg = load_config(cfg_path, {"methods": ["erm"], "seeds": [0], "train.epochs": 3})
     out = tmp_path / "run"
     data = build_data(cfg.data)
+    stage = stage_of(cfg, METHODS["erm"], METHODS["erm"].defaults, "long-tailed")
     partial = Trainer(
         SingleLabelTask(METHODS["erm"], data, cfg),
         data,
         cfg,
         seed=0,
-        run_dir=run_dir_for(out, "erm", 0),
-        fingerprint=fingerprint_of(cfg, "erm", 0),
+        run_dir=stage_dir_for(out, stage, 0),
+        fingerprint=stage.fingerprint(cfg, 0),
         label="erm",
     )
     assert partial.fit(stop_after_epoch=1) is None
@@ -202,9 +218,16 @@ def test_train_runs_one_method(tmp_path: Path) -> None:
 def test_methods_lists_every_method(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(METHODS)
-    for line, (name, m) in zip(lines, METHODS.items(), strict=True):
-        assert line.startswith(name) and m.citation in line
+    assert len(lines) == 2 * len(METHODS) + 2  # a description and a composition line each
+    for i, (name, m) in enumerate(METHODS.items()):
+        assert lines[2 * i].startswith(name) and m.citation in lines[2 * i]
+        comp = m.composition()
+        assert f"loss={comp['loss']}" in lines[2 * i + 1]
+        assert f"sampler={comp['sampler']}" in lines[2 * i + 1]
+        for key in ("mix", "second_stage", "posthoc"):
+            if comp[key] is not None:
+                assert f"{key}={comp[key]}" in lines[2 * i + 1]
+    assert "recipes:" in lines[-1]
 
 
 def test_bad_config_exits_2_naming_the_key(

@@ -231,12 +231,78 @@ def test_warmup_not_below_epochs() -> None:
 
 def test_milestone_beyond_epochs() -> None:
     with pytest.raises(ConfigError, match=r"'train\.milestones\[0\]'"):
-        config_from_dict({"train": {"epochs": 3, "milestones": [5]}})
+        config_from_dict({"train": {"epochs": 3, "schedule": "step", "milestones": [5]}})
 
 
 def test_milestones_not_increasing() -> None:
     with pytest.raises(ConfigError, match=r"'train\.milestones': must be increasing"):
-        config_from_dict({"train": {"epochs": 9, "milestones": [5, 2]}})
+        config_from_dict({"train": {"epochs": 9, "schedule": "step", "milestones": [5, 2]}})
+
+
+def test_milestones_need_the_step_schedule() -> None:
+    assert config_from_dict({"train": {"epochs": 9, "schedule": "step", "milestones": [3]}})
+    with pytest.raises(ConfigError, match=r"'train\.milestones': only used by train\.schedule"):
+        config_from_dict({"train": {"epochs": 9, "milestones": [3]}})
+
+
+def test_max_per_class_needs_an_imbalance_factor() -> None:
+    assert config_from_dict({"data": {"imbalance_factor": 5, "max_per_class": 50}})
+    with pytest.raises(ConfigError, match=r"'data\.max_per_class': only used with"):
+        config_from_dict({"data": {"imbalance_factor": None, "max_per_class": 50}})
+    # fashion-pairs: max_per_class is also the pool size per pair class, used without a profile
+    pairs = {"dataset": "fashion-pairs", "data_dir": "/x", "imbalance_factor": None}
+    assert config_from_dict({"data": {**pairs, "max_per_class": 50}})
+
+
+def test_resnet32_dropout_is_applied() -> None:
+    import torch
+
+    from longtail.engine.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet32", (3, 8, 8), 4, dropout=0.5, head="linear")
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        model.train()
+        assert not torch.equal(model(x), model(x))
+        model.eval()
+        assert torch.equal(model(x), model(x))
+
+
+def test_augment_needs_images() -> None:
+    from longtail.engine.config import check_config_against_data
+
+    cfg = config_from_dict({"train": {"augment": True}})
+    check_config_against_data(cfg, is_image=True, num_classes=10)
+    with pytest.raises(ConfigError, match=r"'train\.augment': .*not images"):
+        check_config_against_data(cfg, is_image=False, num_classes=10)
+    check_config_against_data(config_from_dict({}), is_image=False, num_classes=10)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet32"])
+def test_image_arch_needs_images(arch: str) -> None:
+    from longtail.engine.config import check_config_against_data
+
+    cfg = config_from_dict({"model": {"arch": arch}})
+    check_config_against_data(cfg, is_image=True, num_classes=10)
+    with pytest.raises(ConfigError, match=rf"'model\.arch': {arch} needs images"):
+        check_config_against_data(cfg, is_image=False, num_classes=10)
+
+
+@pytest.mark.parametrize("arch", ["auto", "mlp"])
+def test_vector_arch_accepts_vectors(arch: str) -> None:
+    from longtail.engine.config import check_config_against_data
+
+    cfg = config_from_dict({"model": {"arch": arch}})
+    check_config_against_data(cfg, is_image=False, num_classes=10)
+    check_config_against_data(cfg, is_image=True, num_classes=10)
+
+
+def test_data_needs_two_classes() -> None:
+    from longtail.engine.config import check_config_against_data
+
+    with pytest.raises(ConfigError, match=r"'data\.dataset': .*1 class"):
+        check_config_against_data(config_from_dict({}), is_image=False, num_classes=1)
 
 
 def test_data_dir_required_for_files() -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -135,3 +136,33 @@ def test_two_processes_with_batch_norm_match_one(tmp_path: Path) -> None:
     b = json.loads((tmp_path / "single" / "erm" / "seed_0" / "result.json").read_text())
     for key, value in b["metrics"].items():
         assert a["metrics"][key] == pytest.approx(value, abs=0.01), key
+
+
+def test_backend_for_device() -> None:
+    """CUDA: nccl for GPU tensors and gloo for the CPU metric states; CPU: gloo."""
+    from longtail.engine.distributed import backend_for
+
+    assert backend_for(torch.device("cuda", 0)) == "cpu:gloo,cuda:nccl"
+    assert backend_for(torch.device("cuda")) == "cpu:gloo,cuda:nccl"
+    assert backend_for(torch.device("cpu")) == "gloo"
+
+
+@pytest.mark.parametrize(
+    ("device", "backend"),
+    [(torch.device("cuda", 0), "cpu:gloo,cuda:nccl"), (torch.device("cpu"), "gloo")],
+)
+def test_init_distributed_passes_the_backend(
+    monkeypatch: pytest.MonkeyPatch, device: torch.device, backend: str
+) -> None:
+    from longtail.engine.distributed import init_distributed
+
+    calls: dict[str, Any] = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(
+        torch.distributed, "init_process_group", lambda **kw: calls.setdefault("init", kw)
+    )
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set_device", d))
+    assert init_distributed(device) is True
+    assert calls["init"] == {"backend": backend}
+    assert calls.get("set_device") == (device if device.type == "cuda" else None)

@@ -81,8 +81,10 @@ def test_checkpoint_is_weights_only_loadable(tmp_path: Path) -> None:
     _fit("erm", tmp_path, train={"epochs": 2})
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
-    assert set(state) >= {"model", "optimizer", "scheduler", "rng", "history", "fingerprint"}
-    assert isinstance(state["rng"]["torch"], torch.Tensor)
+    assert set(state) >= {"model", "modules", "optimizers", "scheduler", "history", "fingerprint"}
+    # every epoch re-seeds the global RNG from (seed, epoch): no RNG state to save or restore
+    assert "rng" not in state
+    assert set(state["optimizers"]) == {"default"}
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,lr,train_loss,train_accuracy")
@@ -187,11 +189,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     cfg = _digits_config(tmp_path / "c.yaml", epochs)
     ref = _run_cli(["train", str(cfg), "--out", str(tmp_path / "ref"), "--no-progress"])
     victim = _run_cli(["train", str(cfg), "--out", str(tmp_path / "kill"), "--no-progress"])
-    ckpt = tmp_path / "kill" / "drw" / "seed_0" / "checkpoint.pt"
+    stage_dirs = tmp_path / "kill" / "stages"
     deadline = time.time() + 120
     killed_at = None
     while time.time() < deadline and victim.poll() is None:
-        if ckpt.is_file():
+        found = list(stage_dirs.glob("*/seed_0/checkpoint.pt"))
+        if found:
+            ckpt = found[0]
             try:
                 epoch = int(load_checkpoint(ckpt)["epoch"])
             except Exception:  # being replaced right now; os.replace makes this rare
@@ -242,7 +246,9 @@ def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result is not None and len(result.history) == 2
     steps = 2 * 45
     flushes = 2 * math.ceil(45 / trainer_module.SYNC_EVERY)
-    assert reads["n"] <= 3 * flushes < steps  # a per-step float(loss) would be >= 90 reads
+    # a few reads per flush, a constant few at set-up (the sampler's class counts); a per-step
+    # float(loss) would be >= 90 reads
+    assert reads["n"] <= 3 * flushes + 4 < steps
 
 
 def test_running_statistics_do_not_depend_on_the_sync_interval(
@@ -317,8 +323,9 @@ def test_cli_resume_over_a_truncated_checkpoint_exits_2_with_a_message(
     cfg = _digits_config(tmp_path / "c.yaml", 2)
     out = tmp_path / "run"
     assert main(["train", str(cfg), "--out", str(out), "--no-progress"]) == 0
-    ckpt = out / "drw" / "seed_0" / "checkpoint.pt"
+    (ckpt,) = out.glob("stages/*/seed_0/checkpoint.pt")
     (out / "drw" / "seed_0" / "result.json").unlink()  # as if killed before the end
+    (ckpt.parent / "stage.json").unlink()
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     capsys.readouterr()
     # main returns instead of raising: the user sees one line, not a traceback

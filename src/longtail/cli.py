@@ -97,13 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_methods() -> int:
-    from longtail.engine.methods import METHODS
+    from longtail.engine.methods import LOSSES, METHODS
 
     width = max(len(n) for n in METHODS)
     for name, m in METHODS.items():
         defaults = ", ".join(f"{k}={v}" for k, v in m.defaults.items())
         extra = f" [{defaults}]" if defaults else ""
+        comp = m.composition()
+        parts = [
+            f"loss={comp['loss']}" + ("+drw" if comp["drw"] else ""),
+            f"sampler={comp['sampler']}",
+        ]
+        parts += [
+            f"{k}={comp[k]}"
+            for k in ("head", "mix", "second_stage", "posthoc")
+            if comp[k] not in (None, "linear")
+        ]
         print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
+        print(f"{' ' * width}    = {' '.join(parts)}")
+    print(
+        "\nCompose your own in a config's `recipes:` section from: "
+        f"loss {{{', '.join(LOSSES)}}}, drw {{true, false}}, "
+        "sampler {instance, class-balanced, sqrt, progressive}, head {linear, cosine}, "
+        "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb} "
+        "(see docs/cli.md)."
+    )
     return 0
 
 

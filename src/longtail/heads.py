@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CosineClassifier"]
+__all__ = ["CosineClassifier", "LearnableWeightScaling"]
 
 
 class CosineClassifier(nn.Module):
@@ -61,3 +61,30 @@ class CosineClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}"
+
+
+class LearnableWeightScaling(nn.Module):
+    r"""Learnable weight scaling (LWS) of a trained linear classifier (Kang et al., ICLR 2020).
+
+    .. math:: z_c = f_c\,(w_c^\top x + b_c)
+
+    One scale ``f_c`` per class, initialised to 1, multiplies the logit of the wrapped classifier
+    (bias included, as the official code does). The wrapped ``linear`` is kept as is; freeze it to
+    train the scales only.
+
+    Args:
+        linear: the classifier ``nn.Linear(D, C)``.
+
+    Shape: ``(N, D) -> (N, C)``.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        self.linear = linear
+        self.scales = nn.Parameter(torch.ones(linear.out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.linear(x) * self.scales
+        return out

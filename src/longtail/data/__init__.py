@@ -10,6 +10,7 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
 - :func:`load_mat`: MATLAB ``.mat`` data sets.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
+Many-class pair sets (``K`` classes -> ``K * K`` side-by-side pair classes): :func:`make_pair_images`.
 Samplers: :class:`ClassAwareSampler` and its instance-balanced, class-balanced, square-root and
 progressively balanced variants. Downloads for users: :data:`DATASETS`, :func:`download`.
 """
@@ -30,6 +31,7 @@ from longtail.data.download import DATASETS, RemoteFile, download, sha256sum
 from longtail.data.idx import load_idx
 from longtail.data.long_tailed import class_counts, long_tailed_counts, make_long_tailed
 from longtail.data.mat import load_mat
+from longtail.data.pairs import make_pair_images
 from longtail.data.samplers import (
     ClassAwareSampler,
     ClassBalancedSampler,
@@ -59,6 +61,7 @@ __all__ = [
     "load_multilabel_arff",
     "long_tailed_counts",
     "make_long_tailed",
+    "make_pair_images",
     "read_mulan_labels",
     "safe_unpickle",
     "sha256sum",

@@ -2,7 +2,8 @@
 
 - :mod:`~longtail.engine.config`: YAML configs, validated (errors name the key).
 - :mod:`~longtail.engine.methods`: the method registry ``METHODS``.
-- :mod:`~longtail.engine.tasks`: the :class:`Task` interface and :class:`SingleLabelTask`.
+- :mod:`~longtail.engine.tasks`: the :class:`Task` interface (setup, updates, metric specs).
+- :mod:`~longtail.engine.single_label`: :class:`SingleLabelTask` and :class:`SecondStageTask`.
 - :mod:`~longtail.engine.trainer`: the resumable, deterministic, DDP-aware training loop.
 - :mod:`~longtail.engine.runner`: benchmarks over methods and seeds; the run folder.
 - :mod:`~longtail.engine.report`: ``report.md`` and plots.
@@ -16,15 +17,35 @@ from __future__ import annotations
 
 from longtail.engine.config import Config, ConfigError, config_from_dict, load_config
 from longtail.engine.datasets import DataBundle, build_data
-from longtail.engine.methods import METHODS, LossContext, Method, Param
+from longtail.engine.methods import (
+    LOSSES,
+    METHODS,
+    LossComponent,
+    LossContext,
+    Method,
+    Param,
+    recipe_from_dict,
+    resolve_methods,
+)
 from longtail.engine.models import CNN, MLP, Classifier, ResNet32, build_model
 from longtail.engine.runner import run_benchmark
 from longtail.engine.schedule import LRSchedule
-from longtail.engine.tasks import Batch, Evaluation, SingleLabelTask, StepOutput, Task
+from longtail.engine.single_label import SecondStageTask, SingleLabelTask
+from longtail.engine.tasks import (
+    Batch,
+    Evaluation,
+    MetricSpec,
+    OptimizerSpec,
+    Setup,
+    StepOutput,
+    Task,
+    Update,
+)
 from longtail.engine.trainer import NonFiniteLossError, RunResult, Trainer
 
 __all__ = [
     "CNN",
+    "LOSSES",
     "METHODS",
     "MLP",
     "Batch",
@@ -34,19 +55,27 @@ __all__ = [
     "DataBundle",
     "Evaluation",
     "LRSchedule",
+    "LossComponent",
     "LossContext",
     "Method",
+    "MetricSpec",
     "NonFiniteLossError",
+    "OptimizerSpec",
     "Param",
     "ResNet32",
     "RunResult",
+    "SecondStageTask",
+    "Setup",
     "SingleLabelTask",
     "StepOutput",
     "Task",
     "Trainer",
+    "Update",
     "build_data",
     "build_model",
     "config_from_dict",
     "load_config",
+    "recipe_from_dict",
+    "resolve_methods",
     "run_benchmark",
 ]

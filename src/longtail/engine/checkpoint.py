@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Keys every checkpoint written by the trainer holds.
-REQUIRED_KEYS = ("epoch", "model", "optimizer", "history", "train_seconds", "fingerprint")
+REQUIRED_KEYS = ("epoch", "model", "optimizers", "history", "train_seconds", "fingerprint")
 
 
 class CheckpointError(ValueError):

@@ -3,7 +3,11 @@
 A configuration is a YAML mapping with the sections below (every key is optional; the defaults are the
 bundled digits benchmark). It is loaded with ``yaml.safe_load`` and validated before any work starts:
 an unknown key, a value of the wrong type or a value out of range raises :class:`ConfigError` (a
-``ValueError``) whose message names the dotted key, e.g. ``train.lr``.
+``ValueError``) whose message names the dotted key, e.g. ``train.lr``. A setting that would be
+silently ignored is an error too (``train.milestones`` without ``train.schedule: step``,
+``data.max_per_class`` without ``data.imbalance_factor``, except for ``fashion-pairs``); what depends on the data (``train.augment``
+and ``model.arch: cnn`` / ``resnet32`` need images) is checked by :func:`check_config_against_data`
+once the data is loaded.
 
 .. code-block:: yaml
 
@@ -14,13 +18,16 @@ an unknown key, a value of the wrong type or a value out of range raises :class:
     method_params:             # per-method hyper-parameter overrides
       la-loss: {tau: 1.5}
     data:
-      dataset: digits          # digits | fashion-mnist | mnist | kmnist | idx | cifar10 | cifar100
+      dataset: digits          # digits | fashion-mnist | fashion-pairs | mnist | kmnist | idx
+                               # | cifar10 | cifar100
       data_dir: null
       imbalance_factor: 10     # n_max / n_min of the exponential or step profile; null = as is
       profile: exp
       subset_seed: 0           # seed of the long-tailed subset (fixed across training seeds)
-      max_per_class: null
+      max_per_class: null      # fashion-pairs: also the pool per pair class (default 600)
+      class_order: fixed       # fixed (class 0 the head) | random (permuted per training seed)
       test_fraction: 0.5       # digits only: stratified, balanced test split
+      pair_test_per_class: 100 # fashion-pairs only: balanced test images per pair class
       balanced_reference: false
     model:
       arch: auto               # auto | mlp | cnn | resnet32
@@ -61,6 +68,7 @@ __all__ = [
     "TrainConfig",
     "bundled_config_names",
     "bundled_config_path",
+    "check_config_against_data",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -89,7 +97,16 @@ def _f(default: Any, **meta: Any) -> Any:
     return field(default=default, metadata=_meta(**meta))
 
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "kmnist", "idx", "cifar10", "cifar100")
+DATASETS = (
+    "digits",
+    "fashion-mnist",
+    "fashion-pairs",
+    "mnist",
+    "kmnist",
+    "idx",
+    "cifar10",
+    "cifar100",
+)
 
 
 @dataclass
@@ -103,9 +120,23 @@ class DataConfig:
     )
     profile: str = _f("exp", choices=("exp", "step"), doc="long-tailed profile")
     subset_seed: int = _f(0, ge=0, doc="seed of the long-tailed subset and of the digits split")
-    max_per_class: int | None = _f(None, ge=1, doc="n_max of the profile (default: smallest class)")
+    max_per_class: int | None = _f(
+        None,
+        ge=1,
+        doc="n_max of the profile (default: smallest class); fashion-pairs: also the pool per "
+        "pair class (default 600)",
+    )
+    class_order: str = _f(
+        "fixed",
+        choices=("fixed", "random"),
+        doc="which class gets which long-tailed count: fixed (class 0 the head, class C-1 the "
+        "tail) or random (a permutation drawn from the training seed and subset_seed)",
+    )
     test_fraction: float = _f(
         0.5, gt=0.0, lt=1.0, doc="digits: share of each class held out (balanced test split)"
+    )
+    pair_test_per_class: int = _f(
+        100, ge=1, doc="fashion-pairs: test images per pair class (balanced test set)"
     )
     balanced_reference: bool = _f(
         False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
@@ -177,6 +208,13 @@ class Config:
     )
     method_params: dict[str, dict[str, Any]] = field(
         default_factory=dict, metadata=_meta(doc="per-method overrides")
+    )
+    recipes: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_meta(
+            doc="composed methods: name -> {loss, sampler, head, drw, mix, posthoc, "
+            "second_stage, params}"
+        ),
     )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -326,7 +364,12 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
 
 
 def _check_cross(cfg: Config) -> None:
-    from longtail.engine.methods import METHODS, check_method_params
+    from longtail.engine.methods import check_method_params, resolve_methods
+
+    try:
+        METHODS = resolve_methods(cfg.recipes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
     t = cfg.train
     if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
@@ -342,6 +385,20 @@ def _check_cross(cfg: Config) -> None:
             )
     if t.milestones != sorted(t.milestones):
         raise ConfigError(f"config key 'train.milestones': must be increasing, got {t.milestones}")
+    if t.milestones and t.schedule != "step":
+        raise ConfigError(
+            f"config key 'train.milestones': only used by train.schedule 'step', got "
+            f"{t.milestones} with schedule {t.schedule!r} (set schedule: step or remove milestones)"
+        )
+    if (
+        cfg.data.max_per_class is not None
+        and cfg.data.imbalance_factor is None
+        and cfg.data.dataset != "fashion-pairs"  # there it is also the pool size per class
+    ):
+        raise ConfigError(
+            "config key 'data.max_per_class': only used with data.imbalance_factor "
+            f"(got {cfg.data.max_per_class} with imbalance_factor null, which keeps the data as is)"
+        )
     if isinstance(cfg.methods, str):
         if cfg.methods != "all":
             raise ConfigError(
@@ -371,7 +428,7 @@ def _check_cross(cfg: Config) -> None:
                 f"config key 'method_params.{name}': expected a mapping, got {params!r}"
             )
         try:
-            check_method_params(name, params)
+            check_method_params(name, params, METHODS)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if cfg.data.dataset not in ("digits",) and cfg.data.data_dir is None:
@@ -379,8 +436,44 @@ def _check_cross(cfg: Config) -> None:
             f"config key 'data.data_dir': required for dataset {cfg.data.dataset!r} "
             "(or pass --data-dir)"
         )
+    if cfg.data.dataset == "fashion-pairs" and t.augment and t.flip:
+        raise ConfigError(
+            "config key 'train.flip': must be false for dataset 'fashion-pairs' (a horizontal "
+            "flip swaps the left and right items, i.e. the class)"
+        )
     if not cfg.name or any(c in cfg.name for c in "/\\\0"):
         raise ConfigError(f"config key 'name': must be a non-empty file-name, got {cfg.name!r}")
+
+
+def check_config_against_data(cfg: Config, *, is_image: bool, num_classes: int) -> None:
+    """Check the settings that depend on the loaded data (call once the data is built).
+
+    Args:
+        cfg: a validated configuration.
+        is_image: the inputs are images ``(N, C, H, W)``, not feature vectors.
+        num_classes: classes of the data.
+
+    Raises:
+        ConfigError: ``train.augment`` or ``model.arch: cnn`` / ``resnet32`` on feature vectors, or
+            fewer than 2 classes; the message names the key.
+    """
+    if num_classes < 2:
+        raise ConfigError(
+            f"config key 'data.dataset': {cfg.data.dataset!r} has {num_classes} class(es), "
+            "classification needs at least 2"
+        )
+    if is_image:
+        return
+    if cfg.train.augment:
+        raise ConfigError(
+            f"config key 'train.augment': random crop and flip need images, but the inputs of "
+            f"{cfg.data.dataset!r} are feature vectors, not images (set augment: false)"
+        )
+    if cfg.model.arch in ("cnn", "resnet32"):
+        raise ConfigError(
+            f"config key 'model.arch': {cfg.model.arch} needs images, but the inputs of "
+            f"{cfg.data.dataset!r} are feature vectors (use mlp or auto)"
+        )
 
 
 def config_from_dict(raw: Mapping[str, Any] | None) -> Config:

@@ -6,17 +6,43 @@
 - ``fashion-mnist`` / ``mnist`` / ``kmnist`` / ``idx`` (IDX files in ``data_dir``) and ``cifar10`` /
   ``cifar100`` (python batches in ``data_dir``): the official train split is the pool and the official
   (balanced) test split is the test set.
+- ``fashion-pairs`` (the Fashion-MNIST IDX files in ``data_dir``): 100 classes, class ``10 * a + b``
+  shows an item of Fashion-MNIST class ``a`` on the left and one of class ``b`` on the right
+  (1x28x56 images; names like ``"T-shirt/top|Trouser"``). Built with
+  :func:`longtail.data.make_pair_images`: the training pool has ``max_per_class`` pairs per class
+  (default 600), drawn from the official *training* images with seed ``subset_seed``; the test set
+  has ``pair_test_per_class`` pairs per class (default 100, so balanced), drawn the same way from the
+  official *test* images with seed ``subset_seed + 1``. For each pair class ``(a, b)`` (in class-id
+  order) the left items are the first ``per_class`` of a random permutation of the images of class
+  ``a`` and the right items, independently, the first ``per_class`` of a random permutation of the
+  images of class ``b``: no image appears twice in the same slot of a class (Fashion-MNIST has 6,000
+  training and 1,000 test images per class), and for ``a == b`` a pair may show the same image on
+  both sides (probability 1/6,000 per training pair). Since every pool class has exactly
+  ``max_per_class`` pairs, the profile's ``n_max`` is that number. Do not train with horizontal flips
+  (they swap ``a`` and ``b``; the config rejects ``train.flip`` with ``train.augment``).
 
 The pool is then made long-tailed with :func:`longtail.data.make_long_tailed` (``imbalance_factor``,
 ``profile``, ``subset_seed``, ``max_per_class``); the test set is never subsampled. With
 ``balanced=True`` the same number of training images is drawn evenly over the classes instead (the
-upper-bound reference). Images are scaled to ``[0, 1]`` and standardised with the training subset's
+upper-bound reference).
+
+**Which class is the head** (``class_order``): ``"fixed"`` gives the ``r``-th largest count to class
+``r`` (class 0 is the head, as in CIFAR-LT). ``"random"`` gives it to class ``perm[r]``, where ``perm =
+torch.randperm(C, generator=torch.Generator().manual_seed(s))`` and ``s =
+numpy.random.SeedSequence([seed, subset_seed]).generate_state(1)[0]`` for the *training* seed passed
+to :func:`build_data` (so each training seed has its own head class, and frequency is not confounded
+with the difficulty of class 0). Labels and class names stay the real ones; ``class_counts`` and
+``group_counts`` are the real per-class counts, so many / medium / few follow the counts. The
+balanced reference draws the same training images whatever the order (only its ``group_counts``,
+the long-tailed counts of the same seed, follow the permutation).
+
+Images are scaled to ``[0, 1]`` and standardised with the training subset's
 per-channel mean and std; feature vectors are used as loaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,7 +50,7 @@ from torch import Tensor
 
 from longtail.engine.config import DataConfig
 
-__all__ = ["DataBundle", "build_data"]
+__all__ = ["DataBundle", "build_data", "class_order_permutation"]
 
 
 @dataclass
@@ -40,6 +66,7 @@ class DataBundle:
         group_counts: counts used to group classes into many / medium / few (the long-tailed counts,
             also for the balanced reference run, so that the groups are the same classes).
         imbalance_factor: the configured imbalance factor (``None``: data used as is).
+        extra_splits: further named evaluation splits besides ``test`` (see :attr:`eval_splits`).
     """
 
     name: str
@@ -51,6 +78,13 @@ class DataBundle:
     class_counts: list[int]
     group_counts: list[int]
     imbalance_factor: float | None
+    extra_splits: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+    @property
+    def eval_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Named evaluation splits ``{name: (x, y)}``: ``test`` first, then ``extra_splits``
+        (e.g. ``unknown`` for open set)."""
+        return {"test": (self.test_x, self.test_y), **self.extra_splits}
 
     @property
     def num_classes(self) -> int:
@@ -66,6 +100,44 @@ class DataBundle:
 
 
 _IDX_SETS = ("fashion-mnist", "mnist", "kmnist", "idx")
+
+# Official Fashion-MNIST class names (Xiao et al. 2017); IDX files store no names.
+_FASHION_MNIST_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_PAIRS_PER_CLASS = 600  # fashion-pairs: default pool per pair class (= n_max of the profile)
+
+
+def _load_pairs(
+    cfg: DataConfig, directory: Path
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
+    from longtail import data as ltdata
+
+    train = ltdata.load_idx(directory, split="train")
+    test = ltdata.load_idx(directory, split="test")
+    num_items = int(train.targets.max()) + 1
+    if num_items != len(_FASHION_MNIST_NAMES):
+        raise ValueError(
+            f"data.data_dir: fashion-pairs needs the 10 Fashion-MNIST classes, found {num_items}"
+        )
+    per_class = cfg.max_per_class if cfg.max_per_class is not None else _PAIRS_PER_CLASS
+    x_pool, y_pool = ltdata.make_pair_images(
+        train.data, train.targets, per_class=per_class, seed=cfg.subset_seed
+    )
+    x_test, y_test = ltdata.make_pair_images(
+        test.data, test.targets, per_class=cfg.pair_test_per_class, seed=cfg.subset_seed + 1
+    )
+    names = [f"{a}|{b}" for a in _FASHION_MNIST_NAMES for b in _FASHION_MNIST_NAMES]
+    return x_pool, y_pool, x_test, y_test, names
 
 
 def _load_raw(cfg: DataConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str]]:
@@ -93,6 +165,8 @@ def _load_raw(cfg: DataConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str
     directory = Path(cfg.data_dir).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
+    if cfg.dataset == "fashion-pairs":
+        return _load_pairs(cfg, directory)
     if cfg.dataset in _IDX_SETS:
         train = ltdata.load_idx(directory, split="train")
         test = ltdata.load_idx(directory, split="test")
@@ -114,18 +188,57 @@ def _as_images(x: Tensor) -> Tensor:
     return x / 255.0 if x.max() > 1.0 else x
 
 
-def build_data(cfg: DataConfig, *, balanced: bool = False) -> DataBundle:
+def class_order_permutation(num_classes: int, seed: int, subset_seed: int) -> list[int]:
+    """The classes in the order they receive the long-tailed counts (``data.class_order: random``).
+
+    ``torch.randperm(num_classes)`` with a generator seeded by
+    ``numpy.random.SeedSequence([seed, subset_seed]).generate_state(1)[0]``: element ``r`` is the
+    class that gets the ``r``-th largest count.
+
+    Raises:
+        ValueError: ``num_classes < 1``, ``seed`` or ``subset_seed`` not an int ``>= 0``.
+    """
+    import numpy as np
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
+    for name, value in (("seed", seed), ("subset_seed", subset_seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+    state = int(np.random.SeedSequence([seed, subset_seed]).generate_state(1)[0])
+    generator = torch.Generator().manual_seed(state)
+    return [int(c) for c in torch.randperm(num_classes, generator=generator).tolist()]
+
+
+def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = None) -> DataBundle:
     """Load, split, make long-tailed (or balanced of the same size) and normalise.
 
     Args:
         cfg: the ``data`` section of the config.
         balanced: draw the same number of training images as the long-tailed subset, evenly over
             the classes (the balanced reference).
+        seed: the training seed; with ``cfg.class_order == "random"`` it picks which class gets
+            which long-tailed count (see :func:`class_order_permutation`), ignored with ``"fixed"``.
+
+    Raises:
+        ValueError: ``cfg.class_order == "random"`` without a ``seed`` (the message names
+            ``data.class_order``), or a data problem (the message names the config key).
     """
     from longtail.data import class_counts, make_long_tailed
 
+    if cfg.class_order not in ("fixed", "random"):
+        raise ValueError(f"data.class_order: expected 'fixed' or 'random', got {cfg.class_order!r}")
+    if cfg.class_order == "random" and seed is None:
+        raise ValueError(
+            "data.class_order: 'random' needs the training seed (build_data(seed=...))"
+        )
     x_pool, y_pool, x_test, y_test, names = _load_raw(cfg)
     num_classes = len(names)
+    order = (
+        class_order_permutation(num_classes, seed, cfg.subset_seed)
+        if cfg.class_order == "random" and seed is not None
+        else None
+    )
     if cfg.imbalance_factor is None:
         lt_idx = torch.arange(len(y_pool))
     else:
@@ -136,6 +249,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False) -> DataBundle:
                 profile=cfg.profile,  # type: ignore[arg-type]  # validated: "exp" | "step"
                 seed=cfg.subset_seed,
                 max_per_class=cfg.max_per_class,
+                class_order=order,
             ),
             dtype=torch.long,
         )

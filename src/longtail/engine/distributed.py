@@ -2,8 +2,10 @@
 
 Under ``torchrun --nproc_per_node=N -m longtail train CONFIG`` every process sees ``WORLD_SIZE``,
 ``RANK`` and ``LOCAL_RANK``; :func:`init_distributed` then creates the default process group with
-``gloo`` on CPU and ``nccl`` on CUDA, and pins each process to ``cuda:LOCAL_RANK``. Without those
-variables everything runs in one process and these helpers are no-ops.
+the backend of :func:`backend_for`: ``gloo`` on CPU, and ``"cpu:gloo,cuda:nccl"`` on CUDA (``nccl``
+for GPU tensors, ``gloo`` for the CPU tensors that evaluation synchronises, e.g. the metric states),
+and pins each process to ``cuda:LOCAL_RANK``. Without those variables everything runs in one process
+and these helpers are no-ops.
 
 :func:`convert_sync_batchnorm` makes batch-norm layers compute their batch statistics over the global
 batch (all processes), so that a step of N processes equals a step of one process on the whole batch:
@@ -24,6 +26,7 @@ __all__ = [
     "CPUSyncBatchNorm",
     "all_gather_cat",
     "all_reduce_mean",
+    "backend_for",
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
@@ -66,8 +69,18 @@ def resolve_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def backend_for(device: torch.device) -> str:
+    """Process-group backend for ``device``: ``"cpu:gloo,cuda:nccl"`` on CUDA, ``"gloo"`` on CPU.
+
+    On CUDA the group needs both: ``nccl`` for the GPU tensors (gradients, batch-norm statistics)
+    and ``gloo`` for the collectives on CPU tensors (the metric states summed at evaluation).
+    """
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+
+
 def init_distributed(device: torch.device) -> bool:
-    """Create the process group when launched by ``torchrun`` (``WORLD_SIZE > 1``).
+    """Create the process group (backend :func:`backend_for`) when launched by ``torchrun``
+    (``WORLD_SIZE > 1``); on CUDA, first pin the process to ``device``.
 
     Returns:
         ``True`` if running distributed.
@@ -76,10 +89,9 @@ def init_distributed(device: torch.device) -> bool:
         return False
     if dist.is_initialized():
         return True
-    backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend_for(device))
     return True
 
 

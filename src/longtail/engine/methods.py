@@ -1,21 +1,25 @@
-"""The method registry: every long-tail method the engine can train, with its paper's defaults.
+"""The method registry: every long-tail method the engine can train, as a composable recipe.
 
-A :class:`Method` bundles everything that distinguishes one method from plain training:
+A :class:`Method` is a composition of
 
-- ``head``: ``"linear"`` or ``"cosine"`` (LDAM's normalised classifier);
-- ``loss``: the training loss as a function ``loss(logits, target, ctx)`` of the logits, the integer
-  targets and a :class:`LossContext` (epoch, class counts, hyper-parameters, the deferred
-  re-weighting weights of the epoch);
-- ``sampler``: how the training set is drawn each epoch (``"instance"``, ``"class-balanced"``,
-  ``"sqrt"``, ``"progressive"``; see :mod:`longtail.data`);
-- ``posthoc``: what happens after training (``"logit-adjust"`` at test time, ``"tau-norm"`` of the
-  classifier rows) or ``None``;
-- ``drw``: whether the loss receives class-balanced weights for the last epochs (Cao et al. 2019);
+- a **loss** (a named component of :data:`LOSSES`: ``ce``, ``inv-freq``, ``cb-softmax``, ``cb-focal``,
+  ``focal``, ``ldam``, ``la``, ``balanced-softmax``, ``el``, ``el-la``), optionally with deferred
+  re-weighting (``drw``: class-balanced weights for the last epochs, Cao et al. 2019);
+- a **sampler** (``instance``, ``class-balanced``, ``sqrt``, ``progressive``; see :mod:`longtail.data`);
+- a **head** (``linear``, or ``cosine`` for LDAM);
+- an optional **input mixing** (``mixup`` or ``remix``, with the ``ce`` loss);
+- an optional **post-hoc step** (``logit-adjust`` of the test logits, ``tau-norm`` of the classifier);
+- an optional **second stage** on the frozen features of the first (``crt``: classifier re-trained
+  with class-balanced sampling; ``lws``: learnable per-class scales; ``wb``: weight balancing's
+  class-balanced loss with weight decay and a MaxNorm projection);
 - ``params``: the hyper-parameters with their paper defaults (:class:`Param`), overridable from the
   ``method_params`` section of a config.
 
-``METHODS`` maps names to methods; the engine's contract test trains every entry, so a method added
-here is tested without new test code. To add one::
+The first three (and mixing) define the first training stage; methods whose first stages are equal
+(``erm``, ``la-posthoc``, ``tau-norm``, ``crt``, ``lws``) share it: the runner trains it once per seed.
+``METHODS`` holds the presets (the papers' recipes); a config's ``recipes`` section composes new ones
+(:func:`recipe_from_dict`), validated like every other key. The contract test trains every preset, so
+a method added here is tested without new test code. To add one::
 
     METHODS["my-method"] = Method(
         name="my-method", description="...", paper="Author et al., Venue Year",
@@ -29,28 +33,38 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "LOSSES",
     "METHODS",
+    "LossComponent",
     "LossContext",
     "Method",
     "Param",
     "check_method_params",
+    "recipe_from_dict",
+    "resolve_methods",
 ]
 
 SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive"]
 HeadKind = Literal["linear", "cosine"]
 PosthocKind = Literal["logit-adjust", "tau-norm"]
+MixKind = Literal["mixup", "remix"]
+StageKind = Literal["crt", "lws", "wb"]
 
 
 @dataclass(frozen=True)
 class Param:
-    """A hyper-parameter: its default and the allowed range (bounds inclusive unless ``*_open``)."""
+    """A hyper-parameter: its default and the allowed range (bounds inclusive unless ``*_open``).
+
+    ``stage`` says what the value shapes: ``1`` the (shareable) first training stage, ``2`` only the
+    second stage or the post-hoc step, so methods that differ only there share the first stage.
+    """
 
     default: float | int | bool | str
     low: float | None = None
@@ -58,6 +72,7 @@ class Param:
     low_open: bool = False
     high_open: bool = False
     help: str = ""
+    stage: int = 1
 
     def check(self, key: str, value: Any) -> Any:
         """Validate ``value`` (same type as the default, in range); raise ValueError naming ``key``."""
@@ -113,7 +128,21 @@ LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
 
 @dataclass(frozen=True)
 class Method:
-    """A single-label long-tail method (see the module docstring for the fields)."""
+    """A single-label long-tail method: a composition (see the module docstring).
+
+    Attributes:
+        name, description, paper: identity and documentation.
+        loss: the training loss ``loss(logits, target, ctx)``.
+        params: hyper-parameters with their defaults.
+        head, sampler, posthoc, drw, mix, second_stage: the composition.
+        loss_name: the :data:`LOSSES` component ``loss`` comes from (methods with the same
+            component, sampler, head, mixing and first-stage parameters share their first stage);
+            ``None`` for a hand-written loss (never shared).
+        sigmoid: the loss is sigmoid-based: the classifier bias starts at the prior
+            ``-log((1 - pi) / pi)``, ``pi = 1 / C``, without weight decay (Cui et al.'s code).
+        stage1_weight_decay_param: name of a parameter that overrides ``train.weight_decay`` in the
+            first stage (weight balancing's larger weight decay).
+    """
 
     name: str
     description: str
@@ -125,6 +154,11 @@ class Method:
     posthoc: PosthocKind | None = None
     drw: bool = False
     task: str = "single-label"
+    mix: MixKind | None = None
+    second_stage: StageKind | None = None
+    loss_name: str | None = None
+    sigmoid: bool = False
+    stage1_weight_decay_param: str | None = None
 
     @property
     def citation(self) -> str:
@@ -139,6 +173,35 @@ class Method:
     def defaults(self) -> dict[str, Any]:
         """The paper defaults of the hyper-parameters."""
         return {k: p.default for k, p in self.params.items()}
+
+    @property
+    def needs_stage(self) -> bool:
+        """Whether the method finishes an earlier stage (a post-hoc step or a second stage)."""
+        return self.posthoc is not None or self.second_stage is not None
+
+    def composition(self) -> dict[str, Any]:
+        """The recipe as plain values (``longtail methods``, the run fingerprint)."""
+        return {
+            "loss": self.loss_name or f"<{self.name}>",
+            "drw": self.drw,
+            "sampler": self.sampler,
+            "head": self.head,
+            "mix": self.mix,
+            "posthoc": self.posthoc,
+            "second_stage": self.second_stage,
+        }
+
+    def stage_identity(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What determines the first training stage (shared by methods with equal identities)."""
+        return {
+            "loss": self.loss_name or f"<method {self.name}>",
+            "drw": self.drw,
+            "sampler": self.sampler,
+            "head": self.head,
+            "mix": self.mix,
+            "sigmoid": self.sigmoid,
+            "params": {k: params[k] for k in sorted(self.params) if self.params[k].stage == 1},
+        }
 
     def resolve_params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults updated with validated ``overrides``."""
@@ -167,8 +230,10 @@ class Method:
 class Criterion:
     """A method's loss bound to the training class counts: ``criterion(logits, target, epoch)``.
 
-    Holds the deferred re-weighting schedule when ``method.drw`` (class-balanced weights with
-    ``drw_beta`` from epoch ``int(drw_start_fraction * total_epochs)``).
+    Everything is validated here, once: the class counts, the hyper-parameters; the loss is then
+    called with the library's value checks off (:func:`longtail.losses.value_checks`), so a training
+    step reads nothing back to the host. Holds the deferred re-weighting schedule when ``method.drw``
+    (class-balanced weights with ``drw_beta`` from epoch ``int(drw_start_fraction * total_epochs)``).
     """
 
     def __init__(
@@ -222,10 +287,13 @@ class Criterion:
         return ctx
 
     def __call__(self, logits: Tensor, target: Tensor, epoch: int) -> Tensor:
+        from longtail.losses import value_checks
+
         ctx = self.context(epoch, logits.device)
         if logits.dtype != torch.float32:
             logits = logits.float()
-        return self.method.loss(logits, target, ctx)
+        with value_checks(False):
+            return self.method.loss(logits, target, ctx)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,6 +389,10 @@ def _el_la(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
     return out
 
 
+def _ce_mixable(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+    return _cross_entropy(z, y, ctx, ctx.weight)
+
+
 _DRW_PARAMS = {
     "drw_beta": Param(0.9999, low=0.0, high=1.0, high_open=True, help="CB beta of the DRW weights"),
     "drw_start_fraction": Param(
@@ -329,6 +401,276 @@ _DRW_PARAMS = {
 }
 _LOG_END = Param(0.75, low=0.0, high=1.0, low_open=True, help="conservative-bonus log end")
 _TAU = Param(1.0, low=0.0, help="logit-adjustment temperature")
+_BETA = Param(0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta")
+
+
+@dataclass(frozen=True)
+class LossComponent:
+    """A training loss a recipe can use: ``fn(logits, target, ctx)``, its parameters and needs."""
+
+    name: str
+    fn: LossFn
+    description: str
+    params: Mapping[str, Param] = field(default_factory=dict)
+    sigmoid: bool = False
+    head: HeadKind = "linear"
+
+
+#: The training losses recipes compose, by name.
+LOSSES: dict[str, LossComponent] = {
+    c.name: c
+    for c in [
+        LossComponent("ce", _erm, "softmax cross-entropy"),
+        LossComponent("inv-freq", _inv_freq, "cross-entropy weighted by inverse class frequency"),
+        LossComponent(
+            "cb-softmax",
+            _cb("softmax"),
+            "cross-entropy weighted by the inverse effective number of samples",
+            {"beta": _BETA},
+        ),
+        LossComponent(
+            "cb-focal",
+            _cb("focal"),
+            "class-balanced sigmoid focal loss",
+            {"beta": _BETA, "gamma": Param(1.0, low=0.0, help="focusing parameter")},
+            sigmoid=True,
+        ),
+        LossComponent(
+            "focal",
+            _focal,
+            "softmax focal loss",
+            {"gamma": Param(2.0, low=0.0, help="focusing parameter")},
+        ),
+        LossComponent(
+            "ldam",
+            _ldam,
+            "label-distribution-aware margin loss on cosine logits",
+            {
+                "max_margin": Param(0.5, low=0.0, help="largest margin (rarest class)"),
+                "scale": Param(30.0, low=0.0, low_open=True, help="logit scale s"),
+            },
+            head="cosine",
+        ),
+        LossComponent("la", _la_loss, "logit-adjusted cross-entropy", {"tau": _TAU}),
+        LossComponent("balanced-softmax", _balanced_softmax, "cross-entropy on f(x) + log prior"),
+        LossComponent("el", _el, "encouraging loss", {"log_end": _LOG_END}),
+        LossComponent(
+            "el-la",
+            _el_la,
+            "encouraging loss on logit-adjusted logits",
+            {"log_end": _LOG_END, "tau": _TAU},
+        ),
+    ]
+}
+
+_MIX_PARAMS: dict[str, dict[str, Param]] = {
+    "mixup": {
+        "mix_alpha": Param(1.0, low=0.0, low_open=True, help="Beta(a, a) of the mixing weight")
+    },
+    "remix": {
+        "mix_alpha": Param(1.0, low=0.0, low_open=True, help="Beta(a, a) of the mixing weight"),
+        "remix_kappa": Param(
+            3.0, low=1.0, help="count ratio above which the label leans to the minority"
+        ),
+        "remix_tau": Param(0.5, low=0.0, high=1.0, help="mixing weight below which it does"),
+    },
+}
+_POSTHOC_PARAMS: dict[str, dict[str, Param]] = {
+    "logit-adjust": {"tau": Param(1.0, low=0.0, help="post-hoc adjustment temperature", stage=2)},
+    "tau-norm": {
+        "tau": Param(1.0, low=0.0, help="normalisation exponent", stage=2),
+        "drop_bias": Param(True, help="set the classifier bias to zero after normalising", stage=2),
+    },
+}
+_STAGE2_COMMON = {
+    "stage2_epoch_fraction": Param(
+        0.1,
+        low=0.0,
+        low_open=True,
+        help="second-stage epochs as a fraction of train.epochs, rounded up (Kang et al.: 10 of 90)",
+        stage=2,
+    ),
+    "stage2_lr_factor": Param(
+        1.0,
+        low=0.0,
+        low_open=True,
+        help="second-stage peak lr / train.lr (cosine, restarted)",
+        stage=2,
+    ),
+}
+_STAGE2_PARAMS: dict[str, dict[str, Param]] = {
+    "crt": dict(_STAGE2_COMMON),
+    "lws": dict(_STAGE2_COMMON),
+    "wb": {
+        "stage1_weight_decay": Param(
+            5e-3, low=0.0, help="weight decay of the first stage (official code: 5e-3)"
+        ),
+        **_STAGE2_COMMON,
+        "stage2_weight_decay": Param(
+            0.1, low=0.0, help="weight decay of the classifier in the second stage", stage=2
+        ),
+        "maxnorm": Param(
+            0.1,
+            low=0.0,
+            high=1.0,
+            help="MaxNorm radius: min + maxnorm * (max - min) of the stage-1 class-vector norms",
+            stage=2,
+        ),
+        "cb_beta": Param(
+            0.9999,
+            low=0.0,
+            high=1.0,
+            high_open=True,
+            help="beta of the class-balanced loss",
+            stage=2,
+        ),
+    },
+}
+
+
+def compose(
+    name: str,
+    *,
+    loss: str = "ce",
+    description: str = "",
+    paper: str = "",
+    sampler: str = "instance",
+    head: str | None = None,
+    drw: bool = False,
+    mix: str | None = None,
+    posthoc: str | None = None,
+    second_stage: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    where: str = "",
+) -> Method:
+    """Build a :class:`Method` from components; errors name ``where`` + the offending key."""
+    at = where or f"methods.{name}"
+
+    def bad(key: str, value: Any, allowed: Any) -> ValueError:
+        return ValueError(f"config key '{at}.{key}': must be one of {list(allowed)}, got {value!r}")
+
+    if loss not in LOSSES:
+        raise bad("loss", loss, LOSSES)
+    comp = LOSSES[loss]
+    head = comp.head if head is None else head
+    for key, value, kinds in (
+        ("sampler", sampler, get_args(SamplerKind)),
+        ("head", head, get_args(HeadKind)),
+        ("mix", mix, (None, *get_args(MixKind))),
+        ("posthoc", posthoc, (None, *get_args(PosthocKind))),
+        ("second_stage", second_stage, (None, *get_args(StageKind))),
+    ):
+        if value not in kinds:
+            raise bad(key, value, kinds)
+    if not isinstance(drw, bool):
+        raise ValueError(f"config key '{at}.drw': expected true/false, got {drw!r}")
+    if mix is not None and loss != "ce":
+        raise ValueError(
+            f"config key '{at}.mix': {mix} mixes the cross-entropy of two labels; it needs "
+            f"loss 'ce', got {loss!r}"
+        )
+    if (second_stage is not None or posthoc == "tau-norm") and head != "linear":
+        what = "second_stage" if second_stage is not None else "posthoc"
+        raise ValueError(f"config key '{at}.{what}': needs a linear head, got head {head!r}")
+    params: dict[str, Param] = dict(comp.params)
+    if drw:
+        params.update(_DRW_PARAMS)
+    for extra in (
+        _MIX_PARAMS.get(mix or "", {}),
+        _POSTHOC_PARAMS.get(posthoc or "", {}),
+        _STAGE2_PARAMS.get(second_stage or "", {}),
+    ):
+        for k, p in extra.items():
+            if k in params and params[k] != p:
+                # e.g. the LA loss's tau and the post-hoc tau: keep them apart
+                raise ValueError(
+                    f"config key '{at}': parameter {k!r} of {posthoc or second_stage or mix} "
+                    f"clashes with the loss's {k!r}"
+                )
+            params[k] = p
+    for k, v in (defaults or {}).items():
+        if k not in params:
+            raise ValueError(
+                f"config key '{at}.params.{k}': unknown hyper-parameter "
+                f"(known: {', '.join(params) or 'none'})"
+            )
+        params[k] = Param(
+            **{**params[k].__dict__, "default": params[k].check(f"{at}.params.{k}", v)}
+        )
+    parts = [comp.description + (" with DRW" if drw else "")]
+    if sampler != "instance":
+        parts.append(f"{sampler} sampling")
+    if mix:
+        parts.append(mix)
+    if second_stage:
+        parts.append(f"then {second_stage}")
+    if posthoc:
+        parts.append(f"then {posthoc}")
+    return Method(
+        name=name,
+        description=description or ", ".join(parts),
+        paper=paper or "composed recipe",
+        loss=comp.fn,
+        params=params,
+        head=head,  # type: ignore[arg-type]
+        sampler=sampler,  # type: ignore[arg-type]
+        posthoc=posthoc,  # type: ignore[arg-type]
+        drw=drw,
+        mix=mix,  # type: ignore[arg-type]
+        second_stage=second_stage,  # type: ignore[arg-type]
+        loss_name=loss,
+        sigmoid=comp.sigmoid,
+        stage1_weight_decay_param="stage1_weight_decay" if second_stage == "wb" else None,
+    )
+
+
+_RECIPE_KEYS = (
+    "loss",
+    "sampler",
+    "head",
+    "drw",
+    "mix",
+    "posthoc",
+    "second_stage",
+    "params",
+    "description",
+)
+
+
+def recipe_from_dict(name: str, raw: Any) -> Method:
+    """A config ``recipes.<name>`` mapping as a :class:`Method` (errors name the key)."""
+    at = f"recipes.{name}"
+    if name in METHODS:
+        raise ValueError(f"config key '{at}': {name!r} is a registry method; choose another name")
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"config key '{at}': expected a mapping, got {raw!r}")
+    for k in raw:
+        if k not in _RECIPE_KEYS:
+            raise ValueError(
+                f"config key '{at}.{k}': unknown key (known: {', '.join(_RECIPE_KEYS)})"
+            )
+    if "loss" not in raw:
+        raise ValueError(f"config key '{at}.loss': required (one of {list(LOSSES)})")
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"config key '{at}.params': expected a mapping, got {params!r}")
+    desc = raw.get("description", "")
+    if not isinstance(desc, str):
+        raise ValueError(f"config key '{at}.description': expected a string, got {desc!r}")
+    return compose(
+        name,
+        loss=raw["loss"],
+        sampler=raw.get("sampler", "instance"),
+        head=raw.get("head"),
+        drw=raw.get("drw", False),
+        mix=raw.get("mix"),
+        posthoc=raw.get("posthoc"),
+        second_stage=raw.get("second_stage"),
+        defaults=params,
+        description=desc,
+        where=at,
+    )
+
 
 _CB = "Cui et al., Class-Balanced Loss Based on Effective Number of Samples, CVPR 2019"
 _LDAM = "Cao et al., Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss, NeurIPS 2019"
@@ -337,135 +679,146 @@ _DECOUPLE = (
     "Kang et al., Decoupling Representation and Classifier for Long-Tailed Recognition, ICLR 2020"
 )
 _EL = "Zhao et al., Well-Classified Examples are Underestimated in Classification with Deep Neural Networks, AAAI 2022"
+_WB = "Alshammari et al., Long-Tailed Recognition via Weight Balancing, CVPR 2022"
+_TRICKS = "Zhang et al., Bag of Tricks for Long-Tailed Visual Recognition with Deep Convolutional Neural Networks, AAAI 2021"
+_REMIX = "Chou et al., Remix: Rebalanced Mixup, ECCV Workshops 2020"
 
 _ALL = [
-    Method(
+    compose(
         "erm",
-        "cross-entropy on the imbalanced data, instance-balanced sampling (the baseline)",
-        "Vapnik, Principles of Risk Minimization for Learning Theory, NIPS 1991",
-        _erm,
+        description="cross-entropy on the imbalanced data, instance-balanced sampling (the baseline)",
+        paper="Vapnik, Principles of Risk Minimization for Learning Theory, NIPS 1991",
     ),
-    Method(
+    compose(
         "cb-resample",
-        "cross-entropy with class-balanced re-sampling (every class equally likely per draw)",
-        _DECOUPLE,
-        _erm,
+        description="cross-entropy with class-balanced re-sampling (every class equally likely per draw)",
+        paper=_DECOUPLE,
         sampler="class-balanced",
     ),
-    Method(
+    compose(
         "sqrt-resample",
-        "cross-entropy with square-root re-sampling (class drawn with probability ~ sqrt(n_c))",
-        "Mahajan et al., Exploring the Limits of Weakly Supervised Pretraining, ECCV 2018; "
+        description="cross-entropy with square-root re-sampling (class drawn with probability ~ sqrt(n_c))",
+        paper="Mahajan et al., Exploring the Limits of Weakly Supervised Pretraining, ECCV 2018; "
         + _DECOUPLE,
-        _erm,
         sampler="sqrt",
     ),
-    Method(
+    compose(
         "inv-freq",
-        "cross-entropy re-weighted by inverse class frequency (weights sum to C)",
-        "Huang et al., Learning Deep Representation for Imbalanced Classification, CVPR 2016",
-        _inv_freq,
+        loss="inv-freq",
+        description="cross-entropy re-weighted by inverse class frequency (weights sum to C)",
+        paper="Huang et al., Learning Deep Representation for Imbalanced Classification, CVPR 2016",
     ),
-    Method(
+    compose(
         "cb-softmax",
-        "softmax cross-entropy re-weighted by the inverse effective number of samples",
-        _CB,
-        _cb("softmax"),
-        params={
-            "beta": Param(0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta")
-        },
+        loss="cb-softmax",
+        description="softmax cross-entropy re-weighted by the inverse effective number of samples",
+        paper=_CB,
     ),
-    Method(
+    compose(
         "cb-focal",
-        "class-balanced (sigmoid) focal loss, beta 0.9999, gamma 1 (from the paper's grid)",
-        _CB,
-        _cb("focal"),
-        params={
-            "beta": Param(0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta"),
-            "gamma": Param(1.0, low=0.0, help="focusing parameter"),
-        },
+        loss="cb-focal",
+        description="class-balanced (sigmoid) focal loss, beta 0.9999, gamma 1 (from the paper's grid); "
+        "classifier bias initialised to the prior -log(C - 1)",
+        paper=_CB,
     ),
-    Method(
+    compose(
         "focal",
-        "softmax focal loss -(1 - p_y)^gamma log p_y, gamma 2 (the paper's default)",
-        "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
-        _focal,
-        params={"gamma": Param(2.0, low=0.0, help="focusing parameter")},
+        loss="focal",
+        description="softmax focal loss -(1 - p_y)^gamma log p_y, gamma 2 (the paper's default)",
+        paper="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
-    Method(
+    compose(
         "drw",
-        "cross-entropy, class-balanced weights (beta 0.9999) for the last 20% of epochs",
-        _LDAM,
-        _erm,
-        params=dict(_DRW_PARAMS),
         drw=True,
+        description="cross-entropy, class-balanced weights (beta 0.9999) for the last 20% of epochs",
+        paper=_LDAM,
     ),
-    Method(
+    compose(
         "ldam-drw",
-        "label-distribution-aware margins (max 0.5, scale 30) on a cosine head, with DRW",
-        _LDAM,
-        _ldam,
-        params={
-            "max_margin": Param(0.5, low=0.0, help="largest margin (rarest class)"),
-            "scale": Param(30.0, low=0.0, low_open=True, help="logit scale s"),
-            **_DRW_PARAMS,
-        },
-        head="cosine",
+        loss="ldam",
         drw=True,
+        description="label-distribution-aware margins (max 0.5, scale 30) on a cosine head, with DRW",
+        paper=_LDAM,
     ),
-    Method(
+    compose(
         "la-loss",
-        "logit-adjusted cross-entropy on f(x) + tau log(prior), tau 1; predicts with f(x)",
-        _LA,
-        _la_loss,
-        params={"tau": _TAU},
+        loss="la",
+        description="logit-adjusted cross-entropy on f(x) + tau log(prior), tau 1; predicts with f(x)",
+        paper=_LA,
     ),
-    Method(
+    compose(
         "la-posthoc",
-        "plain training; predicts argmax f(x) - tau log(prior) at test time, tau 1",
-        _LA,
-        _erm,
-        params={"tau": _TAU},
         posthoc="logit-adjust",
+        description="the ERM stage; predicts argmax f(x) - tau log(prior) at test time, tau 1",
+        paper=_LA,
     ),
-    Method(
+    compose(
         "tau-norm",
-        "plain training; classifier rows divided by their norm^tau after training (tau 1, bias dropped)",
-        _DECOUPLE,
-        _erm,
-        params={
-            "tau": Param(1.0, low=0.0, help="normalisation exponent"),
-            "drop_bias": Param(True, help="set the classifier bias to zero after normalising"),
-        },
         posthoc="tau-norm",
+        description="the ERM stage; classifier rows divided by their norm^tau (tau 1, bias dropped)",
+        paper=_DECOUPLE,
     ),
-    Method(
+    compose(
         "balanced-softmax",
-        "softmax cross-entropy on f(x) + log(prior) (the LA loss with tau 1)",
-        "Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020",
-        _balanced_softmax,
+        loss="balanced-softmax",
+        description="softmax cross-entropy on f(x) + log(prior) (the LA loss with tau 1)",
+        paper="Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020",
     ),
-    Method(
+    compose(
         "el",
-        "encouraging loss: CE plus a conservative bonus log(1 - p_y), log end 0.75",
-        _EL,
-        _el,
-        params={"log_end": _LOG_END},
+        loss="el",
+        description="encouraging loss: CE plus a conservative bonus log(1 - p_y), log end 0.75",
+        paper=_EL,
     ),
-    Method(
+    compose(
         "el-drw",
-        "encouraging loss with deferred class-balanced re-weighting (last 20% of epochs)",
-        _EL + "; " + _LDAM,
-        _el,
-        params={"log_end": _LOG_END, **_DRW_PARAMS},
+        loss="el",
         drw=True,
+        description="encouraging loss with deferred class-balanced re-weighting (last 20% of epochs)",
+        paper=_EL + "; " + _LDAM,
     ),
-    Method(
+    compose(
         "el-la",
-        "encouraging loss on logit-adjusted logits f(x) + tau log(prior), tau 1",
-        _EL + "; " + _LA,
-        _el_la,
-        params={"log_end": _LOG_END, "tau": _TAU},
+        loss="el-la",
+        description="encouraging loss on logit-adjusted logits f(x) + tau log(prior), tau 1",
+        paper=_EL + "; " + _LA,
+    ),
+    compose(
+        "crt",
+        second_stage="crt",
+        description="the ERM stage; features and BatchNorm frozen, linear classifier re-initialised "
+        "and re-trained with class-balanced sampling (10% of the epochs)",
+        paper=_DECOUPLE,
+    ),
+    compose(
+        "lws",
+        second_stage="lws",
+        description="the ERM stage; features and classifier frozen, one learnable scale per class "
+        "trained with class-balanced sampling (10% of the epochs)",
+        paper=_DECOUPLE,
+    ),
+    compose(
+        "weight-balancing",
+        second_stage="wb",
+        description="stage 1 cross-entropy with weight decay 5e-3; stage 2 the classifier with the "
+        "class-balanced loss, weight decay and a MaxNorm projection after every step",
+        paper=_WB,
+    ),
+    compose(
+        "mixup-drw",
+        mix="mixup",
+        drw=True,
+        description="mixup (alpha 1) of inputs and labels, class-balanced DRW weights in the last 20% "
+        "of epochs",
+        paper=_TRICKS,
+    ),
+    compose(
+        "remix-drw",
+        mix="remix",
+        drw=True,
+        description="mixup inputs with labels leaning to the minority class (kappa 3, tau 0.5), "
+        "class-balanced DRW weights in the last 20% of epochs",
+        paper=_REMIX + "; " + _TRICKS,
     ),
 ]
 
@@ -473,8 +826,19 @@ _ALL = [
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}
 
 
-def check_method_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_methods(recipes: Mapping[str, Any] | None = None) -> dict[str, Method]:
+    """The registry presets plus the config's composed ``recipes`` (validated)."""
+    out = dict(METHODS)
+    for name, raw in (recipes or {}).items():
+        out[name] = recipe_from_dict(name, raw)
+    return out
+
+
+def check_method_params(
+    name: str, params: Mapping[str, Any], methods: Mapping[str, Method] | None = None
+) -> dict[str, Any]:
     """Validate overrides of method ``name``; raise ValueError naming the config key."""
-    if name not in METHODS:
+    table = METHODS if methods is None else methods
+    if name not in table:
         raise ValueError(f"config key 'method_params.{name}': unknown method")
-    return METHODS[name].resolve_params(params)
+    return table[name].resolve_params(params)

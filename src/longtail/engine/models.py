@@ -107,9 +107,10 @@ class ResNet32(nn.Module):
 
     Widths 16/32/64, parameter-free (option A) shortcuts, global average pooling:
     ``(N, 3, 32, 32) -> (N, 64)``. The backbone used by the CB, LDAM and LA papers on CIFAR-LT.
+    ``dropout > 0`` adds dropout after the pooling (before the head), as in :class:`CNN`.
     """
 
-    def __init__(self, in_channels: int = 3, blocks_per_stage: int = 5):
+    def __init__(self, in_channels: int = 3, blocks_per_stage: int = 5, dropout: float = 0.0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(16)
@@ -120,6 +121,7 @@ class ResNet32(nn.Module):
                 stages.append(_BasicBlock(c, width, stride=2 if (i > 0 and j == 0) else 1))
                 c = width
         self.stages = nn.Sequential(*stages)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.feature_dim = c
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -127,7 +129,8 @@ class ResNet32(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.stages(F.relu(self.bn(self.conv(x))))
-        return out.mean(dim=(2, 3))
+        pooled: Tensor = self.dropout(out.mean(dim=(2, 3)))
+        return pooled
 
 
 class Classifier(nn.Module):
@@ -188,7 +191,7 @@ def build_backbone(
             raise ValueError(
                 f"arch: resnet32 needs (C, H, W) inputs, got shape {tuple(input_shape)}"
             )
-        return ResNet32(int(input_shape[0]))
+        return ResNet32(int(input_shape[0]), dropout=dropout)
     raise ValueError(f"arch: unknown architecture {arch!r}")
 
 

@@ -23,16 +23,21 @@ from longtail.engine.checkpoint import atomic_write_bytes, atomic_write_text, re
 
 __all__ = ["format_table", "write_report"]
 
-_LABELS = {
-    "balanced_accuracy": "Balanced acc.",
-    "accuracy": "Accuracy",
-    "many": "Many",
-    "medium": "Medium",
-    "few": "Few",
-    "ece": "ECE",
-}
-_LOWER_IS_BETTER = {"ece"}
 _REFERENCE = "balanced"
+
+
+def metric_specs(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The metric specs of a ``results.json`` (name, label, higher_is_better), in table order.
+
+    Written by the runner from the task's :attr:`~longtail.engine.tasks.Task.metrics`; a results file
+    without them (older runs) gets one spec per metric, higher is better.
+    """
+    specs = results.get("metric_specs")
+    if specs:
+        return [dict(s) for s in specs]
+    methods = results.get("methods") or {}
+    names = list(next(iter(methods.values()))["metrics"].keys()) if methods else []
+    return [{"name": n, "label": n, "higher_is_better": True} for n in names]
 
 
 def _fmt(mean: float | None, std: float | None) -> str:
@@ -42,10 +47,14 @@ def _fmt(mean: float | None, std: float | None) -> str:
 
 
 def _gap_closed(results: Mapping[str, Any], name: str) -> float | None:
+    """``(method - erm) / (reference - erm)`` on the primary (first) metric."""
     methods = results["methods"]
     if _REFERENCE not in methods or "erm" not in methods:
         return None
-    key = "balanced_accuracy"
+    specs = metric_specs(results)
+    if not specs:
+        return None
+    key = specs[0]["name"]
     try:
         ref = methods[_REFERENCE]["metrics"][key]["mean"]
         erm = methods["erm"]["metrics"][key]["mean"]
@@ -66,7 +75,10 @@ def format_table(results: Mapping[str, Any], *, markdown: bool = True) -> str:
     methods: Mapping[str, Any] = results["methods"]
     if not methods:
         return "(no results)"
-    metric_names = list(next(iter(methods.values()))["metrics"].keys())
+    specs = metric_specs(results)
+    metric_names = [s["name"] for s in specs]
+    labels = {s["name"]: s["label"] for s in specs}
+    higher = {s["name"]: bool(s["higher_is_better"]) for s in specs}
     has_ref = _REFERENCE in methods and "erm" in methods
     order = [m for m in methods if m != _REFERENCE] + (
         [_REFERENCE] if _REFERENCE in methods else []
@@ -76,13 +88,13 @@ def format_table(results: Mapping[str, Any], *, markdown: bool = True) -> str:
         cands = {
             m: round(100 * methods[m]["metrics"][metric]["mean"], 1)
             for m in order
-            if m != _REFERENCE and methods[m]["metrics"][metric]["mean"] is not None
+            if m != _REFERENCE and methods[m]["metrics"].get(metric, {}).get("mean") is not None
         }
         if cands:
-            pick = min if metric in _LOWER_IS_BETTER else max
+            pick = max if higher[metric] else min
             target = pick(cands.values())
             best.update({f"{m}/{metric}": "*" for m, v in cands.items() if v == target})
-    header = ["Method", *[_LABELS.get(m, m) for m in metric_names]]
+    header = ["Method", *[labels[m] for m in metric_names]]
     if has_ref:
         header.append("Gap closed")
     header += ["Seeds", "Train s"]
@@ -91,8 +103,8 @@ def format_table(results: Mapping[str, Any], *, markdown: bool = True) -> str:
         entry = methods[m]
         cells = [m if m != _REFERENCE else "balanced (reference)"]
         for metric in metric_names:
-            s = entry["metrics"][metric]
-            text = _fmt(s["mean"], s["std"])
+            st = entry["metrics"].get(metric, {})
+            text = _fmt(st.get("mean"), st.get("std"))
             if markdown and f"{m}/{metric}" in best:
                 text = f"**{text}**"
             cells.append(text)
@@ -154,6 +166,11 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _has(runs: Mapping[str, list[dict[str, Any]]], names: Sequence[str], key: str) -> bool:
+    """Whether every run of every method has ``details[key]`` (a task's plots need its details)."""
+    return all(key in r.get("details", {}) for m in names for r in runs[m])
+
+
 def _plots(
     run_dir: Path, results: Mapping[str, Any], runs: Mapping[str, list[dict[str, Any]]]
 ) -> list[str]:
@@ -171,69 +188,74 @@ def _plots(
     counts = list(results["class_counts"])
     order = sorted(range(len(counts)), key=lambda c: -counts[c])
 
-    # per-class accuracy vs training count
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for m in names:
-        pc = _mean_lists([r["details"]["per_class"] for r in runs[m]])
-        xs = [counts[c] for c in order]
-        ys = [100 * pc[c] for c in order]
-        style = "--" if m == _REFERENCE else "-"
-        ax.plot(xs, ys, style, marker="o", ms=3, lw=1.2, color=colors[m], label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel("test accuracy of the class (%)")
-    ax.set_title("Per-class accuracy against training count (mean over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, plots / "per_class_accuracy.png")
-    plt.close(fig)
-    written.append("per_class_accuracy.png")
+    if _has(runs, names, "per_class"):
+        # per-class accuracy vs training count
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for m in names:
+            pc = _mean_lists([r["details"]["per_class"] for r in runs[m]])
+            xs = [counts[c] for c in order]
+            ys = [100 * pc[c] for c in order]
+            style = "--" if m == _REFERENCE else "-"
+            ax.plot(xs, ys, style, marker="o", ms=3, lw=1.2, color=colors[m], label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel("training images of the class (log scale)")
+        ax.set_ylabel("test accuracy of the class (%)")
+        ax.set_title("Per-class accuracy against training count (mean over seeds)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        _save(fig, plots / "per_class_accuracy.png")
+        plt.close(fig)
+        written.append("per_class_accuracy.png")
 
-    # confusion matrices
     rows, cols = _grid(len(names))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, names, strict=False):
-        mats = [r["details"]["confusion"] for r in runs[m]]
-        c = len(mats[0])
-        total = [[sum(mm[i][j] for mm in mats) for j in range(c)] for i in range(c)]
-        norm = [[v / max(sum(row), 1) for v in row] for row in total]
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-        ax.set_title(m, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    fig.suptitle("Confusion matrices (rows: true class, head first; row-normalised)")
-    _save(fig, plots / "confusion.png")
-    plt.close(fig)
-    written.append("confusion.png")
+    if _has(runs, names, "confusion"):
+        # confusion matrices
+        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+        for ax, m in zip(axes.flat, names, strict=False):
+            mats = [r["details"]["confusion"] for r in runs[m]]
+            c = len(mats[0])
+            total = [[sum(mm[i][j] for mm in mats) for j in range(c)] for i in range(c)]
+            norm = [[v / max(sum(row), 1) for v in row] for row in total]
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            ax.set_title(m, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in list(axes.flat)[len(names) :]:
+            ax.axis("off")
+        fig.suptitle("Confusion matrices (rows: true class, head first; row-normalised)")
+        _save(fig, plots / "confusion.png")
+        plt.close(fig)
+        written.append("confusion.png")
 
-    # reliability diagrams
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, names, strict=False):
-        rels = [r["details"]["reliability"] for r in runs[m]]
-        nb = len(rels[0]["count"])
-        cnt = [sum(rr["count"][b] for rr in rels) for b in range(nb)]
-        acc = [
-            sum((rr["accuracy"][b] or 0.0) * rr["count"][b] for rr in rels) / cnt[b]
-            if cnt[b]
-            else 0.0
-            for b in range(nb)
-        ]
-        edges = [b / nb for b in range(nb)]
-        ax.bar(edges, acc, width=1 / nb, align="edge", edgecolor="k", lw=0.3, color=colors[m])
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ece = results["methods"][m]["metrics"].get("ece", {}).get("mean")
-        ax.set_title(f"{m}" + (f" (ECE {100 * ece:.1f})" if ece is not None else ""), fontsize=9)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    fig.suptitle("Reliability diagrams: accuracy per confidence bin (pooled over seeds)")
-    _save(fig, plots / "reliability.png")
-    plt.close(fig)
-    written.append("reliability.png")
+    if _has(runs, names, "reliability"):
+        # reliability diagrams
+        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+        for ax, m in zip(axes.flat, names, strict=False):
+            rels = [r["details"]["reliability"] for r in runs[m]]
+            nb = len(rels[0]["count"])
+            cnt = [sum(rr["count"][b] for rr in rels) for b in range(nb)]
+            acc = [
+                sum((rr["accuracy"][b] or 0.0) * rr["count"][b] for rr in rels) / cnt[b]
+                if cnt[b]
+                else 0.0
+                for b in range(nb)
+            ]
+            edges = [b / nb for b in range(nb)]
+            ax.bar(edges, acc, width=1 / nb, align="edge", edgecolor="k", lw=0.3, color=colors[m])
+            ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+            ece = results["methods"][m]["metrics"].get("ece", {}).get("mean")
+            ax.set_title(
+                f"{m}" + (f" (ECE {100 * ece:.1f})" if ece is not None else ""), fontsize=9
+            )
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.tick_params(labelsize=6)
+        for ax in list(axes.flat)[len(names) :]:
+            ax.axis("off")
+        fig.suptitle("Reliability diagrams: accuracy per confidence bin (pooled over seeds)")
+        _save(fig, plots / "reliability.png")
+        plt.close(fig)
+        written.append("reliability.png")
 
     # training curves
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))

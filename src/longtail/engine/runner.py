@@ -7,8 +7,13 @@ Run-folder layout (only rank 0 writes; every file is written atomically)::
       run.json               the command line, versions, start time
       results.json           aggregated metrics (schema below)
       report.md, plots/*.png tables and figures (see longtail.engine.report)
-      <method>/seed_<s>/     checkpoint.pt (every epoch), log.csv (per epoch), model.pt (final
-                             weights), result.json (final metrics and evaluation details)
+      stages/<stage>/seed_<s>/
+                             a first training stage, shared by every method that starts from it
+                             (see :func:`stage_of`): checkpoint.pt (every epoch), log.csv (per
+                             epoch), model.pt (final weights), stage.json (its record)
+      <method>/seed_<s>/     result.json (final metrics, evaluation details, the history of both
+                             stages), model.pt (final weights, after the post-hoc step); for a
+                             method with a second stage also its checkpoint.pt and log.csv
 
 ``results.json``::
 
@@ -22,37 +27,59 @@ sample standard deviation over seeds (0 for one seed); metric values are fractio
 (``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
 number of images spread evenly over the classes.
 
-Resume (``resume=True``): finished pairs (``result.json`` present) are skipped, interrupted ones
-continue from their checkpoint, missing ones start.
+Stages: a method is a first training stage (loss, sampler, head, mixing, first-stage
+hyper-parameters) plus an optional second stage and post-hoc step. Methods whose first stages are
+equal share one: it is trained once per (stage, seed), its identity is in every dependent run's
+fingerprint, and it resumes like any run. ``la-posthoc``, ``tau-norm``, ``crt`` and ``lws`` finish
+the stage of ``erm``.
+
+Resume (``resume=True``): finished pairs (``result.json`` present) and finished stages
+(``stage.json``) are reused, interrupted ones continue from their checkpoint, missing ones start.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from longtail.engine import distributed as D
-from longtail.engine.checkpoint import atomic_write_json, read_json, save_checkpoint
-from longtail.engine.config import Config, save_config
+from longtail.engine.checkpoint import (
+    atomic_write_json,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+)
+from longtail.engine.config import Config, config_to_dict, save_config
 from longtail.engine.datasets import DataBundle, build_data
-from longtail.engine.methods import METHODS
-from longtail.engine.tasks import SingleLabelTask, Task
-from longtail.engine.trainer import Trainer, fingerprint_of
+from longtail.engine.methods import METHODS, Method, resolve_methods
+from longtail.engine.single_label import SecondStageTask, SingleLabelTask, second_stage_config
+from longtail.engine.tasks import MetricSpec
+from longtail.engine.trainer import Trainer
 
 __all__ = [
     "BALANCED",
+    "Stage",
     "aggregate",
+    "method_fingerprint",
     "method_names",
     "run_benchmark",
     "run_dir_for",
+    "stage_dir_for",
+    "stage_of",
+    "train_method",
 ]
 
 #: Name of the balanced-reference entry in ``results.json``.
@@ -64,12 +91,19 @@ PROGRESS_SECONDS = 30.0
 def method_names(cfg: Config) -> list[str]:
     """The registry methods a config asks for (``"all"``: every method of the config's task)."""
     if isinstance(cfg.methods, str):
-        return [name for name, m in METHODS.items() if m.task == cfg.task]
+        table = resolve_methods(cfg.recipes)
+        return [name for name, m in table.items() if m.task == cfg.task]
     return list(cfg.methods)
 
 
 def run_dir_for(out_dir: Path, method: str, seed: int) -> Path:
+    """Where a method's ``result.json`` (and its second stage's checkpoint) go."""
     return out_dir / method / f"seed_{seed}"
+
+
+def stage_dir_for(out_dir: Path, stage: Stage, seed: int) -> Path:
+    """Where a first stage's ``checkpoint.pt``, ``log.csv``, ``model.pt`` and ``stage.json`` go."""
+    return out_dir / "stages" / stage.key / f"seed_{seed}"
 
 
 def _clean(v: float) -> float | None:
@@ -96,9 +130,11 @@ def aggregate(
     task: str,
     imbalance_factor: float | None,
     class_counts: list[int],
-    metric_names: Sequence[str],
+    metric_specs: Sequence[MetricSpec],
+    compositions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the ``results.json`` mapping from per-run results (``{method: [result per seed]}``)."""
+    metric_names = [m.name for m in metric_specs]
     methods: dict[str, Any] = {}
     for name, runs in per_run.items():
         runs = sorted(runs, key=lambda r: r["seed"])
@@ -107,20 +143,285 @@ def aggregate(
             "train_seconds": sum(float(r["train_seconds"]) for r in runs) / max(len(runs), 1),
             "metrics": {m: _stats([r["metrics"].get(m) for r in runs]) for m in metric_names},
         }
+        if compositions and name in compositions:
+            methods[name]["composition"] = dict(compositions[name])
     return {
         "dataset": dataset,
         "task": task,
         "imbalance_factor": imbalance_factor,
         "class_counts": [int(c) for c in class_counts],
+        "metric_specs": [
+            {"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better}
+            for m in metric_specs
+        ],
         "methods": methods,
     }
 
 
-def _make_task(cfg: Config, method: str, data: DataBundle) -> Task:
-    m = METHODS[method]
-    if m.task != "single-label":  # pragma: no cover - only single-label methods exist so far
-        raise ValueError(f"methods: {method!r} is a {m.task} method; this engine runs single-label")
-    return SingleLabelTask(m, data, cfg, params=cfg.method_params.get(method, {}))
+def _stage_blob(cfg: Config) -> dict[str, Any]:
+    """The parts of the configuration every stage and run depends on (not the method lists)."""
+    d = config_to_dict(cfg)
+    for key in ("methods", "seeds", "name", "method_params", "recipes"):
+        d.pop(key, None)
+    d["train"].pop("eval_every", None)
+    d["train"].pop("num_threads", None)
+    return d
+
+
+@dataclass
+class Stage:
+    """A first training stage, shared by every method whose :meth:`Method.stage_identity` is equal.
+
+    Attributes:
+        key: folder name under ``RUN_DIR/stages/`` (readable prefix and a content hash).
+        identity: what determines it (loss, sampler, head, mixing, first-stage parameters, data).
+        method: a method to train it with (its post-hoc step and second stage are not applied).
+        params: that method's resolved parameters.
+        variant: ``"long-tailed"`` or ``"balanced"`` (the reference's data).
+    """
+
+    key: str
+    identity: dict[str, Any]
+    method: Method
+    params: dict[str, Any]
+    variant: str
+
+    def fingerprint(self, cfg: Config, seed: int) -> str:
+        blob = json.dumps(
+            {"config": _stage_blob(cfg), "stage": self.identity, "seed": int(seed)},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stage_of(cfg: Config, method: Method, params: Mapping[str, Any], variant: str) -> Stage:
+    """The first stage ``method`` trains (or reuses) on the data ``variant``."""
+    ident = method.stage_identity(params)
+    ident["data"] = variant
+    blob = json.dumps({"config": _stage_blob(cfg), "stage": ident}, sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
+    name = str(ident["loss"]).strip("<>").replace(" ", "-")
+    parts = [name, method.sampler]
+    if method.drw:
+        parts.append("drw")
+    if method.mix:
+        parts.append(method.mix)
+    if variant != "long-tailed":
+        parts.append(variant)
+    stage_method = dataclasses.replace(method, posthoc=None, second_stage=None)
+    return Stage(f"{'-'.join(parts)}-{digest}", ident, stage_method, dict(params), variant)
+
+
+def method_fingerprint(
+    cfg: Config, label: str, method: Method, params: Mapping[str, Any], stage_fp: str
+) -> str:
+    """Identity of a method's result: its stage's fingerprint, composition and every parameter."""
+    blob = json.dumps(
+        {
+            "stage": stage_fp,
+            "label": label,
+            "composition": method.composition(),
+            "params": dict(sorted(params.items())),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Runs:
+    """Trains stages (once per stage and seed) and methods; counts what it trained."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        out: Path,
+        *,
+        resume: bool,
+        tick: Callable[..., Any],
+        data: DataBundle | None = None,
+    ):
+        self.cfg = cfg
+        self._given_data = data
+        self.out = out
+        self.resume = resume
+        self.tick = tick
+        self.main = D.is_main_process()
+        self._stages: dict[str, tuple[dict[str, Any], dict[str, Tensor]]] = {}
+        self._data: dict[tuple[str, int | None], DataBundle] = {}
+        #: stages actually trained (not reused) in this session, as (stage key, seed)
+        self.trained_stages: list[tuple[str, int]] = []
+
+    def data(self, variant: str, seed: int) -> DataBundle:
+        if self._given_data is not None:
+            return self._given_data
+        per_seed = getattr(self.cfg.data, "class_order", "fixed") == "random"
+        key = (variant, seed if per_seed else None)
+        if key not in self._data:
+            kwargs: dict[str, Any] = {"balanced": variant == "balanced"}
+            if per_seed:
+                kwargs["seed"] = seed
+            bundle = build_data(self.cfg.data, **kwargs)
+            from longtail.engine.config import check_config_against_data
+
+            check_config_against_data(
+                self.cfg, is_image=bundle.is_image, num_classes=bundle.num_classes
+            )
+            self._data[key] = bundle
+        return self._data[key]
+
+    def stage(self, stage: Stage, seed: int) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The finished stage (record, final weights): trained now, or read from its folder."""
+        fp = stage.fingerprint(self.cfg, seed)
+        if fp in self._stages:
+            return self._stages[fp]
+        sdir = stage_dir_for(self.out, stage, seed)
+        done = sdir / "stage.json"
+        if done.is_file() and (sdir / "model.pt").is_file():
+            record = read_json(done)
+            if record.get("fingerprint") != fp:
+                raise FileExistsError(
+                    f"--resume: {done} was produced with a different configuration; use another --out"
+                )
+            state = load_checkpoint(sdir / "model.pt")
+            self.tick(stage.key, seed, self.cfg.train.epochs - 0, skipped=True)
+            self._stages[fp] = (record, state)
+            return self._stages[fp]
+        bundle = self.data(stage.variant, seed)
+        task = SingleLabelTask(stage.method, bundle, self.cfg, params=stage.params)
+        trainer = Trainer(
+            task,
+            bundle,
+            self.cfg,
+            seed=seed,
+            run_dir=sdir,
+            fingerprint=fp,
+            on_epoch_end=lambda e, row: self.tick(stage.key, seed, 1, row=row, epoch=e),
+            label=f"stage {stage.key}",
+        )
+        if self.resume:
+            self.tick(stage.key, seed, _epochs_done(sdir), skipped=True)
+        result = trainer.fit(resume=True)  # a fresh run folder has no checkpoint to resume
+        assert result is not None
+        self.trained_stages.append((stage.key, seed))
+        record = {
+            "fingerprint": fp,
+            "stage": stage.key,
+            "identity": stage.identity,
+            "seed": seed,
+            "train_seconds": result.train_seconds,
+            "epochs": result.epochs,
+            "metrics": {k: _clean(v) for k, v in result.metrics.items()},
+            "details": result.details,
+            "history": [{k: _clean(v) for k, v in row.items()} for row in result.history],
+        }
+        if self.main:
+            save_checkpoint(sdir / "model.pt", result.model_state)
+            atomic_write_json(done, record)
+        self._stages[fp] = (record, result.model_state)
+        return self._stages[fp]
+
+    def method(self, label: str, method: Method, variant: str, seed: int) -> dict[str, Any]:
+        """Train (or reuse) ``method``'s stage, then its second stage / post-hoc step."""
+        cfg = self.cfg
+        params = method.resolve_params(cfg.method_params.get(label, {}))
+        stage = stage_of(cfg, method, params, variant)
+        stage_fp = stage.fingerprint(cfg, seed)
+        fingerprint = method_fingerprint(cfg, label, method, params, stage_fp)
+        rdir = run_dir_for(self.out, label, seed)
+        result_file = rdir / "result.json"
+        if result_file.is_file() and self.resume:
+            done = read_json(result_file)
+            if done.get("fingerprint", fingerprint) != fingerprint:
+                raise FileExistsError(
+                    f"--resume: {result_file} was produced with a different configuration "
+                    "(data, model, training recipe or hyper-parameters); use another --out"
+                )
+            self.tick(label, seed, 0, skipped=True, finished=True)
+            return dict(done)
+        stage_record, stage_state = self.stage(stage, seed)
+        bundle = self.data(variant, seed)
+        record: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "method": label,
+            "registry_method": method.name,
+            "composition": method.composition(),
+            "stage": stage.key,
+            "seed": seed,
+            "params": params,
+            "class_counts": bundle.class_counts,
+        }
+        final_state = stage_state
+        if not method.needs_stage:
+            record.update(
+                {
+                    k: stage_record[k]
+                    for k in ("train_seconds", "epochs", "metrics", "details", "history")
+                }
+            )
+        else:
+            cfg2 = second_stage_config(cfg, method, params)
+            task = SecondStageTask(method, bundle, cfg2, stage_state=stage_state, params=params)
+            trainer = Trainer(
+                task,
+                bundle,
+                cfg2,
+                seed=seed,
+                run_dir=rdir if method.second_stage else None,
+                fingerprint=fingerprint,
+                on_epoch_end=lambda e, row: self.tick(label, seed, 1, row=row, epoch=e),
+                label=label,
+            )
+            result = trainer.fit(resume=True)
+            assert result is not None
+            offset = int(stage_record["epochs"])
+            history = list(stage_record["history"]) + [
+                {
+                    **{k: _clean(v) for k, v in row.items()},
+                    "epoch": offset + row["epoch"],
+                    "stage": 2.0,
+                }
+                for row in result.history
+            ]
+            record.update(
+                {
+                    "train_seconds": float(stage_record["train_seconds"]) + result.train_seconds,
+                    "epochs": offset + result.epochs,
+                    "metrics": {k: _clean(v) for k, v in result.metrics.items()},
+                    "details": result.details,
+                    "history": history,
+                }
+            )
+            final_state = result.model_state
+        if self.main:
+            save_checkpoint(rdir / "model.pt", final_state)
+            atomic_write_json(result_file, record)
+        self.tick(label, seed, 0, finished=True, record=record)
+        return record
+
+
+def train_method(
+    method: Method,
+    data: DataBundle,
+    cfg: Config,
+    *,
+    seed: int,
+    out_dir: str | Path,
+    label: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train one method (its first stage, then its second stage / post-hoc step) on ``data``.
+
+    The programmatic form of one (method, seed) of :func:`run_benchmark`, with the same files under
+    ``out_dir``; returns the ``result.json`` record.
+    """
+
+    def quiet(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    runs = _Runs(cfg, Path(out_dir), resume=resume, tick=quiet, data=data)
+    return runs.method(label or method.name, method, "long-tailed", seed)
 
 
 def run_benchmark(
@@ -133,6 +434,9 @@ def run_benchmark(
     echo: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train every (method, seed) of ``cfg``, write the run folder, return ``results.json``'s content.
+
+    Stages are trained once per (stage, seed) and reused by every method that starts from them
+    (``erm``, ``la-posthoc``, ``tau-norm``, ``crt`` and ``lws`` share one); see :func:`stage_of`.
 
     Args:
         cfg: validated configuration.
@@ -150,10 +454,11 @@ def run_benchmark(
 
     out = Path(out_dir)
     main = D.is_main_process()
+    table = resolve_methods(cfg.recipes)
     names = method_names(cfg)
-    entries = [(n, n) for n in names]  # (result name, registry method)
+    entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
-        entries.append((BALANCED, "erm"))
+        entries.append((BALANCED, METHODS["erm"], "balanced"))
     if resume:
         _check_resumable(out, cfg, entries)
     if main:
@@ -174,119 +479,79 @@ def run_benchmark(
         }
         atomic_write_json(out / "run.json", meta)
     D.barrier()
-    data = build_data(cfg.data)
-    balanced_data = build_data(cfg.data, balanced=True) if cfg.data.balanced_reference else None
+    # progress: every distinct stage's epochs once, plus every second stage's
+    total = 0
+    seen_stages: set[str] = set()
+    for label, m, variant in entries:
+        params = m.resolve_params(cfg.method_params.get(label, {}))
+        st = stage_of(cfg, m, params, variant)
+        if st.key not in seen_stages:
+            seen_stages.add(st.key)
+            total += cfg.train.epochs * len(cfg.seeds)
+        if m.second_stage:
+            total += second_stage_config(cfg, m, params).train.epochs * len(cfg.seeds)
     bar: Any = None
-    total_epochs = len(entries) * len(cfg.seeds) * cfg.train.epochs
     if progress and main:
         try:
             from tqdm.auto import tqdm
 
             # a live bar on a terminal; one line per finished (method, seed) otherwise
-            bar = tqdm(
-                total=total_epochs, unit="epoch", desc=cfg.name, dynamic_ncols=True, disable=None
-            )
+            bar = tqdm(total=total, unit="epoch", desc=cfg.name, dynamic_ncols=True, disable=None)
             if bar.disable:
                 bar = None
         except ImportError:  # pragma: no cover
             bar = None
+    last_line = [time.monotonic()]
+
+    def tick(what: str, seed: int, epochs: int, **info: Any) -> None:
+        if bar is not None:
+            if epochs:
+                bar.update(epochs)
+            bar.set_postfix_str(f"{what} seed {seed}")
+            return
+        if not (progress and main):
+            return
+        row = info.get("row")
+        record = info.get("record")
+        if row is not None and time.monotonic() - last_line[0] >= PROGRESS_SECONDS:
+            # no terminal (a log file, a batch job): a line now and then for long runs
+            last_line[0] = time.monotonic()
+            print(
+                f"{cfg.name}: {what} seed {seed}: epoch {info['epoch'] + 1}, "
+                f"train loss {row['train_loss']:.4g}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if record is not None:
+            bacc = record["metrics"].get("balanced_accuracy")
+            shown = "n/a" if bacc is None else f"{100 * bacc:.1f}%"
+            print(
+                f"{cfg.name}: {what} seed {seed}: balanced accuracy {shown} "
+                f"({record['train_seconds']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    runs = _Runs(cfg, out, resume=resume, tick=tick)
     per_run: dict[str, list[dict[str, Any]]] = {}
-    metric_names: Sequence[str] = SingleLabelTask.metric_names
     try:
-        for label, method in entries:
-            bundle = balanced_data if label == BALANCED and balanced_data is not None else data
+        for label, method, variant in entries:
             for seed in cfg.seeds:
-                rdir = run_dir_for(out, label, seed)
-                result_file = rdir / "result.json"
-                fingerprint = fingerprint_of(cfg, label, seed)
-                if resume and result_file.is_file():
-                    done = read_json(result_file)
-                    if done.get("fingerprint", fingerprint) != fingerprint:
-                        raise FileExistsError(
-                            f"--resume: {result_file} was produced with a different configuration "
-                            "(data, model, training recipe or hyper-parameters); use another --out"
-                        )
-                    per_run.setdefault(label, []).append(done)
-                    if bar is not None:
-                        bar.update(cfg.train.epochs)
-                    continue
-                task = _make_task(cfg, method, bundle)
-                metric_names = task.metric_names
-                if bar is not None:
-                    bar.set_postfix_str(f"{label} seed {seed}")
-
-                last_line = [time.monotonic()]
-
-                def tick(
-                    epoch: int,
-                    row: dict[str, float],
-                    label: str = label,
-                    seed: int = seed,
-                    last_line: list[float] = last_line,
-                ) -> None:
-                    if bar is not None:
-                        bar.update(1)
-                    elif progress and main and time.monotonic() - last_line[0] >= PROGRESS_SECONDS:
-                        # no terminal (a log file, a batch job): a line now and then for long runs
-                        last_line[0] = time.monotonic()
-                        print(
-                            f"{cfg.name}: {label} seed {seed}: epoch {epoch + 1}/{cfg.train.epochs}, "
-                            f"train loss {row['train_loss']:.4g}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-
-                trainer = Trainer(
-                    task,
-                    bundle,
-                    cfg,
-                    seed=seed,
-                    run_dir=rdir,
-                    fingerprint=fingerprint,
-                    on_epoch_end=tick,
-                    label=label,
-                )
-                if bar is not None and resume:
-                    done = _epochs_done(rdir)
-                    bar.update(done)
-                result = trainer.fit(resume=resume)
-                assert result is not None
-                record = {
-                    "fingerprint": fingerprint,
-                    "method": label,
-                    "registry_method": method,
-                    "seed": seed,
-                    "params": dict(getattr(task, "params", {})),
-                    "train_seconds": result.train_seconds,
-                    "epochs": result.epochs,
-                    "metrics": {k: _clean(v) for k, v in result.metrics.items()},
-                    "details": result.details,
-                    "history": [{k: _clean(v) for k, v in row.items()} for row in result.history],
-                    "class_counts": bundle.class_counts,
-                }
-                if main:
-                    save_checkpoint(rdir / "model.pt", result.model_state)
-                    atomic_write_json(result_file, record)
-                    if progress and bar is None:
-                        bacc = result.metrics.get("balanced_accuracy", math.nan)
-                        print(
-                            f"{cfg.name}: {label} seed {seed}: balanced accuracy "
-                            f"{100 * bacc:.1f}% ({result.train_seconds:.1f} s)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                per_run.setdefault(label, []).append(record)
+                per_run.setdefault(label, []).append(runs.method(label, method, variant, seed))
     finally:
         if bar is not None:
             bar.close()
+    first = runs.data("long-tailed", cfg.seeds[0])
     results = aggregate(
         per_run,
-        dataset=data.name,
+        dataset=first.name,
         task=cfg.task,
         imbalance_factor=cfg.data.imbalance_factor,
-        class_counts=data.class_counts,
-        metric_names=metric_names,
+        class_counts=first.class_counts,
+        metric_specs=SingleLabelTask.metrics,
+        compositions={label: m.composition() for label, m, _ in entries},
     )
+    results["stages_trained"] = len(runs.trained_stages)
     if main:
         atomic_write_json(out / "results.json", results)
         write_report(out)
@@ -297,14 +562,15 @@ def run_benchmark(
     return results
 
 
-def _check_resumable(out: Path, cfg: Config, entries: Sequence[tuple[str, str]]) -> None:
+def _check_resumable(out: Path, cfg: Config, entries: Sequence[tuple[str, Method, str]]) -> None:
     """Refuse to resume over results or checkpoints written with another configuration."""
-    from longtail.engine.checkpoint import load_checkpoint
-
-    for label, _ in entries:
+    for label, method, variant in entries:
+        params = method.resolve_params(cfg.method_params.get(label, {}))
+        stage = stage_of(cfg, method, params, variant)
         for seed in cfg.seeds:
+            stage_fp = stage.fingerprint(cfg, seed)
+            expected = method_fingerprint(cfg, label, method, params, stage_fp)
             rdir = run_dir_for(out, label, seed)
-            expected = fingerprint_of(cfg, label, seed)
             found = None
             if (rdir / "result.json").is_file():
                 found = read_json(rdir / "result.json").get("fingerprint")

@@ -1,61 +1,72 @@
 """The task interface: what the training loop asks of a kind of learning problem.
 
-The :class:`~longtail.engine.trainer.Trainer` owns everything generic (devices, DDP, the optimiser and
-schedule, augmentation, mixed precision, checkpoints, logs, the non-finite-loss guard). Everything that
-depends on *what* is learned sits behind :class:`Task`:
+The :class:`~longtail.engine.trainer.Trainer` owns everything generic (devices, DDP and synchronised
+batch norm, optimisers and the learning-rate schedule, augmentation, mixed precision, checkpoints,
+logs, the non-finite-loss guard). Everything that depends on *what* is learned sits behind
+:class:`Task`:
 
-===========================  ======================================================================
-hook                         called
-===========================  ======================================================================
-``build_model()``            once; returns the network (backbone + heads the task needs)
-``sampler(epoch, ...)``      each epoch; the dataset indices this process trains on, in order
-``on_train_start(model)``    once, after the model is on its device (load a teacher, a baseline, ...)
-``on_epoch_start(e, model)`` each epoch, before the first step (switch a schedule, generate data)
-``training_step(...)``       each batch; returns the loss (and optional logits / logged scalars)
-``evaluate(model, batches)`` after training (and every ``eval_every`` epochs for the curves)
-``postprocess(model)``       once after training, before the final evaluation
-``state_dict()``             with every checkpoint (task state needed to resume exactly)
-===========================  ======================================================================
+===============================  ==================================================================
+hook                             called
+===============================  ==================================================================
+``setup()``                      once; a :class:`Setup`: named trained modules, named optimisers
+                                 (parameter groups, after-step hook), frozen auxiliary models
+``sampler(epoch, ...)``          each epoch; the dataset indices this process trains on, in order
+``on_train_start(models, dev)``  once, after the modules are on their device (and DDP-wrapped)
+``on_epoch_start(e, models)``    each epoch, before the first step
+``training_step(model, ...)``    each batch; a loss, a :class:`StepOutput`, or a sequence of
+                                 :class:`Update` (several optimiser updates per batch)
+``evaluate(model, splits)``      after training (and every ``eval_every`` epochs for the curves)
+``postprocess(model)``           once after training, before the final evaluation
+``state_dict()``                 with every checkpoint (task state needed to resume exactly)
+===============================  ==================================================================
 
-How the other tracks plug in without touching the loop:
+A plain task overrides :meth:`Task.build_model` instead of :meth:`Task.setup` and returns a loss (or a
+:class:`StepOutput`) from ``training_step``: it then gets one module ``"model"`` and one SGD optimiser
+``"default"`` over its trainable parameters, with the run's weight decay.
 
-- **multi-label** targets: the batch's ``y`` is a float ``(N, L)`` matrix (``-1`` = unknown);
-  ``training_step`` applies a multi-label loss (ASL, sigmoid focal) and ``evaluate`` builds mAP /
-  CF1 metric objects; ``sampler`` may return plain shuffled indices.
-- **open-set** head: ``build_model`` returns a backbone plus reciprocal-point head;
-  ``training_step`` adds the open-space term; ``evaluate`` scores known-class and unknown-class
-  test batches (the bundle holds both) with the open-set metric objects.
-- **distillation** with a frozen teacher: ``on_train_start`` loads the teacher on the model's device
-  (``requires_grad_(False)``, ``eval()``); ``training_step`` computes teacher outputs under
-  ``torch.no_grad()`` and the RKD / KD loss; the teacher is not part of the checkpointed model.
-- **several transformed copies** of a batch (SLA): ``training_step`` builds the ``M`` rotated copies
-  of ``batch.x`` itself, forwards them in one call and uses joint labels ``y * M + j``;
-  ``evaluate`` aggregates over copies.
-- **samples generated inside the epoch** (M2m): ``on_train_start`` loads the baseline classifier
-  ``g``; ``training_step`` replaces minority slots of the batch (it knows ``batch.index``) by
-  adversarially translated samples, seeded from ``torch.Generator`` state kept in ``state_dict()``
-  so a resumed run draws the same samples.
+How the tracks plug in without touching the loop:
 
-Only :class:`SingleLabelTask` is implemented here.
+- **Several modules and optimisers** (a GAN-style generator, a reciprocal-point head with its own
+  weight decay): ``setup`` returns ``modules={"model": ..., "gen": ...}`` and
+  ``optimizers={"model": OptimizerSpec(...), "gen": OptimizerSpec(...)}``; each module is moved to
+  the device, synchronised (batch norm) and DDP-wrapped, and saved in the checkpoint with its
+  optimiser. ``training_step`` returns ``[Update("gen", gen_step), Update("model", cls_step)]``:
+  the updates run in order, each ``zero_grad -> backward -> step -> after_step`` on its optimiser; a
+  callable update is evaluated only when its turn comes (after the previous step).
+- **Frozen auxiliary models** (a teacher, M2m's pre-trained classifier ``g``): ``Setup.frozen``;
+  moved to the device, put in evaluation mode, gradients off, never trained or checkpointed.
+- **Frozen parts of a trained module** (cRT's backbone and its batch-norm statistics):
+  ``Setup.eval_modules`` stay in evaluation mode although the trainer puts the rest in training mode
+  every epoch.
+- **Replaced labels** (mixup, M2m's translated samples, SLA's joint labels): ``StepOutput.targets`` is
+  what the running training accuracy scores ``StepOutput.logits`` against; no targets, no accuracy
+  (the loop never guesses from shapes).
+- **Named evaluation splits** (``test``, and ``unknown`` for open set): ``DataBundle.eval_splits``;
+  :meth:`Task.evaluate` receives ``{name: batches}``.
+- **Metrics as specs**: :attr:`Task.metrics` (:class:`MetricSpec`: name, label, higher-is-better)
+  drive the table, the bold best, the gap to the reference and ``results.json``.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from longtail.engine.config import Config
-from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import Criterion, Method
-from longtail.engine.models import build_model
-
-__all__ = ["Batch", "Evaluation", "SingleLabelTask", "StepOutput", "Task"]
+__all__ = [
+    "Batch",
+    "Evaluation",
+    "MetricSpec",
+    "OptimizerSpec",
+    "Setup",
+    "StepOutput",
+    "Task",
+    "Update",
+]
 
 
 @dataclass
@@ -69,17 +80,82 @@ class Batch:
 
 @dataclass
 class StepOutput:
-    """What ``training_step`` may return instead of a bare loss tensor.
+    """What ``training_step`` returns for one optimiser update.
 
     Attributes:
         loss: scalar to back-propagate.
-        logits: the logits of the batch (for the running training accuracy), or ``None``.
-        logs: extra scalars averaged over the epoch into the CSV log.
+        logits: ``(N, C)`` logits for the running training accuracy, or ``None``.
+        targets: ``(N,)`` class indices ``logits`` are scored against (the step may have replaced
+            the batch's labels); the accuracy is only computed when both are given.
+        logs: extra scalars (floats or 0-d tensors, read on the host in batches) averaged over the
+            epoch into the CSV log as ``train_<key>``.
     """
 
     loss: Tensor
     logits: Tensor | None = None
-    logs: dict[str, float] = field(default_factory=dict)
+    targets: Tensor | None = None
+    logs: dict[str, float | Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Update:
+    """One optimiser update of a batch: the optimiser's name and its step (or a callable for it).
+
+    A callable is evaluated when the update's turn comes, i.e. after the previous updates stepped
+    (a GAN-style generator step, then the classifier step on the new samples).
+    """
+
+    optimizer: str
+    step: StepOutput | Tensor | Callable[[], StepOutput | Tensor]
+
+
+@dataclass
+class OptimizerSpec:
+    """A named optimiser: parameter groups, hyper-parameters and an after-step hook.
+
+    Attributes:
+        params: parameters, or parameter groups ``{"params": [...], "weight_decay": wd,
+            "lr_scale": s}`` (``lr_scale`` multiplies the scheduled learning rate of the group).
+        kind: ``"sgd"`` (momentum / Nesterov from ``train``) or ``"adam"``.
+        lr: peak learning rate (default ``train.lr``).
+        weight_decay: default weight decay of the groups (default ``train.weight_decay``).
+        schedule: follow the run's warm-up + decay schedule; ``False`` keeps ``lr`` constant.
+        after_step: called after every step of this optimiser (e.g. a MaxNorm projection).
+    """
+
+    params: Sequence[nn.Parameter] | Sequence[Mapping[str, Any]]
+    kind: Literal["sgd", "adam"] = "sgd"
+    lr: float | None = None
+    weight_decay: float | None = None
+    schedule: bool = True
+    after_step: Callable[[], None] | None = None
+
+
+@dataclass
+class Setup:
+    """What a task trains: see the module docstring.
+
+    Attributes:
+        modules: trained modules by name; ``"model"`` is required (evaluated, saved as ``model.pt``).
+        optimizers: named optimisers; ``None``: one SGD ``"default"`` over every trainable parameter
+            of every module, with ``train.weight_decay``.
+        frozen: auxiliary models: evaluation mode, no gradients, not trained, not checkpointed.
+        eval_modules: sub-modules of trained modules kept in evaluation mode during training.
+    """
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, OptimizerSpec] | None = None
+    frozen: dict[str, nn.Module] = field(default_factory=dict)
+    eval_modules: list[nn.Module] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task reports: ``name`` (key in results), ``label`` (table header), direction."""
+
+    name: str
+    label: str
+    higher_is_better: bool = True
 
 
 @dataclass
@@ -87,7 +163,7 @@ class Evaluation:
     """Result of :meth:`Task.evaluate`.
 
     Attributes:
-        metrics: named scalars (fractions), e.g. ``balanced_accuracy``; the benchmark tables use them.
+        metrics: named scalars (fractions), one per :attr:`Task.metrics` spec.
         details: JSON-serialisable extras for the report (per-class accuracy, confusion matrix,
             reliability diagram bins).
     """
@@ -101,41 +177,52 @@ class Task(ABC):
 
     Attributes:
         kind: the task name written to ``results.json`` (``"single-label"``, ...).
-        metric_names: the scalars ``evaluate`` returns, in table order.
-        higher_is_better: per metric, whether larger is better (for the bold best in the report).
+        metrics: the metrics ``evaluate`` returns, in table order; the first is the primary one
+            (the gap to the reference is measured on it).
     """
 
     kind: ClassVar[str]
-    metric_names: ClassVar[tuple[str, ...]]
-    higher_is_better: ClassVar[Mapping[str, bool]]
+    metrics: ClassVar[tuple[MetricSpec, ...]]
 
-    @abstractmethod
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
     def build_model(self) -> nn.Module:
-        """The freshly initialised network (the trainer seeds torch before calling this)."""
+        """The freshly initialised network of a single-model task (see :meth:`setup`)."""
+        raise NotImplementedError(f"{type(self).__name__} must override setup() or build_model()")
+
+    def setup(self) -> Setup:
+        """Modules, optimisers and frozen models (the trainer seeds torch before calling this).
+
+        The default is one module ``"model"`` from :meth:`build_model` and the default optimiser.
+        """
+        return Setup(modules={"model": self.build_model()})
 
     @abstractmethod
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
         """Dataset indices this process trains on in ``epoch``, in order (``int64``, 1-D).
 
         Sharding contract: the union over ranks of the ``k``-th per-rank batch must be the ``k``-th
-        global batch (``DistributedSampler``-style ``global[rank::world_size]``).
+        global batch (``DistributedSampler``-style ``global[rank::world_size]``). Every epoch should
+        have the same length: the learning-rate schedule counts steps from epoch 0's.
         """
 
-    def on_train_start(self, model: nn.Module, device: torch.device) -> None:  # noqa: B027
-        """Called once, after the model is on ``device``."""
+    def on_train_start(self, models: Mapping[str, nn.Module], device: torch.device) -> None:  # noqa: B027
+        """Called once with every trained (possibly DDP-wrapped) and frozen module, on ``device``."""
 
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:  # noqa: B027
+    def on_epoch_start(self, epoch: int, models: Mapping[str, nn.Module]) -> None:  # noqa: B027
         """Called at the start of every epoch (also the first epoch after a resume)."""
 
     @abstractmethod
     def training_step(
         self, model: nn.Module, batch: Batch, epoch: int, step: int
-    ) -> Tensor | StepOutput:
+    ) -> Tensor | StepOutput | Sequence[Update]:
         """The loss of one batch (``model`` may be wrapped in DDP; call it, not its parts)."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> Evaluation:
-        """Metrics on ``batches`` (this process's shard; metric objects sync across processes)."""
+    def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:
+        """Metrics on the evaluation ``splits`` (this process's shard; metrics sync across processes)."""
 
     def postprocess(self, model: nn.Module) -> None:  # noqa: B027
         """Called once after the last epoch, before the final evaluation (e.g. tau-norm)."""
@@ -148,152 +235,10 @@ class Task(ABC):
         """Restore what :meth:`state_dict` returned."""
 
 
-def _nan_to_none(values: Iterable[float]) -> list[float | None]:
-    return [None if (v is None or math.isnan(v)) else float(v) for v in values]
+def __getattr__(name: str) -> Any:
+    # SingleLabelTask moved to longtail.engine.single_label; keep the old import path working
+    if name == "SingleLabelTask":
+        from longtail.engine.single_label import SingleLabelTask
 
-
-class SingleLabelTask(Task):
-    """Single-label classification with a long-tail :class:`~longtail.engine.methods.Method`.
-
-    The method chooses the head (linear / cosine), the training loss (with deferred re-weighting),
-    the sampler, and the post-hoc step: logit adjustment of the test logits
-    (``posthoc="logit-adjust"``) or tau-normalisation of the classifier rows after training
-    (``posthoc="tau-norm"``). :meth:`evaluate` uses :class:`longtail.metrics.SingleLabelMetrics`
-    (balanced accuracy, accuracy, many / medium / few, ECE), grouping classes by
-    ``data.group_counts``.
-    """
-
-    kind = "single-label"
-    metric_names = ("balanced_accuracy", "accuracy", "many", "medium", "few", "ece")
-    higher_is_better: ClassVar[Mapping[str, bool]] = {
-        "balanced_accuracy": True,
-        "accuracy": True,
-        "many": True,
-        "medium": True,
-        "few": True,
-        "ece": False,
-    }
-
-    def __init__(
-        self,
-        method: Method,
-        data: DataBundle,
-        config: Config,
-        *,
-        params: Mapping[str, Any] | None = None,
-    ):
-        self.method = method
-        self.data = data
-        self.config = config
-        self.params = method.resolve_params(params)
-        self.criterion: Criterion = method.build_criterion(
-            data.class_counts, total_epochs=config.train.epochs, params=self.params
-        )
-        self._log_prior = torch.log(
-            torch.as_tensor(data.class_counts, dtype=torch.float32) / float(sum(data.class_counts))
-        )
-
-    def build_model(self) -> nn.Module:
-        m = self.config.model
-        return build_model(
-            m.arch,
-            self.data.input_shape,
-            self.data.num_classes,
-            head=self.method.head,
-            hidden=m.hidden,
-            channels=m.channels,
-            dropout=m.dropout,
-            convs_per_stage=m.convs_per_stage,
-        )
-
-    def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
-        from longtail import data as ltdata
-
-        labels = self.data.train_y
-        common: dict[str, Any] = {"seed": seed, "num_replicas": world_size, "rank": rank}
-        kind = self.method.sampler
-        s: Any
-        if kind == "instance":
-            s = ltdata.InstanceBalancedSampler(labels, **common)
-        elif kind == "class-balanced":
-            s = ltdata.ClassBalancedSampler(labels, **common)
-        elif kind == "sqrt":
-            s = ltdata.SquareRootSampler(labels, **common)
-        elif kind == "progressive":
-            s = ltdata.ProgressivelyBalancedSampler(
-                labels, total_epochs=self.config.train.epochs, **common
-            )
-        else:  # pragma: no cover - guarded by the Method type
-            raise ValueError(f"sampler: unknown kind {kind!r}")
-        s.set_epoch(epoch)
-        # the samplers' documented sharding: rank r keeps global_indices()[r::num_replicas]
-        shard: Tensor = s.global_indices()[rank : s.total_size : world_size]
-        return shard
-
-    def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
-        logits = model(batch.x)
-        loss = self.criterion(logits, batch.y, epoch)
-        return StepOutput(loss=loss, logits=logits.detach())
-
-    def predict_logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Test-time logits, post-hoc adjusted when the method says so."""
-        logits: Tensor = model(x).float()
-        if self.method.head == "cosine" and "scale" in self.params:
-            # cosine logits live in [-1, 1]; the loss's scale s makes their softmax meaningful
-            # (argmax unchanged, calibration measured on the probabilities the model was trained for)
-            logits = logits * self.params["scale"]
-        if self.method.posthoc == "logit-adjust":
-            from longtail.adjust import posthoc_logit_adjust
-
-            adjusted: Tensor = posthoc_logit_adjust(
-                logits, self.data.class_counts, tau=self.params["tau"]
-            )
-            return adjusted
-        return logits
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch]) -> Evaluation:
-        from longtail.metrics import SingleLabelMetrics
-
-        was_training = model.training
-        model.eval()
-        metric = SingleLabelMetrics(
-            self.data.num_classes,
-            self.data.group_counts,
-            shot_mode=self.config.metrics.shot_mode,  # type: ignore[arg-type]
-            n_bins=self.config.metrics.n_bins,
-        )
-        for b in batches:
-            logits = self.predict_logits(model, b.x)
-            metric.update(logits.cpu(), b.y.cpu())
-        values = metric.compute()
-        per_class = metric.per_class()
-        cm = metric.confusion()
-        states = metric.states()
-        model.train(was_training)
-        count = states["bin_count"].double()
-        conf = torch.where(count > 0, states["bin_conf"] / count.clamp_min(1), torch.nan)
-        acc = torch.where(count > 0, states["bin_correct"].double() / count.clamp_min(1), torch.nan)
-        details = {
-            "per_class": _nan_to_none(per_class.tolist()),
-            "confusion": cm.tolist(),
-            "reliability": {
-                "confidence": _nan_to_none(conf.tolist()),
-                "accuracy": _nan_to_none(acc.tolist()),
-                "count": [int(c) for c in states["bin_count"].tolist()],
-            },
-        }
-        return Evaluation(metrics={k: float(v) for k, v in values.items()}, details=details)
-
-    def postprocess(self, model: nn.Module) -> None:
-        if self.method.posthoc != "tau-norm":
-            return
-        from longtail.adjust import tau_normalize
-
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear):
-            raise TypeError("tau-norm needs a model with a linear `head`")
-        with torch.no_grad():
-            head.weight.copy_(tau_normalize(head.weight, tau=self.params["tau"]))
-            if head.bias is not None and self.params.get("drop_bias", True):
-                head.bias.zero_()
+        return SingleLabelTask
+    raise AttributeError(name)

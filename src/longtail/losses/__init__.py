@@ -3,11 +3,14 @@
 Each loss is a function ``name_loss(logits, target, *, ...)`` and an ``nn.Module`` twin with the same
 keyword arguments. All compute in float32 (or float64) in log space, are finite for logits of +-1e4,
 accept ``reduction="none" | "mean" | "sum"`` and document what ``"mean"`` divides by. See docs/losses.md.
+Their value checks (labels in range, finite non-negative weights, ...) read tensors on the host;
+``value_checks(False)`` turns them off in a training loop that validated its data once.
 """
 
 from __future__ import annotations
 
 from ..heads import CosineClassifier
+from ._common import set_value_checks, value_checks, value_checks_enabled
 from .asymmetric import (
     AsymmetricLoss,
     AsymmetricSingleLabelLoss,
@@ -68,5 +71,8 @@ __all__ = [
     "logit_adjustment_margins",
     "pairwise_margin_loss",
     "register_loss",
+    "set_value_checks",
     "sigmoid_focal_loss",
+    "value_checks",
+    "value_checks_enabled",
 ]

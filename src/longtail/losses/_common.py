@@ -3,14 +3,20 @@
 Every public loss validates its arguments here *before* any computation, so a bad call fails with a
 ``ValueError``/``TypeError`` that names the argument and the offending value. Checks that need the values
 of a tensor (labels in range, targets in ``[0, 1]``) are skipped while ``torch.compile`` traces, so that
-compiled code has no graph breaks; eager calls always run them. On CUDA they become device-side
-assertions (``torch._assert_async``), so a training step never waits for the host.
+compiled code has no graph breaks; eager calls run them unless :func:`set_value_checks` (or the
+:func:`value_checks` context manager) turned them off. On CUDA they become device-side assertions
+(``torch._assert_async``), so a training step never waits for the host.
+
+Value checks read tensor values on the host (on CUDA: a device synchronisation or an assertion
+kernel). A training loop that validated its labels and class counts once can turn them off with
+``value_checks(False)``; shape, dtype, type and hyper-parameter checks cost no host read and stay on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -28,6 +34,58 @@ VectorLike: TypeAlias = "Tensor | np.ndarray | Sequence[float]"
 
 def _compiling() -> bool:
     return bool(torch.compiler.is_compiling())
+
+
+#: Whether the checks that read tensor values on the host run (see :func:`set_value_checks`).
+_VALUE_CHECKS = True
+
+
+def set_value_checks(enabled: bool) -> None:
+    """Turn the value checks of the losses on or off (on by default), for the whole process.
+
+    Value checks are those that read tensor values on the host: labels in ``[0, C)``, multi-label
+    targets in ``[0, 1]`` or ``-1``, finite per-class vectors, positive class counts, non-negative
+    weights. Each is a host read (a device synchronisation on CUDA, or an assertion kernel), so a
+    training loop that validated its data once may turn them off. Shape, dtype, type and
+    hyper-parameter checks read no tensor values and always run. With checks off, invalid values
+    are not detected (an out-of-range label may give a wrong loss or a low-level error).
+    Modelled on ``torch.distributions.Distribution.set_default_validate_args``.
+    """
+    global _VALUE_CHECKS
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__} {enabled!r}")
+    _VALUE_CHECKS = enabled
+
+
+def value_checks_enabled() -> bool:
+    """Whether the value checks run (see :func:`set_value_checks`)."""
+    return _VALUE_CHECKS
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Turn the value checks on or off inside a ``with`` block (see :func:`set_value_checks`).
+
+    The previous state is restored on exit, also when the body raises. Not thread-local: the switch
+    is one process-wide global.
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import focal_loss, value_checks
+        >>> with value_checks(False):  # labels were validated once, before training
+        ...     loss = focal_loss(torch.zeros(2, 3), torch.tensor([0, 2]))
+    """
+    previous = _VALUE_CHECKS
+    set_value_checks(enabled)
+    try:
+        yield
+    finally:
+        set_value_checks(previous)
+
+
+def skip_value_checks() -> bool:
+    """True when data-dependent checks must not read tensor values (switched off, or compiling)."""
+    return not _VALUE_CHECKS or _compiling()
 
 
 def check_reduction(reduction: object) -> None:
@@ -108,7 +166,7 @@ def check_single_label(
         )
     if z.shape[1] < 1:
         raise ValueError(f"{logits_name} must have at least one class, got shape {tuple(z.shape)}")
-    if t.numel() and not _compiling():
+    if t.numel() and not skip_value_checks():
         bad = (t < 0) | (t >= z.shape[1])
         if ignore_index is not None:
             bad &= t != ignore_index
@@ -146,7 +204,7 @@ def check_multilabel(
             f"{targets_name} must have the shape of {logits_name} {tuple(z.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    if _compiling():
+    if skip_value_checks():
         return z, y, True
     if y.numel() == 0:
         return z, y, False
@@ -190,7 +248,7 @@ def as_vector(
         raise ValueError(f"{name} must have one entry per class ({length}), got {v.shape[0]}")
     if not v.is_floating_point():
         v = v.to(torch.float64)
-    if v.numel() and not _compiling() and not bool(torch.isfinite(v).all()):
+    if v.numel() and not skip_value_checks() and not bool(torch.isfinite(v).all()):
         raise ValueError(f"{name} must be finite, got {v.tolist()[:10]}")
     if device is not None:
         v = v.to(device)
@@ -204,7 +262,7 @@ def check_class_counts(
     counts = as_vector(name, class_counts, length=num_classes).to(torch.float64)
     if counts.numel() == 0:
         raise ValueError(f"{name} must not be empty")
-    if not _compiling() and bool((counts <= 0).any()):
+    if not skip_value_checks() and bool((counts <= 0).any()):
         bad = int(torch.nonzero(counts <= 0)[0, 0])
         raise ValueError(
             f"{name} must be positive for every class (a class with no training sample has no "
@@ -218,7 +276,7 @@ def check_class_weight(
 ) -> Tensor:
     """A finite, non-negative per-class vector of length ``num_classes`` (any length if None)."""
     w = as_vector(name, weight, length=num_classes, device=device)
-    if not _compiling() and bool((w < 0).any()):
+    if not skip_value_checks() and bool((w < 0).any()):
         raise ValueError(f"{name} must be non-negative, got {w.tolist()[:10]}")
     return w
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Literal, TypeAlias
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import (
@@ -147,7 +146,9 @@ def _cb(
         return weighted_cross_entropy(z, t, weights, ignore_index, reduction)
     z = upcast(z)
     valid, safe = ignore_mask(t, ignore_index)
-    onehot = F.one_hot(safe, z.shape[1]).to(z.dtype)
+    # One-hot by scatter: F.one_hot reads the labels' min and max on the host (CPU), which the
+    # already validated ``safe`` indices do not need.
+    onehot = z.new_zeros(z.shape).scatter_(1, safe.unsqueeze(1), 1.0)
     g = gamma if loss_type == "focal" else 0.0
     per_elem = _sigmoid_focal(z, onehot, g, None, "none", maybe_unknown=False)
     loss = per_elem.sum(1) * weights.to(z.dtype)[safe]
