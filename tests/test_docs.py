@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/losses.md"]
+DOCS = ["README.md", "docs/losses.md", "docs/architecture.md"]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+@pytest.fixture(autouse=True)
+def _restore_registry() -> object:
+    """docs/architecture.md registers example methods: undo it for the other tests."""
+    from longtail.engine.methods import METHODS
+
+    saved = dict(METHODS)
+    yield
+    METHODS.clear()
+    METHODS.update(saved)
 
 
 @pytest.mark.parametrize("name", DOCS)

@@ -45,8 +45,9 @@ def _torchrun(cfg: Path, out: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["drw", "cb-resample"])
+@pytest.mark.parametrize("method", ["drw", "cb-resample", "crt"])
 def test_two_processes_match_one(tmp_path: Path, method: str) -> None:
+    """Also for a two-stage method (crt: the erm stage, then the classifier on frozen features)."""
     cfg = tmp_path / "c.yaml"
     # MLP without batch norm, no augmentation: the union of the two per-process batches of a step
     # is the single-process batch, and DDP averages the two mean gradients, so training matches
@@ -166,3 +167,47 @@ def test_init_distributed_passes_the_backend(
     assert init_distributed(device) is True
     assert calls["init"] == {"backend": backend}
     assert calls.get("set_device") == (device if device.type == "cuda" else None)
+
+
+# ---- logs that only some ranks write -------------------------------------------------------------
+
+
+def _uneven_logs_worker(rank: int, port: int, outdir: str) -> None:
+    from dist_helpers import gloo_group
+    from longtail.engine.methods import METHODS
+    from longtail.engine.single_label import SingleLabelTask
+    from longtail.engine.tasks import Batch, StepOutput
+    from longtail.engine.trainer import Trainer
+    from test_engine_fixtures import tiny_config, tiny_vectors
+
+    class Uneven(SingleLabelTask):
+        def training_step(self, model: Any, batch: Batch, epoch: int, step: int) -> StepOutput:
+            out = super().training_step(model, batch, epoch, step)
+            # a key only rank 0 logs, and one both log with different values
+            out.logs = {"both": float(rank)} | ({"rank0_only": 5.0} if rank == 0 else {})
+            return out
+
+    with gloo_group(rank, port):
+        data = tiny_vectors()
+        cfg = tiny_config(epochs=2, batch_size=16)
+        result = Trainer(Uneven(METHODS["erm"], data, cfg), data, cfg, seed=0).fit()
+        assert result is not None
+        torch.save(result.history, Path(outdir) / f"h{rank}.pt")
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_a_key_logged_on_one_rank_does_not_hang(tmp_path: Path) -> None:
+    from dist_helpers import run_two_processes
+
+    run_two_processes(_uneven_logs_worker, tmp_path)
+    h0 = torch.load(tmp_path / "h0.pt", weights_only=False)
+    h1 = torch.load(tmp_path / "h1.pt", weights_only=False)
+
+    def strip(h: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in h]
+
+    assert strip(h0) == strip(h1)  # every rank logs the same, reduced row
+    for row in h0:
+        assert row["train_both"] == pytest.approx(0.5)  # mean of ranks 0 and 1
+        assert row["train_rank0_only"] == pytest.approx(5.0)  # mean over the ranks that logged it

@@ -349,3 +349,24 @@ def test_no_host_reads_in_the_training_step(name: str) -> None:
         assert reads == 0, (name, epoch, reads)
         reads, _ = count_host_reads(lambda o=out: o.loss.backward())
         assert reads == 0, (name, epoch, "backward", reads)
+
+
+def test_batchnorm_a_task_freezes_in_on_train_start_stays_frozen() -> None:
+    """Sub-modules a task puts in evaluation mode in on_train_start keep it every epoch."""
+    data = tiny_images()
+    cfg = tiny_config(epochs=3, batch_size=8, eval_every=1)
+
+    class FreezeBN(SingleLabelTask):
+        def on_train_start(self, models: Mapping[str, nn.Module], device: torch.device) -> None:
+            for m in models["model"].modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+                    self.bn = m
+
+    task = FreezeBN(METHODS["erm"], data, cfg)
+    torch.manual_seed(0)
+    before = task.build_model().state_dict()
+    r = Trainer(task, data, cfg, seed=0).fit()
+    assert r is not None
+    key = next(k for k in before if k.endswith("running_mean"))
+    assert torch.equal(r.model_state[key], before[key])  # same init: seed 0 in both

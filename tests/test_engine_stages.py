@@ -136,6 +136,8 @@ def test_composed_recipe_from_a_config(tmp_path: Path) -> None:
         ({"loss": "ce", "colour": "red"}, "recipes.r.colour"),
         ({"sampler": "sqrt"}, "recipes.r.loss"),
         ({"loss": "la", "posthoc": "logit-adjust"}, "recipes.r"),
+        ({"loss": ["ce"]}, "recipes.r.loss"),
+        ({"loss": "ce", "second_stage": "lws", "posthoc": "tau-norm"}, "recipes.r.posthoc"),
     ],
 )
 def test_bad_recipes_name_the_key(recipe: dict[str, Any], key: str) -> None:
@@ -146,6 +148,39 @@ def test_bad_recipes_name_the_key(recipe: dict[str, Any], key: str) -> None:
 def test_recipe_cannot_shadow_a_preset() -> None:
     with pytest.raises(ConfigError, match=r"recipes\.erm"):
         config_from_dict({"recipes": {"erm": {"loss": "ce"}}})
+
+
+@pytest.mark.parametrize("name", ["balanced", "stages", "../up", "a/b", ".."])
+def test_recipe_names_are_safe_folder_names(name: str) -> None:
+    with pytest.raises(ConfigError, match="recipe name"):
+        config_from_dict({"recipes": {name: {"loss": "ce"}}})
+
+
+def test_drw_with_a_posthoc_step(tmp_path: Path) -> None:
+    """A DRW first stage finished by a post-hoc step (no second-stage training)."""
+    method = recipe_from_dict("drw-la", {"loss": "ce", "drw": True, "posthoc": "logit-adjust"})
+    record = train_method(method, tiny_vectors(), tiny_config(epochs=2), seed=0, out_dir=tmp_path)
+    assert record["metrics"]["balanced_accuracy"] is not None
+
+
+def test_a_diverged_run_exits_1_and_a_bad_value_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _digits(tmp_path, methods=["erm"])
+    args = ["bench", str(cfg), "--no-progress"]
+    # lr 1e30 overflows the weights in the first steps: the non-finite loss stops the run
+    raw = yaml.safe_load(cfg.read_text())
+    raw["train"]["lr"] = 1e30
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main([*args, "--out", str(tmp_path / "a")]) == 1
+    assert "non-finite loss" in capsys.readouterr().err
+    # a value only found wrong once the data is read: one line, exit 2 (no traceback)
+    raw["train"]["lr"] = 0.05
+    raw["train"]["augment"] = True
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "train.augment" in err and "Traceback" not in err
 
 
 # ---- wiring: sampler, head, loss, params, optimiser --------------------------------------------

@@ -47,6 +47,7 @@ __all__ = [
     "Method",
     "Param",
     "check_method_params",
+    "compose",
     "recipe_from_dict",
     "resolve_methods",
 ]
@@ -549,6 +550,16 @@ def compose(
     def bad(key: str, value: Any, allowed: Any) -> ValueError:
         return ValueError(f"config key '{at}.{key}': must be one of {list(allowed)}, got {value!r}")
 
+    for key, value in (
+        ("loss", loss),
+        ("sampler", sampler),
+        ("head", head),
+        ("mix", mix),
+        ("posthoc", posthoc),
+        ("second_stage", second_stage),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"config key '{at}.{key}': expected a name, got {value!r}")
     if loss not in LOSSES:
         raise bad("loss", loss, LOSSES)
     comp = LOSSES[loss]
@@ -568,6 +579,11 @@ def compose(
         raise ValueError(
             f"config key '{at}.mix': {mix} mixes the cross-entropy of two labels; it needs "
             f"loss 'ce', got {loss!r}"
+        )
+    if posthoc == "tau-norm" and second_stage == "lws":
+        raise ValueError(
+            f"config key '{at}.posthoc': tau-norm normalises a linear classifier's rows; the lws "
+            "second stage replaces it by per-class scales (use one or the other)"
         )
     if (second_stage is not None or posthoc == "tau-norm") and head != "linear":
         what = "second_stage" if second_stage is not None else "posthoc"
@@ -640,6 +656,23 @@ _RECIPE_KEYS = (
 def recipe_from_dict(name: str, raw: Any) -> Method:
     """A config ``recipes.<name>`` mapping as a :class:`Method` (errors name the key)."""
     at = f"recipes.{name}"
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(c in name for c in "/\\\0")
+        or name
+        in (
+            ".",
+            "..",
+            "stages",
+            "balanced",
+            "plots",
+        )
+    ):
+        raise ValueError(
+            f"config key '{at}': a recipe name must be a file name other than 'balanced', "
+            "'stages' and 'plots'"
+        )
     if name in METHODS:
         raise ValueError(f"config key '{at}': {name!r} is a registry method; choose another name")
     if not isinstance(raw, Mapping):

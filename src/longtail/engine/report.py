@@ -186,15 +186,21 @@ def _plots(
         return written
     colors = dict(zip(names, _colors(len(names)), strict=True))
     counts = list(results["class_counts"])
-    order = sorted(range(len(counts)), key=lambda c: -counts[c])
+
+    def ranked(run: Mapping[str, Any]) -> list[int]:
+        """The run's classes, head first by its long-tailed counts (per seed with a random order)."""
+        own = run.get("group_counts") or counts
+        return sorted(range(len(own)), key=lambda c: (-own[c], c))
 
     if _has(runs, names, "per_class"):
         # per-class accuracy vs training count
         fig, ax = plt.subplots(figsize=(8, 5))
         for m in names:
-            pc = _mean_lists([r["details"]["per_class"] for r in runs[m]])
-            xs = [counts[c] for c in order]
-            ys = [100 * pc[c] for c in order]
+            # by frequency rank: with data.class_order random, rank r is another class per seed
+            pcs = [[r["details"]["per_class"][c] for c in ranked(r)] for r in runs[m]]
+            cts = [[(r.get("group_counts") or counts)[c] for c in ranked(r)] for r in runs[m]]
+            xs = _mean_lists(cts)
+            ys = [100 * v for v in _mean_lists(pcs)]
             style = "--" if m == _REFERENCE else "-"
             ax.plot(xs, ys, style, marker="o", ms=3, lw=1.2, color=colors[m], label=m)
         ax.set_xscale("log")
@@ -212,7 +218,10 @@ def _plots(
         # confusion matrices
         fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
         for ax, m in zip(axes.flat, names, strict=False):
-            mats = [r["details"]["confusion"] for r in runs[m]]
+            mats = []
+            for r in runs[m]:
+                o, mm = ranked(r), r["details"]["confusion"]
+                mats.append([[mm[i][j] for j in o] for i in o])  # head first
             c = len(mats[0])
             total = [[sum(mm[i][j] for mm in mats) for j in range(c)] for i in range(c)]
             norm = [[v / max(sum(row), 1) for v in row] for row in total]

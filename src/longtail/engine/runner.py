@@ -65,13 +65,20 @@ from longtail.engine.checkpoint import (
 from longtail.engine.config import Config, config_to_dict, save_config
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.methods import METHODS, Method, resolve_methods
-from longtail.engine.single_label import SecondStageTask, SingleLabelTask, second_stage_config
-from longtail.engine.tasks import MetricSpec
+from longtail.engine.single_label import (
+    SINGLE_LABEL_METRICS,
+    SecondStageTask,
+    SingleLabelTask,
+    second_stage_config,
+)
+from longtail.engine.tasks import MetricSpec, Task
 from longtail.engine.trainer import Trainer
 
 __all__ = [
     "BALANCED",
+    "TASK_KINDS",
     "Stage",
+    "TaskKind",
     "aggregate",
     "method_fingerprint",
     "method_names",
@@ -158,6 +165,50 @@ def aggregate(
     }
 
 
+def _single_label_data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
+    kwargs: dict[str, Any] = {"balanced": variant == "balanced"}
+    if seed is not None:
+        kwargs["seed"] = seed
+    return build_data(cfg.data, **kwargs)
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """How the runner drives one ``task:`` of a config: its data, its two task phases, its metrics.
+
+    Attributes:
+        name: the config's ``task`` value.
+        metrics: the metric specs of its evaluations (table, bold best, gap to the reference).
+        build_data: ``(config, variant, seed or None) -> DataBundle``; ``variant`` is
+            ``"long-tailed"`` or ``"balanced"`` (the reference), ``seed`` is given when the data
+            depends on the training seed (``data.class_order: random``).
+        stage_task: ``(method, data, config, params) -> Task`` trains a method's first stage.
+        finish_task: ``(method, data, config, stage_state, params) -> Task`` runs its second stage
+            or post-hoc step from the stage's final weights.
+        finish_config: ``(config, method, params) -> Config`` of the finishing run.
+    """
+
+    name: str
+    metrics: tuple[MetricSpec, ...]
+    build_data: Callable[[Config, str, int | None], DataBundle]
+    stage_task: Callable[[Method, DataBundle, Config, dict[str, Any]], Task]
+    finish_task: Callable[[Method, DataBundle, Config, dict[str, Tensor], dict[str, Any]], Task]
+    finish_config: Callable[[Config, Method, Mapping[str, Any]], Config]
+
+
+#: The task kinds the runner knows, by ``Config.task``; a new track registers its own here.
+TASK_KINDS: dict[str, TaskKind] = {
+    "single-label": TaskKind(
+        name="single-label",
+        metrics=SINGLE_LABEL_METRICS,
+        build_data=_single_label_data,
+        stage_task=lambda m, d, c, p: SingleLabelTask(m, d, c, params=p),
+        finish_task=lambda m, d, c, s, p: SecondStageTask(m, d, c, stage_state=s, params=p),
+        finish_config=second_stage_config,
+    )
+}
+
+
 def _stage_blob(cfg: Config) -> dict[str, Any]:
     """The parts of the configuration every stage and run depends on (not the method lists)."""
     d = config_to_dict(cfg)
@@ -165,6 +216,7 @@ def _stage_blob(cfg: Config) -> dict[str, Any]:
         d.pop(key, None)
     d["train"].pop("eval_every", None)
     d["train"].pop("num_threads", None)
+    d["data"].pop("balanced_reference", None)  # which data a stage trains on is its variant
     return d
 
 
@@ -243,6 +295,7 @@ class _Runs:
         data: DataBundle | None = None,
     ):
         self.cfg = cfg
+        self.kind = TASK_KINDS[cfg.task]
         self._given_data = data
         self.out = out
         self.resume = resume
@@ -259,10 +312,7 @@ class _Runs:
         per_seed = getattr(self.cfg.data, "class_order", "fixed") == "random"
         key = (variant, seed if per_seed else None)
         if key not in self._data:
-            kwargs: dict[str, Any] = {"balanced": variant == "balanced"}
-            if per_seed:
-                kwargs["seed"] = seed
-            bundle = build_data(self.cfg.data, **kwargs)
+            bundle = self.kind.build_data(self.cfg, variant, seed if per_seed else None)
             from longtail.engine.config import check_config_against_data
 
             check_config_against_data(
@@ -289,7 +339,7 @@ class _Runs:
             self._stages[fp] = (record, state)
             return self._stages[fp]
         bundle = self.data(stage.variant, seed)
-        task = SingleLabelTask(stage.method, bundle, self.cfg, params=stage.params)
+        task = self.kind.stage_task(stage.method, bundle, self.cfg, stage.params)
         trainer = Trainer(
             task,
             bundle,
@@ -333,7 +383,7 @@ class _Runs:
         result_file = rdir / "result.json"
         if result_file.is_file() and self.resume:
             done = read_json(result_file)
-            if done.get("fingerprint", fingerprint) != fingerprint:
+            if done.get("fingerprint") != fingerprint:
                 raise FileExistsError(
                     f"--resume: {result_file} was produced with a different configuration "
                     "(data, model, training recipe or hyper-parameters); use another --out"
@@ -351,6 +401,7 @@ class _Runs:
             "seed": seed,
             "params": params,
             "class_counts": bundle.class_counts,
+            "group_counts": bundle.group_counts,
         }
         final_state = stage_state
         if not method.needs_stage:
@@ -361,8 +412,8 @@ class _Runs:
                 }
             )
         else:
-            cfg2 = second_stage_config(cfg, method, params)
-            task = SecondStageTask(method, bundle, cfg2, stage_state=stage_state, params=params)
+            cfg2 = self.kind.finish_config(cfg, method, params)
+            task = self.kind.finish_task(method, bundle, cfg2, stage_state, params)
             trainer = Trainer(
                 task,
                 bundle,
@@ -489,7 +540,9 @@ def run_benchmark(
             seen_stages.add(st.key)
             total += cfg.train.epochs * len(cfg.seeds)
         if m.second_stage:
-            total += second_stage_config(cfg, m, params).train.epochs * len(cfg.seeds)
+            total += TASK_KINDS[cfg.task].finish_config(cfg, m, params).train.epochs * len(
+                cfg.seeds
+            )
     bar: Any = None
     if progress and main:
         try:
@@ -523,10 +576,11 @@ def run_benchmark(
                 flush=True,
             )
         if record is not None:
-            bacc = record["metrics"].get("balanced_accuracy")
-            shown = "n/a" if bacc is None else f"{100 * bacc:.1f}%"
+            primary = TASK_KINDS[cfg.task].metrics[0]
+            value = record["metrics"].get(primary.name)
+            shown = "n/a" if value is None else f"{100 * value:.1f}%"
             print(
-                f"{cfg.name}: {what} seed {seed}: balanced accuracy {shown} "
+                f"{cfg.name}: {what} seed {seed}: {primary.label} {shown} "
                 f"({record['train_seconds']:.1f} s)",
                 file=sys.stderr,
                 flush=True,
@@ -548,7 +602,7 @@ def run_benchmark(
         task=cfg.task,
         imbalance_factor=cfg.data.imbalance_factor,
         class_counts=first.class_counts,
-        metric_specs=SingleLabelTask.metrics,
+        metric_specs=TASK_KINDS[cfg.task].metrics,
         compositions={label: m.composition() for label, m, _ in entries},
     )
     results["stages_trained"] = len(runs.trained_stages)

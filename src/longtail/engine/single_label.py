@@ -81,7 +81,7 @@ class SingleLabelTask(Task):
         self.config = config
         self.params = method.resolve_params(params)
         self.criterion: Criterion = method.build_criterion(
-            data.class_counts, total_epochs=config.train.epochs, params=self.params
+            data.class_counts, total_epochs=max(config.train.epochs, 1), params=self.params
         )
         self._counts = torch.as_tensor(data.class_counts, dtype=torch.float32)
 

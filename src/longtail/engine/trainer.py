@@ -97,6 +97,7 @@ class RunResult:
         train_seconds: wall-clock seconds spent in training steps (all sessions of a resumed run).
         epochs: epochs trained.
         model_state: the final weights of the ``"model"`` module (CPU tensors).
+        module_states: the final weights of the other trained modules, by name.
     """
 
     metrics: dict[str, float]
@@ -105,6 +106,7 @@ class RunResult:
     train_seconds: float
     epochs: int
     model_state: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    module_states: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
 
 
 def derive_seed(seed: int, *parts: int) -> int:
@@ -397,6 +399,10 @@ class Trainer:
                 for k, m in modules.items()
             }
         self.task.on_train_start({**modules, **frozen}, self.device)
+        # parts a task put in evaluation mode (e.g. frozen BatchNorm) stay so every epoch
+        self._eval_modules += [
+            sub for m in modules.values() for sub in m.modules() if not sub.training
+        ]
         files = self._files = BackgroundWriter()
         writer = self._tensorboard()
         try:
@@ -432,6 +438,11 @@ class Trainer:
             train_seconds=seconds,
             epochs=cfg.epochs,
             model_state={k: v.detach().cpu().clone() for k, v in core.state_dict().items()},
+            module_states={
+                name: {k: v.detach().cpu().clone() for k, v in _unwrap(m).state_dict().items()}
+                for name, m in modules.items()
+                if name != "model"
+            },
         )
 
     def _updates(self, out: Tensor | StepOutput | Sequence[Update], optims: Mapping[str, _Optim]):  # type: ignore[no-untyped-def]
@@ -682,7 +693,9 @@ class _EpochAccumulator:
             self._hits.append((logits.detach().argmax(dim=1) == targets).sum())
             self._scored += targets.shape[0]
             self._buffered += logits.numel()
-        if len(self._meta) >= SYNC_EVERY or self._buffered >= _MAX_BUFFERED_LOGITS:
+        # under DDP the reads are collective: flush on the step count only, the same on every rank
+        early = not self.distributed and self._buffered >= _MAX_BUFFERED_LOGITS
+        if len(self._meta) >= SYNC_EVERY or early:
             self.flush()
 
     def flush(self) -> None:
