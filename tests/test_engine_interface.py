@@ -306,7 +306,7 @@ def test_lws_trains_only_the_scales_and_wb_projects_after_every_step() -> None:
             projected.append(float(w.detach().norm(dim=1).max()))
 
         spec.after_step = after
-        assert spec.weight_decay == pytest.approx(0.1)
+        assert spec.weight_decay == pytest.approx(0.01)
         return s
 
     task.setup = spy  # type: ignore[method-assign]

@@ -480,3 +480,40 @@ def test_report_bold_best_follows_the_metric_direction_and_gap_closed() -> None:
     assert "**" not in rows["balanced (reference)"]  # the reference is not a candidate
     # gap closed = (method - erm) / (reference - erm): (0.86 - 0.80) / (0.90 - 0.80) = 60%
     assert "| 60% |" in rows["good"] and "| 20% |" in rows["calib"]
+
+
+@pytest.mark.parametrize("name", ["mixup-drw", "remix-drw"])
+@pytest.mark.parametrize("epoch", [0, 9])  # before and during DRW
+def test_mixed_step_matches_an_independent_formula(name: str, epoch: int) -> None:
+    """Mixup: label weight lam for y_i; Remix (Chou et al.): 0 when n_i / n_j >= kappa and
+    lam < tau, 1 when n_i / n_j <= 1 / kappa and 1 - lam < tau, else lam; x = lam x_i + (1-lam) x_j."""
+    data = tiny_vectors(counts=(40, 12, 4, 2))
+    task = SingleLabelTask(METHODS[name], data, tiny_config(epochs=10))
+    torch.manual_seed(0)
+    model = task.build_model()
+    x, y = data.train_x, data.train_y
+    n = len(y)
+    counts = data.class_counts
+    for seed in range(6):
+        torch.manual_seed(seed)  # the step's draws, in its order: lam, then the partner permutation
+        lam = float(torch.distributions.Beta(torch.tensor(1.0), torch.tensor(1.0)).sample())
+        perm = torch.randperm(n)
+        torch.manual_seed(seed)
+        got = task.training_step(model, Batch(x, y, torch.arange(n)), epoch, 0).loss
+        z = model(lam * x + (1 - lam) * x[perm])
+        w = task.criterion.context(epoch, z.device).weight
+        total = torch.zeros(())
+        for i in range(n):
+            a, b = int(y[i]), int(y[perm[i]])
+            ly = lam
+            if name == "remix-drw":
+                ratio = counts[a] / counts[b]
+                if ratio >= 3.0 and lam < 0.5:
+                    ly = 0.0
+                elif ratio <= 1 / 3.0 and 1 - lam < 0.5:
+                    ly = 1.0
+            wa = 1.0 if w is None else float(w[a])
+            wb = 1.0 if w is None else float(w[b])
+            logp = F.log_softmax(z[i], 0)
+            total = total - ly * wa * logp[a] - (1 - ly) * wb * logp[b]
+        torch.testing.assert_close(got, total / n, rtol=1e-5, atol=1e-6)

@@ -508,7 +508,11 @@ _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
         ),
         **_STAGE2_COMMON,
         "stage2_weight_decay": Param(
-            0.1, low=0.0, help="weight decay of the classifier in the second stage", stage=2
+            0.01,
+            low=0.0,
+            help="weight decay of the classifier in the second stage (the official 0.1 at lr 0.01, "
+            "scaled to keep lr x weight decay at lr 0.1)",
+            stage=2,
         ),
         "maxnorm": Param(
             0.1,
