@@ -73,7 +73,7 @@ def test_contract_every_method_trains_two_steps(name: str) -> None:
 
 def test_paper_defaults() -> None:
     assert METHODS["focal"].defaults == {"gamma": 2.0}
-    assert METHODS["cb-focal"].defaults == {"beta": 0.9999, "gamma": 1.0}
+    assert METHODS["cb-focal"].defaults == {"beta": 0.9999, "gamma": 1.0, "prior_bias": True}
     assert METHODS["cb-softmax"].defaults == {"beta": 0.9999}
     assert METHODS["ldam-drw"].defaults["max_margin"] == 0.5
     assert METHODS["ldam-drw"].defaults["scale"] == 30.0

@@ -315,6 +315,11 @@ _NEW_VALUE = {
     [(n, k) for n, m in METHODS.items() for k, p in m.params.items() if p.stage == 1],
 )
 def test_every_first_stage_override_reaches_the_loss(name: str, param: str) -> None:
+    if param == "prior_bias":
+        on = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config()).setup()
+        off = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(), params={param: False})
+        assert on.optimizers is not None and off.setup().optimizers is None
+        return
     if param == "stage1_weight_decay":
         task = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(), params={param: 0.25})
         spec = task.setup().optimizers
@@ -412,6 +417,8 @@ def test_sigmoid_methods_start_from_the_prior_bias() -> None:
     assert prior_bias(100) == pytest.approx(-math.log(99.0))
     plain = SingleLabelTask(METHODS["erm"], data, tiny_config()).setup()
     assert plain.optimizers is None
+    off = SingleLabelTask(METHODS["cb-focal"], data, tiny_config(), params={"prior_bias": False})
+    assert off.setup().optimizers is None  # the default init and optimiser
 
 
 def test_second_stage_config() -> None:

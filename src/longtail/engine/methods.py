@@ -433,7 +433,14 @@ LOSSES: dict[str, LossComponent] = {
             "cb-focal",
             _cb("focal"),
             "class-balanced sigmoid focal loss",
-            {"beta": _BETA, "gamma": Param(1.0, low=0.0, help="focusing parameter")},
+            {
+                "beta": _BETA,
+                "gamma": Param(1.0, low=0.0, help="focusing parameter"),
+                "prior_bias": Param(
+                    True,
+                    help="start the classifier bias at the prior -log(C - 1) (Cui et al.'s code)",
+                ),
+            },
             sigmoid=True,
         ),
         LossComponent(

@@ -103,7 +103,8 @@ class SingleLabelTask(Task):
         wd_key = self.method.stage1_weight_decay_param
         wd = None if wd_key is None else float(self.params[wd_key])
         head = getattr(model, "head", None)
-        if self.method.sigmoid and isinstance(head, nn.Linear) and head.bias is not None:
+        prior = self.method.sigmoid and bool(self.params.get("prior_bias", True))
+        if prior and isinstance(head, nn.Linear) and head.bias is not None:
             with torch.no_grad():
                 head.bias.fill_(prior_bias(self.data.num_classes))
             others = [p for n, p in model.named_parameters() if n != "head.bias"]
