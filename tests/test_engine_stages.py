@@ -524,3 +524,40 @@ def test_mixed_step_matches_an_independent_formula(name: str, epoch: int) -> Non
             logp = F.log_softmax(z[i], 0)
             total = total - ly * wa * logp[a] - (1 - ly) * wb * logp[b]
         torch.testing.assert_close(got, total / n, rtol=1e-5, atol=1e-6)
+
+
+def test_every_data_set_is_built_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The float32 standardisation statistics depend on the thread count in their last bits; a
+    data set built after a run set train.num_threads would differ with the order of the runs."""
+    from longtail.engine import runner as runner_module
+
+    events: list[str] = []
+    real_build = runner_module.build_data
+    real_fit = Trainer.fit
+
+    def build(*a: Any, **k: Any) -> Any:
+        events.append("build")
+        return real_build(*a, **k)
+
+    def fit(self: Trainer, **k: Any) -> Any:
+        events.append("fit")
+        return real_fit(self, **k)
+
+    monkeypatch.setattr(runner_module, "build_data", build)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    cfg = _digits(
+        tmp_path,
+        methods=["erm"],
+        seeds=[0, 1],
+        data={
+            "dataset": "digits",
+            "imbalance_factor": 10,
+            "balanced_reference": True,
+            "class_order": "random",
+        },
+    )
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    # 2 variants x 2 seeds (the random class order is drawn per seed), all before the first fit
+    assert events[:4] == ["build"] * 4 and "build" not in events[4:]

@@ -587,6 +587,12 @@ def run_benchmark(
             )
 
     runs = _Runs(cfg, out, resume=resume, tick=tick)
+    # every data set of the run is built now, before any training: building one later would see the
+    # thread count a training set (train.num_threads), and the float32 standardisation statistics
+    # depend on it in their last bits, so the same data would differ with the order of the runs
+    for variant in dict.fromkeys(v for _, _, v in entries):
+        for seed in cfg.seeds:
+            runs.data(variant, seed)
     per_run: dict[str, list[dict[str, Any]]] = {}
     try:
         for label, method, variant in entries:
