@@ -3,8 +3,9 @@
 A checkpoint is a dict of tensors and plain Python values only, so that
 ``torch.load(path, weights_only=True)`` (no arbitrary unpickling) reads it::
 
-    {"version": 1, "epoch": int (epochs completed), "model": state_dict, "optimizer": state_dict,
-     "scheduler": {"step": int}, "task": dict, "rng": {"torch": ByteTensor, "cuda": [ByteTensor]},
+    {"version": 2, "epoch": int (epochs completed), "model": state_dict (the "model" module),
+     "modules": {name: state_dict} (the task's other trained modules),
+     "optimizers": {name: state_dict}, "scheduler": {"step": int}, "task": dict, "scaler": dict,
      "history": [ {column: float} per epoch ], "train_seconds": float, "fingerprint": str}
 
 Every write (:func:`atomic_write_bytes` and the helpers built on it) goes to a temporary file in the
