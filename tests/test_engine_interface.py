@@ -48,13 +48,12 @@ class ToyTask(Task):
         d = self.data.train_x.shape[1]
         c = self.data.num_classes
         self.teacher = nn.Sequential(nn.Linear(d, c), nn.Dropout(0.5))
+        model, gen = nn.Linear(d, c), nn.Linear(d, d)
         return Setup(
-            modules={"model": nn.Linear(d, c), "gen": nn.Linear(d, d)},
+            modules={"model": model, "gen": gen},
             optimizers={
-                "model": OptimizerSpec(
-                    [{"params": [], "weight_decay": 0.0}], weight_decay=0.0
-                ),  # filled in below
-                "gen": OptimizerSpec([], kind="adam", lr=1e-2, schedule=False),
+                "model": OptimizerSpec(list(model.parameters())),
+                "gen": OptimizerSpec(list(gen.parameters()), kind="adam", lr=1e-2, schedule=False),
             },
             frozen={"teacher": self.teacher},
         )
@@ -97,23 +96,11 @@ class ToyTask(Task):
         return Evaluation({"accuracy": hits / max(n, 1)})
 
 
-class _ToyWithParams(ToyTask):
-    def setup(self) -> Setup:
-        s = super().setup()
-        assert s.optimizers is not None
-        s.optimizers["model"] = OptimizerSpec(list(s.modules["model"].parameters()))
-        s.optimizers["gen"] = OptimizerSpec(
-            list(s.modules["gen"].parameters()), kind="adam", lr=1e-2, schedule=False
-        )
-        return s
-
-
 def test_two_modules_two_optimizers_two_updates_per_batch(tmp_path: Path) -> None:
     data = tiny_vectors()
     cfg = tiny_config(epochs=2, batch_size=16)  # 45 samples: 3 steps per epoch
-    task = _ToyWithParams(data)
+    task = ToyTask(data)
     trainer = Trainer(task, data, cfg, seed=0, run_dir=tmp_path)
-    teacher_before = None
     result = trainer.fit()
     assert result is not None
     # the updates run in order, the classifier step sees the generator after its step
@@ -133,7 +120,7 @@ def test_two_modules_two_optimizers_two_updates_per_batch(tmp_path: Path) -> Non
     assert {"train_loss", "train_loss_gen", "train_loss_model", "train_gen_norm"} <= set(row)
     assert math.isfinite(row["train_accuracy"])
     # a second identical run: the teacher was never touched (same init from the same seed)
-    task2 = _ToyWithParams(data)
+    task2 = ToyTask(data)
     Trainer(task2, data, cfg, seed=0).fit()
     for k, v in task2.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k])
@@ -142,14 +129,12 @@ def test_two_modules_two_optimizers_two_updates_per_batch(tmp_path: Path) -> Non
 def test_toy_task_resumes_exactly(tmp_path: Path) -> None:
     data = tiny_vectors()
     cfg = tiny_config(epochs=3, batch_size=16)
-    a = Trainer(_ToyWithParams(data), data, cfg, seed=1, run_dir=tmp_path / "a").fit()
+    a = Trainer(ToyTask(data), data, cfg, seed=1, run_dir=tmp_path / "a").fit()
     assert (
-        Trainer(_ToyWithParams(data), data, cfg, seed=1, run_dir=tmp_path / "b").fit(
-            stop_after_epoch=1
-        )
+        Trainer(ToyTask(data), data, cfg, seed=1, run_dir=tmp_path / "b").fit(stop_after_epoch=1)
         is None
     )
-    b = Trainer(_ToyWithParams(data), data, cfg, seed=1, run_dir=tmp_path / "b").fit(resume=True)
+    b = Trainer(ToyTask(data), data, cfg, seed=1, run_dir=tmp_path / "b").fit(resume=True)
     assert a is not None and b is not None
     assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
     sa = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
@@ -160,7 +145,7 @@ def test_toy_task_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_one_loss_with_several_optimizers_is_an_error() -> None:
-    class Bad(_ToyWithParams):
+    class Bad(ToyTask):
         def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> Any:
             return F.cross_entropy(model(batch.x), batch.y)
 
@@ -170,7 +155,7 @@ def test_one_loss_with_several_optimizers_is_an_error() -> None:
 
 
 def test_unknown_optimizer_in_an_update_is_an_error() -> None:
-    class Bad(_ToyWithParams):
+    class Bad(ToyTask):
         def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> Any:
             return [Update("nope", F.cross_entropy(model(batch.x), batch.y))]
 

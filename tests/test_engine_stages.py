@@ -561,3 +561,27 @@ def test_every_data_set_is_built_before_any_training(
     assert main(["bench", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     # 2 variants x 2 seeds (the random class order is drawn per seed), all before the first fit
     assert events[:4] == ["build"] * 4 and "build" not in events[4:]
+
+
+def test_progress_counts_every_epoch_once_also_when_resuming(tmp_path: Path) -> None:
+    """Trained, shared, reused and resumed work all advance the progress to its total, once."""
+    from longtail.engine.config import load_config
+    from longtail.engine.runner import _Runs
+
+    cfg = load_config(_digits(tmp_path, seeds=[0, 1]))  # 2 epochs; crt: ceil(0.2) = 1 more
+    expected = 2 * (2 + 1)  # per seed: the shared erm stage, then crt's second stage
+
+    def run(resume: bool) -> int:
+        ticks: list[int] = []
+        runs = _Runs(
+            cfg, tmp_path / "run", resume=resume, tick=lambda w, s, n, **k: ticks.append(n)
+        )
+        for label in ("erm", "la-posthoc", "crt"):
+            for seed in cfg.seeds:
+                runs.method(label, METHODS[label], "long-tailed", seed)
+        return sum(ticks)
+
+    assert run(resume=False) == expected
+    assert run(resume=True) == expected  # everything reused
+    (tmp_path / "run" / "crt" / "seed_1" / "result.json").unlink()
+    assert run(resume=True) == expected  # crt's second stage redone from its checkpoint

@@ -166,6 +166,18 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _finish_grid(fig: Any, axes: Any, used: int, title: str, path: Path) -> str:
+    """Blank the unused panels of a grid, title it, save it, close it; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+    return path.name
+
+
 def _has(runs: Mapping[str, list[dict[str, Any]]], names: Sequence[str], key: str) -> bool:
     """Whether every run of every method has ``details[key]`` (a task's plots need its details)."""
     return all(key in r.get("details", {}) for m in names for r in runs[m])
@@ -229,12 +241,8 @@ def _plots(
             ax.set_title(m, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        for ax in list(axes.flat)[len(names) :]:
-            ax.axis("off")
-        fig.suptitle("Confusion matrices (rows: true class, head first; row-normalised)")
-        _save(fig, plots / "confusion.png")
-        plt.close(fig)
-        written.append("confusion.png")
+        title = "Confusion matrices (rows: true class, head first; row-normalised)"
+        written.append(_finish_grid(fig, axes, len(names), title, plots / "confusion.png"))
 
     if _has(runs, names, "reliability"):
         # reliability diagrams
@@ -259,12 +267,8 @@ def _plots(
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.tick_params(labelsize=6)
-        for ax in list(axes.flat)[len(names) :]:
-            ax.axis("off")
-        fig.suptitle("Reliability diagrams: accuracy per confidence bin (pooled over seeds)")
-        _save(fig, plots / "reliability.png")
-        plt.close(fig)
-        written.append("reliability.png")
+        title = "Reliability diagrams: accuracy per confidence bin (pooled over seeds)"
+        written.append(_finish_grid(fig, axes, len(names), title, plots / "reliability.png"))
 
     # training curves
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))

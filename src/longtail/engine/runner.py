@@ -305,6 +305,13 @@ class _Runs:
         self._data: dict[tuple[str, int | None], DataBundle] = {}
         #: stages actually trained (not reused) in this session, as (stage key, seed)
         self.trained_stages: list[tuple[str, int]] = []
+        self._counted: set[tuple[str, int]] = set()  # stages whose epochs the progress has seen
+
+    def _count_stage(self, key: str, seed: int, epochs: int) -> None:
+        """Advance the progress by a reused (or resumed) stage's epochs, once per (stage, seed)."""
+        if (key, seed) not in self._counted:
+            self._counted.add((key, seed))
+            self.tick(key, seed, epochs, skipped=True)
 
     def data(self, variant: str, seed: int) -> DataBundle:
         if self._given_data is not None:
@@ -335,7 +342,7 @@ class _Runs:
                     f"--resume: {done} was produced with a different configuration; use another --out"
                 )
             state = load_checkpoint(sdir / "model.pt")
-            self.tick(stage.key, seed, self.cfg.train.epochs - 0, skipped=True)
+            self._count_stage(stage.key, seed, self.cfg.train.epochs)
             self._stages[fp] = (record, state)
             return self._stages[fp]
         bundle = self.data(stage.variant, seed)
@@ -350,8 +357,7 @@ class _Runs:
             on_epoch_end=lambda e, row: self.tick(stage.key, seed, 1, row=row, epoch=e),
             label=f"stage {stage.key}",
         )
-        if self.resume:
-            self.tick(stage.key, seed, _epochs_done(sdir), skipped=True)
+        self._count_stage(stage.key, seed, _epochs_done(sdir))  # 0 in a fresh run folder
         result = trainer.fit(resume=True)  # a fresh run folder has no checkpoint to resume
         assert result is not None
         self.trained_stages.append((stage.key, seed))
@@ -388,7 +394,11 @@ class _Runs:
                     f"--resume: {result_file} was produced with a different configuration "
                     "(data, model, training recipe or hyper-parameters); use another --out"
                 )
-            self.tick(label, seed, 0, skipped=True, finished=True)
+            # the progress total counts this result's stage and second stage: count them as done
+            self._count_stage(stage.key, seed, cfg.train.epochs)
+            if method.second_stage:
+                extra = self.kind.finish_config(cfg, method, params).train.epochs
+                self.tick(label, seed, extra, skipped=True)
             return dict(done)
         stage_record, stage_state = self.stage(stage, seed)
         bundle = self.data(variant, seed)
@@ -424,6 +434,8 @@ class _Runs:
                 on_epoch_end=lambda e, row: self.tick(label, seed, 1, row=row, epoch=e),
                 label=label,
             )
+            if method.second_stage:
+                self.tick(label, seed, _epochs_done(rdir), skipped=True)
             result = trainer.fit(resume=True)
             assert result is not None
             offset = int(stage_record["epochs"])
