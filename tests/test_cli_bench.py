@@ -42,6 +42,9 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
         "metric_specs",
         "methods",
         "stages_trained",
+        "class_names",
+        "num_train",
+        "num_test",
     }
     specs = {s["name"]: s for s in results["metric_specs"]}
     assert specs["balanced_accuracy"]["higher_is_better"] and not specs["ece"]["higher_is_better"]

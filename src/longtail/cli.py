@@ -3,11 +3,11 @@
 .. code-block:: text
 
     longtail bench [CONFIG] [--methods a,b] [--seeds 0,1,2] [--data-dir DIR] [--out DIR]
-                   [--resume] [--epochs N] [--no-progress]
+                   [--resume] [--epochs N] [--set KEY=VALUE ...] [--no-progress]
     longtail train CONFIG [--method M] [--seed S] [--data-dir DIR] [--out DIR] [--resume]
-                   [--epochs N]
+                   [--epochs N] [--set KEY=VALUE ...]
     longtail report RUN_DIR
-    longtail methods
+    longtail methods [--task single-label|multi-label]
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
@@ -54,6 +54,20 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _override(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a YAML value") from None
+    return key, parsed
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the data files (overrides data.data_dir)")
     p.add_argument(
@@ -65,6 +79,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="continue the run in --out: skip finished (method, seed) pairs, resume interrupted ones",
     )
     p.add_argument("--epochs", type=_positive_int, help="override train.epochs")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=_override,
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, e.g. data.hide_fraction=0.5; the value is read as "
+        "YAML); repeatable",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -92,15 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     r = sub.add_parser("report", help="(re)write report.md and plots/ of a run folder")
     r.add_argument("run_dir", help="a run folder with results.json")
-    sub.add_parser("methods", help="list the methods with a one-line description and their paper")
+    m = sub.add_parser(
+        "methods", help="list the methods with a one-line description and their paper"
+    )
+    m.add_argument(
+        "--task",
+        default="single-label",
+        choices=("single-label", "multi-label"),
+        help="the task whose methods to list (default: single-label)",
+    )
     return parser
 
 
-def _cmd_methods() -> int:
-    from longtail.engine.methods import LOSSES, METHODS
+def _cmd_methods(task: str = "single-label") -> int:
+    from longtail.engine.methods import METHODS_BY_TASK, ML_LOSSES, TASK_LOSSES
 
-    width = max(len(n) for n in METHODS)
-    for name, m in METHODS.items():
+    methods = METHODS_BY_TASK[task]
+    width = max(len(n) for n in methods)
+    for name, m in methods.items():
         defaults = ", ".join(f"{k}={v}" for k, v in m.defaults.items())
         extra = f" [{defaults}]" if defaults else ""
         comp = m.composition()
@@ -115,12 +148,18 @@ def _cmd_methods() -> int:
         ]
         print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
         print(f"{' ' * width}    = {' '.join(parts)}")
+    if task == "multi-label":
+        print(
+            "\nCompose your own in a config's `recipes:` section (with task: multi-label) from: "
+            f"loss {{{', '.join(ML_LOSSES)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
+        )
+        return 0
     print(
         "\nCompose your own in a config's `recipes:` section from: "
-        f"loss {{{', '.join(LOSSES)}}}, drw {{true, false}}, "
+        f"loss {{{', '.join(TASK_LOSSES[task])}}}, drw {{true, false}}, "
         "sampler {instance, class-balanced, sqrt, progressive}, head {linear, cosine}, "
         "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb} "
-        "(see docs/cli.md)."
+        "(see docs/cli.md; multi-label methods: longtail methods --task multi-label)."
     )
     return 0
 
@@ -128,7 +167,7 @@ def _cmd_methods() -> int:
 def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
     from longtail.engine.config import load_config
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(args.overrides)
     if args.data_dir is not None:
         overrides["data.data_dir"] = args.data_dir
     if args.epochs is not None:
@@ -219,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "methods":
-            return _cmd_methods()
+            return _cmd_methods(args.task)
         if args.command == "report":
             from longtail.engine.checkpoint import read_json
             from longtail.engine.report import format_table, write_report

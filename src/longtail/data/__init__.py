@@ -7,18 +7,23 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
 - :func:`load_cifar`, :func:`load_cifar10`, :func:`load_cifar100`: CIFAR python batches, read
   with a restricted unpickler;
 - :func:`load_multilabel_arff`: multi-label ARFF (Mulan XML / MEKA ``-C``), dense or sparse;
+- :func:`load_mulan`: a Mulan folder (``NAME-train.arff``, ``NAME-test.arff``, ``NAME.xml``),
+  returns ``(train, test)`` after checking that both splits declare the same attributes;
 - :func:`load_mat`: MATLAB ``.mat`` data sets.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
 Many-class pair sets (``K`` classes -> ``K * K`` side-by-side pair classes): :func:`make_pair_images`.
+Multi-label tile images (``grid x grid`` items of a single-label set, labels = classes shown):
+:func:`make_tile_images`, with long-tailed class probabilities :func:`long_tailed_label_probs`.
 Samplers: :class:`ClassAwareSampler` and its instance-balanced, class-balanced, square-root and
-progressively balanced variants. Downloads for users: :data:`DATASETS`, :func:`download`.
+progressively balanced variants; :class:`RepeatFactorSampler` (LVIS repeat-factor sampling) for
+multi-label targets. Downloads for users: :data:`DATASETS`, :func:`download`.
 """
 
 from __future__ import annotations
 
 from longtail.data._types import LabeledTensors
-from longtail.data.arff import load_multilabel_arff, read_mulan_labels
+from longtail.data.arff import load_mulan, load_multilabel_arff, read_mulan_labels
 from longtail.data.cifar import (
     RestrictedUnpickler,
     load_cifar,
@@ -37,8 +42,10 @@ from longtail.data.samplers import (
     ClassBalancedSampler,
     InstanceBalancedSampler,
     ProgressivelyBalancedSampler,
+    RepeatFactorSampler,
     SquareRootSampler,
 )
+from longtail.data.tiles import long_tailed_label_probs, make_tile_images
 
 __all__ = [
     "DATASETS",
@@ -48,6 +55,7 @@ __all__ = [
     "LabeledTensors",
     "ProgressivelyBalancedSampler",
     "RemoteFile",
+    "RepeatFactorSampler",
     "RestrictedUnpickler",
     "SquareRootSampler",
     "class_counts",
@@ -58,10 +66,13 @@ __all__ = [
     "load_digits",
     "load_idx",
     "load_mat",
+    "load_mulan",
     "load_multilabel_arff",
     "long_tailed_counts",
+    "long_tailed_label_probs",
     "make_long_tailed",
     "make_pair_images",
+    "make_tile_images",
     "read_mulan_labels",
     "safe_unpickle",
     "sha256sum",

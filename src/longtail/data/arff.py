@@ -10,6 +10,9 @@ lines, then ``@data`` rows. Multi-label data sets mark some attributes as labels
 
 Rows are dense (``v1,v2,...``) or sparse (``{index value, ...}``, 0-based indices, omitted
 values are 0 / the first nominal value).
+
+:func:`load_multilabel_arff` reads one file; :func:`load_mulan` reads a Mulan folder
+(``NAME-train.arff``, ``NAME-test.arff``, ``NAME.xml``) and checks that the two splits agree.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from longtail.data._types import LabeledTensors
 
-__all__ = ["load_multilabel_arff", "read_mulan_labels"]
+__all__ = ["load_mulan", "load_multilabel_arff", "read_mulan_labels"]
 
 _NUMERIC = {"numeric", "real", "integer"}
 _UNSUPPORTED = {"string", "date", "relational"}
@@ -200,7 +204,8 @@ def _label_columns(
     index = {a.name: i for i, a in enumerate(attributes)}
     missing = [n for n in names if n not in index]
     if missing:
-        raise ValueError(f"labels: label attributes {missing[:5]} not declared in {path}")
+        source = f" (listed in {labels})" if isinstance(labels, (str, os.PathLike)) else ""
+        raise ValueError(f"labels: label attributes {missing[:5]} not declared in {path}{source}")
     if len(set(names)) != len(names):
         raise ValueError(f"labels: duplicate label names in {names}")
     columns = [index[n] for n in names]
@@ -253,55 +258,71 @@ def load_multilabel_arff(
     if labels is not None and not isinstance(labels, (str, os.PathLike, int, Sequence)):
         raise TypeError(f"labels: expected a path, int, sequence of names or None, got {labels!r}")
     file = Path(path)
-    attributes: list[_Attribute] = []
-    relation = ""
-    rows: list[np.ndarray] = []
-    in_data = False
-    columns: list[int] = []
-    label_set: set[int] = set()
-    n_attr = 0
-    defaults = np.zeros(0)
     with open(file, "rb") as handle:
-        for lineno, raw_bytes in enumerate(handle, start=1):
+        lines = _lines(file, handle)
+        relation, attributes = _read_header(file, lines)
+        n_attr = len(attributes)
+        columns = _label_columns(file, attributes, labels, relation)
+        label_set = set(columns)
+        for j in columns:
+            _check_label_attribute(file, attributes[j])
+        # sparse rows: an omitted value is 0, i.e. the first nominal value
+        defaults = np.zeros(n_attr)
+        for j in columns:
+            codes = attributes[j].codes
+            if codes is not None:
+                defaults[j] = float(next(iter(codes)))
+        rows: list[np.ndarray] = []
+        for lineno, line, ended in lines:
             try:
-                line = raw_bytes.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{file}:{lineno}: not UTF-8 text: {exc}") from None
-            if not line or line.startswith("%"):
-                continue
-            if not in_data:
-                lower = line.lower()
-                if lower.startswith("@relation"):
-                    relation = _unquote(line[len("@relation") :])
-                elif lower.startswith("@attribute"):
-                    attributes.append(_parse_attribute(file, lineno, line[len("@attribute") :]))
-                elif lower.startswith("@data"):
-                    if not attributes:
-                        raise ValueError(f"{file}:{lineno}: @data before any @attribute")
-                    in_data = True
-                    n_attr = len(attributes)
-                    columns = _label_columns(file, attributes, labels, relation)
-                    label_set = set(columns)
-                    for j in columns:
-                        _check_label_attribute(file, attributes[j])
-                    # sparse rows: an omitted value is 0, i.e. the first nominal value
-                    defaults = np.zeros(n_attr)
-                    for j in columns:
-                        codes = attributes[j].codes
-                        if codes is not None:
-                            defaults[j] = float(next(iter(codes)))
-                else:
-                    raise ValueError(f"{file}:{lineno}: unexpected header line {line[:60]!r}")
-                continue
-            rows.append(_parse_row(file, lineno, line, attributes, label_set, defaults))
-    if not in_data:
-        raise ValueError(f"{file}: no @data section")
+                rows.append(_parse_row(file, lineno, line, attributes, label_set, defaults))
+            except ValueError as exc:
+                if ended:
+                    raise
+                raise ValueError(
+                    f"{exc} (the file ends inside this line, without a line end: is "
+                    f"{file.name} truncated?)"
+                ) from None
     matrix = np.stack(rows) if rows else np.zeros((0, n_attr))
     feature_columns = [j for j in range(n_attr) if j not in label_set]
     features = matrix[:, feature_columns].astype(np.float32)
     targets = matrix[:, columns].astype(np.float32)
     names = tuple(attributes[j].name for j in columns)
     return LabeledTensors(torch.from_numpy(features), torch.from_numpy(targets), names)
+
+
+def _lines(file: Path, handle: BinaryIO) -> Iterator[tuple[int, str, bool]]:
+    """``(line number, stripped text, ends with a line break)`` of the non-blank, non-comment
+    lines of an open ARFF file."""
+    for lineno, raw_bytes in enumerate(handle, start=1):
+        try:
+            line = raw_bytes.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{file}:{lineno}: not UTF-8 text: {exc}") from None
+        if not line or line.startswith("%"):
+            continue
+        yield lineno, line, raw_bytes.endswith(b"\n")
+
+
+def _read_header(
+    file: Path, lines: Iterator[tuple[int, str, bool]]
+) -> tuple[str, list[_Attribute]]:
+    """Consume the header up to and including ``@data``; return (relation, attributes)."""
+    relation = ""
+    attributes: list[_Attribute] = []
+    for lineno, line, _ in lines:
+        lower = line.lower()
+        if lower.startswith("@relation"):
+            relation = _unquote(line[len("@relation") :])
+        elif lower.startswith("@attribute"):
+            attributes.append(_parse_attribute(file, lineno, line[len("@attribute") :]))
+        elif lower.startswith("@data"):
+            if not attributes:
+                raise ValueError(f"{file}:{lineno}: @data before any @attribute")
+            return relation, attributes
+        else:
+            raise ValueError(f"{file}:{lineno}: unexpected header line {line[:60]!r}")
+    raise ValueError(f"{file}: no @data section")
 
 
 def _check_label_attribute(path: Path, attribute: _Attribute) -> None:
@@ -394,3 +415,140 @@ def _parse_row(
     for j, token in enumerate(tokens):
         row[j] = _convert(path, lineno, attributes[j], token, j in label_set, j)
     return row
+
+
+def _find_mulan_name(folder: Path) -> str:
+    """The NAME of the only ``NAME.xml`` of ``folder`` with ``NAME-train.arff`` and
+    ``NAME-test.arff`` beside it."""
+    xmls = sorted(p.name for p in folder.glob("*.xml"))
+    candidates = [
+        name[: -len(".xml")]
+        for name in xmls
+        if (folder / f"{name[: -len('.xml')]}-train.arff").is_file()
+        and (folder / f"{name[: -len('.xml')]}-test.arff").is_file()
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    arffs = sorted(p.name for p in folder.glob("*.arff"))
+    why = (
+        f"{len(candidates)} complete sets ({candidates[:10]})"
+        if candidates
+        else "no NAME.xml with NAME-train.arff and NAME-test.arff"
+    )
+    raise ValueError(
+        f"name: cannot infer the data set name in {folder}: found {why}; XML files "
+        f"{xmls[:10]}, ARFF files {arffs[:10]}; pass name='NAME' for NAME-train.arff, "
+        f"NAME-test.arff and NAME.xml"
+    )
+
+
+def _kind(attribute: _Attribute) -> str:
+    if attribute.codes is None:
+        return "numeric"
+    return "nominal {" + ",".join(attribute.codes) + "}"
+
+
+def load_mulan(
+    directory: str | os.PathLike[str], name: str | None = None
+) -> tuple[LabeledTensors, LabeledTensors]:
+    """Load a Mulan data set folder: ``NAME-train.arff``, ``NAME-test.arff`` and ``NAME.xml``.
+
+    Both splits are read with :func:`load_multilabel_arff` and the labels of ``NAME.xml`` (label
+    columns in the ARFF attribute order, every other attribute a feature), after these checks on
+    the headers (before any data row is parsed):
+
+    - every label the XML names is an attribute of the training file;
+    - the test file declares the same attributes as the training file: same names, same order,
+      same kind (numeric, or nominal with the same values in the same order, since nominal values
+      are encoded by their position);
+    - after loading: both splits have the same label count ``L`` (the XML's) and feature count
+      ``F``.
+
+    A label with no positive example in a split is *not* an error here: whether that matters is
+    for the training code to decide.
+
+    Args:
+        directory: the folder holding the three files.
+        name: ``NAME``; default ``None`` infers it when the folder holds exactly one ``*.xml``
+            whose stem has matching ``-train.arff`` and ``-test.arff`` files.
+
+    Returns:
+        ``(train, test)``, each a :class:`LabeledTensors` with ``data`` ``float32`` ``(N, F)``,
+        ``targets`` ``float32`` ``(N, L)`` in ``{0, 1}`` (``-1`` for a missing label ``?``) and
+        ``class_names`` the ``L`` label names.
+
+    Raises:
+        FileNotFoundError: ``directory`` is not a folder, or one of the three files is missing.
+        ValueError: the name cannot be inferred (the message lists the XML / ARFF files found);
+            an XML label missing from the training ARFF (names the label and both files); the test
+            attributes differ from the training ones (names the first differing attribute, its
+            line and both files); different label / feature counts; and every error of
+            :func:`load_multilabel_arff` / :func:`read_mulan_labels` (file and line).
+        TypeError: ``name`` not a string.
+    """
+    folder = Path(directory)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name: expected a str or None, got {name!r}")
+    if name is not None and (not name or "/" in name or os.sep in name):
+        raise ValueError(f"name: expected a file name stem such as 'scene', got {name!r}")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"directory: {str(folder)!r} is not a directory")
+    if name is None:
+        name = _find_mulan_name(folder)
+    train_path = folder / f"{name}-train.arff"
+    test_path = folder / f"{name}-test.arff"
+    xml_path = folder / f"{name}.xml"
+    missing = [p.name for p in (train_path, test_path, xml_path) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: missing {missing} for Mulan data set {name!r}")
+
+    label_names = read_mulan_labels(xml_path)
+    if len(set(label_names)) != len(label_names):
+        duplicate = next(n for n in label_names if label_names.count(n) > 1)
+        raise ValueError(f"{xml_path}: label {duplicate!r} is listed twice")
+    with open(train_path, "rb") as handle:
+        _, train_attributes = _read_header(train_path, _lines(train_path, handle))
+    with open(test_path, "rb") as handle:
+        _, test_attributes = _read_header(test_path, _lines(test_path, handle))
+    declared = {a.name for a in train_attributes}
+    for label in label_names:
+        if label not in declared:
+            raise ValueError(
+                f"{xml_path}: label {label!r} is not an attribute of {train_path} "
+                f"(no '@attribute {label} ...' line)"
+            )
+    for position in range(max(len(train_attributes), len(test_attributes))):
+        a = train_attributes[position] if position < len(train_attributes) else None
+        b = test_attributes[position] if position < len(test_attributes) else None
+        if a is not None and b is not None and a.name == b.name and _kind(a) == _kind(b):
+            continue
+        if a is None:
+            assert b is not None
+            raise ValueError(
+                f"{test_path}:{b.line}: attribute {position} {b.name!r} is not in {train_path} "
+                f"({len(train_attributes)} attributes there, {len(test_attributes)} here)"
+            )
+        if b is None:
+            raise ValueError(
+                f"{test_path}: lacks attribute {position} {a.name!r} of {train_path}:{a.line} "
+                f"({len(train_attributes)} attributes there, {len(test_attributes)} here)"
+            )
+        raise ValueError(
+            f"{test_path}:{b.line}: attribute {position} is {b.name!r} ({_kind(b)}) but "
+            f"{train_path}:{a.line} declares {a.name!r} ({_kind(a)}): the test attributes must "
+            f"match the training attributes (names, order and types)"
+        )
+
+    train = load_multilabel_arff(train_path, xml_path)
+    test = load_multilabel_arff(test_path, xml_path)
+    shapes = {
+        str(train_path): (train.data.shape[1], train.targets.shape[1]),
+        str(test_path): (test.data.shape[1], test.targets.shape[1]),
+    }
+    if train.targets.shape[1] != len(label_names) or test.targets.shape[1] != len(label_names):
+        raise ValueError(
+            f"{xml_path}: lists {len(label_names)} labels but (features, labels) are {shapes}"
+        )
+    if train.data.shape[1] != test.data.shape[1] or train.class_names != test.class_names:
+        raise ValueError(f"{name}: train and test disagree: (features, labels) are {shapes}")
+    return train, test

@@ -17,6 +17,12 @@ shuffles without replacement like a plain ``shuffle=True`` loader), are determin
 ``(seed, epoch)`` (``set_epoch``), and shard like :class:`torch.utils.data.DistributedSampler`:
 every rank computes the same global draw of ``total_size = num_replicas * len(self)`` indices
 from a ``torch.Generator`` seeded with ``seed + epoch`` and keeps ``global[rank::num_replicas]``.
+
+For multi-label data, :class:`RepeatFactorSampler` implements repeat-factor sampling (Gupta,
+Dollar, Girshick, "LVIS: A Dataset for Large Vocabulary Instance Segmentation", CVPR 2019): an
+example is repeated ``r_i = max_{l in labels(i)} max(1, sqrt(t / f_l))`` times per epoch (in
+expectation), ``f_l`` being the fraction of examples with label ``l``. It follows the same
+contract (``set_epoch``, ``global_indices``, sharding, ``drop_last``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -32,6 +39,7 @@ __all__ = [
     "ClassBalancedSampler",
     "InstanceBalancedSampler",
     "ProgressivelyBalancedSampler",
+    "RepeatFactorSampler",
     "SquareRootSampler",
 ]
 
@@ -290,3 +298,186 @@ class ProgressivelyBalancedSampler(ClassAwareSampler):
         balanced = present / present.sum()
         t = min(self.epoch, self.total_epochs) / self.total_epochs
         return (1.0 - t) * instance + t * balanced
+
+
+def _multilabel_targets(
+    targets: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
+) -> torch.Tensor:
+    """``targets`` as a float64 ``(N, L)`` CPU tensor with entries in ``{1, 0, -1}``."""
+    try:
+        tensor = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"targets: expected a (N, L) tensor / array of 1, 0, -1, got "
+            f"{type(targets).__name__} ({exc})"
+        ) from None
+    if tensor.dtype.is_complex:
+        raise TypeError(f"targets: expected a real or bool tensor, got dtype {tensor.dtype}")
+    if tensor.ndim != 2:
+        raise ValueError(
+            f"targets: expected a 2-D (N, L) multi-label matrix, got shape {tuple(tensor.shape)}"
+        )
+    if tensor.numel() == 0:
+        raise ValueError(f"targets: empty, shape {tuple(tensor.shape)}")
+    tensor = tensor.detach().to("cpu", torch.float64)
+    valid = (tensor == 1) | (tensor == 0) | (tensor == -1)
+    if not bool(valid.all()):
+        row, col = (int(v) for v in torch.nonzero(~valid)[0])
+        raise ValueError(
+            f"targets: entries must be 1 (positive), 0 (negative) or -1 (unknown), got "
+            f"{float(tensor[row, col])!r} at [{row}, {col}]"
+        )
+    return tensor
+
+
+class RepeatFactorSampler(Sampler[int]):
+    """Repeat-factor sampling for multi-label data (Gupta, Dollar, Girshick, LVIS, CVPR 2019).
+
+    With ``N`` training examples, ``targets`` ``(N, L)`` and threshold ``t``, label ``l`` has
+    frequency ``f_l = #{i : targets[i, l] == 1} / N`` and repeat factor
+
+    .. math:: r_l = \\max\\left(1, \\sqrt{t / f_l}\\right)
+
+    (labels without any positive example have no factor and are ignored; ``-1``, unknown, counts
+    as not positive). Example ``i`` gets the largest factor of its positive labels,
+
+    .. math:: r_i = \\max_{l : y_{il} = 1} r_l
+
+    and ``r_i = 1`` if it has no positive label. So labels with ``f_l >= t`` are not
+    over-sampled and an example of a rare label is repeated about ``sqrt(t / f_l)`` times.
+
+    **One epoch** (generator ``torch.Generator().manual_seed(seed + epoch)``, same on every rank):
+
+    1. *stochastic rounding*: ``u = torch.rand(N, dtype=float64)``; example ``i`` is repeated
+       ``floor(r_i) + (u_i < r_i - floor(r_i))`` times (``r_i`` in expectation, at least once);
+    2. the resulting list of indices (ascending, each repeated) is shuffled with
+       ``torch.randperm`` of its length;
+    3. steps 1-2 are repeated (new rounds from the same generator, appended) until the list holds
+       at least ``total_size`` indices, and the list is cut to ``total_size``.
+
+    The length of a round varies with the draw (its expectation is ``sum_i r_i``), but a
+    sampler's length must be known before iterating and every rank must take the same number of
+    steps (DDP), so the epoch has a **fixed** global length: ``num_samples`` (default
+    ``round(sum_i r_i)``, the expected round size), padded up to ``total_size = num_replicas *
+    len(self)``. A round longer than that is truncated (a uniform random subset of it, since it is
+    shuffled), a shorter one is continued by the next round; each example therefore appears
+    ``r_i * total_size / sum_j r_j`` times per epoch in expectation, i.e. about ``r_i`` times with
+    the default ``num_samples``. Rank ``k`` keeps ``global[k::num_replicas]`` like the other
+    samplers of this module.
+
+    Args:
+        targets: multi-label matrix ``(N, L)`` (float, int or bool) with entries ``1``
+            (positive), ``0`` (negative), ``-1`` (unknown).
+        threshold: ``t`` in ``(0, 1]``; default ``0.001`` as in LVIS.
+        num_samples: indices per epoch **over all replicas** (default ``round(sum_i r_i)``).
+            Each rank yields ``ceil(num_samples / num_replicas)`` (``floor`` with ``drop_last``).
+        seed: base seed; epoch ``e`` uses ``torch.Generator().manual_seed(seed + e)``.
+        num_replicas: number of processes (default: world size if ``torch.distributed`` is
+            initialised, else 1).
+        rank: this process's rank (default: ``torch.distributed`` rank, else 0).
+        drop_last: round the per-rank length down instead of up.
+
+    Attributes:
+        repeat_factors: ``r_i``, float64 ``(N,)``, all ``>= 1``.
+        label_factors: ``r_l``, float64 ``(L,)``; NaN for labels with no positive example.
+        label_frequencies: ``f_l``, float64 ``(L,)``.
+
+    Raises:
+        ValueError: ``targets`` not 2-D, empty or with entries outside ``{1, 0, -1}``;
+            ``threshold`` not a number in ``(0, 1]``; ``num_samples < 1``; bad ``seed``,
+            ``num_replicas`` / ``rank``; ``drop_last`` with fewer samples than replicas.
+        TypeError: ``targets`` not convertible to a real tensor.
+
+    Example:
+        >>> y = torch.tensor([[1, 0], [1, 0], [1, 0], [0, 1]])
+        >>> s = RepeatFactorSampler(y, threshold=1.0)
+        >>> s.label_factors.tolist(), s.repeat_factors.tolist()
+        ([1.1547005383792515, 2.0], [1.1547005383792515, 1.1547005383792515, 1.1547005383792515, 2.0])
+        >>> len(s)  # round(3 * 1.1547 + 2)
+        5
+    """
+
+    def __init__(
+        self,
+        targets: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
+        *,
+        threshold: float = 0.001,
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        matrix = _multilabel_targets(targets)
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0.0 < threshold <= 1.0  # also refuses NaN
+        ):
+            raise ValueError(f"threshold: expected a number in (0, 1], got {threshold!r}")
+        if num_samples is not None and (
+            isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+        ):
+            raise ValueError(f"num_samples: expected an int >= 1, got {num_samples!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed: expected an int, got {seed!r}")
+        self.num_replicas, self.rank = _replicas(num_replicas, rank)
+        n = matrix.shape[0]
+        positive = matrix == 1
+        frequencies = positive.sum(0).to(torch.float64) / n
+        present = frequencies > 0
+        factors = torch.sqrt(float(threshold) / frequencies.clamp(min=1.0 / n)).clamp(min=1.0)
+        self.threshold = float(threshold)
+        self.label_frequencies = frequencies
+        self.label_factors = torch.where(present, factors, torch.full_like(factors, math.nan))
+        per_entry = torch.where(positive, factors.expand_as(matrix), torch.ones_like(matrix))
+        self.repeat_factors = per_entry.max(1).values
+        if num_samples is None:
+            num_samples = max(1, round(float(self.repeat_factors.sum())))
+        if drop_last and num_samples < self.num_replicas:
+            raise ValueError(
+                f"num_samples: {num_samples} with drop_last leaves nothing for "
+                f"{self.num_replicas} replicas"
+            )
+        self.seed = seed
+        self.epoch = 0
+        self.drop_last = drop_last
+        self.num_samples_total = num_samples
+        if drop_last:
+            self.num_samples = num_samples // self.num_replicas
+        else:
+            self.num_samples = math.ceil(num_samples / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+        self._floor = torch.floor(self.repeat_factors)
+        self._frac = self.repeat_factors - self._floor
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch; the draw is a function of ``(seed, epoch)`` only."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def _round(self, generator: torch.Generator) -> torch.Tensor:
+        """One stochastically rounded, shuffled round: every ``i`` about ``r_i`` times."""
+        n = self.repeat_factors.numel()
+        extra = torch.rand(n, generator=generator, dtype=torch.float64) < self._frac
+        repeats = self._floor.long() + extra.long()
+        indices = torch.repeat_interleave(torch.arange(n), repeats)
+        return indices[torch.randperm(indices.numel(), generator=generator)]
+
+    def global_indices(self) -> torch.Tensor:
+        """The global draw of this epoch, ``(total_size,)`` int64, identical on every rank."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        rounds: list[torch.Tensor] = []
+        size = 0
+        while size < self.total_size:
+            rounds.append(self._round(generator))
+            size += rounds[-1].numel()
+        return torch.cat(rounds)[: self.total_size]
+
+    def __iter__(self) -> Iterator[int]:
+        shard = self.global_indices()[self.rank : self.total_size : self.num_replicas]
+        return iter(shard.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

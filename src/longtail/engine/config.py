@@ -106,7 +106,11 @@ DATASETS = (
     "idx",
     "cifar10",
     "cifar100",
+    "mulan",
+    "fashion-tiles",
 )
+#: Data sets of multi-label tasks (every other one is single-label).
+MULTILABEL_DATASETS = ("mulan", "fashion-tiles")
 
 
 @dataclass
@@ -140,6 +144,33 @@ class DataConfig:
     )
     balanced_reference: bool = _f(
         False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
+    )
+    mulan_name: str | None = _f(
+        None,
+        doc="mulan: the NAME of NAME-train.arff / NAME-test.arff / NAME.xml in data_dir (default: "
+        "the folder's only Mulan set)",
+    )
+    hide_fraction: float = _f(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        doc="multi-label: share of the training label entries hidden (-1, unknown), seeded with "
+        "subset_seed",
+    )
+    tiles_train: int = _f(
+        6000, ge=1, doc="fashion-tiles: training images (2x2 tiles from the official train split)"
+    )
+    tiles_test: int = _f(
+        3000, ge=1, doc="fashion-tiles: test images (tiles from the official test split)"
+    )
+    tiles_item_size: int = _f(
+        14,
+        ge=4,
+        doc="fashion-tiles: items resized (area average) to this size before tiling; 14 gives "
+        "28x28 images",
+    )
+    tiles_blank_prob: float = _f(
+        0.25, ge=0.0, lt=1.0, doc="fashion-tiles: probability that a tile is blank"
     )
 
 
@@ -199,7 +230,7 @@ class Config:
     """A whole run: data, model, training recipe, methods and seeds."""
 
     name: str = _f("digits_lt", doc="run name (run-folder prefix, report title)")
-    task: str = _f("single-label", choices=("single-label",), doc="task kind")
+    task: str = _f("single-label", choices=("single-label", "multi-label"), doc="task kind")
     methods: list[str] | str = field(
         default="all", metadata=_meta(doc="'all' or a list of method names")
     )
@@ -367,9 +398,10 @@ def _check_cross(cfg: Config) -> None:
     from longtail.engine.methods import check_method_params, resolve_methods
 
     try:
-        METHODS = resolve_methods(cfg.recipes)
+        METHODS = resolve_methods(cfg.recipes, cfg.task)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _check_task_data(cfg)
 
     t = cfg.train
     if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
@@ -443,6 +475,47 @@ def _check_cross(cfg: Config) -> None:
         )
     if not cfg.name or any(c in cfg.name for c in "/\\\0"):
         raise ConfigError(f"config key 'name': must be a non-empty file-name, got {cfg.name!r}")
+
+
+def _check_task_data(cfg: Config) -> None:
+    """The data set and data options must fit the task (multi-label sets need task multi-label)."""
+    d = cfg.data
+    multi = cfg.task == "multi-label"
+    if multi != (d.dataset in MULTILABEL_DATASETS):
+        if multi:
+            raise ConfigError(
+                f"config key 'data.dataset': task multi-label needs a multi-label data set "
+                f"({', '.join(MULTILABEL_DATASETS)}), got {d.dataset!r}"
+            )
+        raise ConfigError(
+            f"config key 'task': data set {d.dataset!r} is multi-label; set task: multi-label"
+        )
+    if not multi and d.hide_fraction > 0:
+        raise ConfigError(
+            f"config key 'data.hide_fraction': hides multi-label entries; got {d.hide_fraction} "
+            "with task single-label"
+        )
+    if multi:
+        if d.balanced_reference:
+            raise ConfigError(
+                "config key 'data.balanced_reference': a balanced subset of the same size is "
+                "not defined for multi-label data (every example holds several labels)"
+            )
+        if d.class_order != "fixed":
+            raise ConfigError(
+                "config key 'data.class_order': only 'fixed' for multi-label data, got "
+                f"{d.class_order!r}"
+            )
+        if d.dataset == "mulan" and d.imbalance_factor is not None:
+            raise ConfigError(
+                "config key 'data.imbalance_factor': a Mulan set is used as loaded (its labels "
+                f"are naturally skewed); set it to null, got {d.imbalance_factor}"
+            )
+        if d.max_per_class is not None:
+            raise ConfigError(
+                "config key 'data.max_per_class': not used by multi-label data sets, got "
+                f"{d.max_per_class}"
+            )
 
 
 def check_config_against_data(cfg: Config, *, is_image: bool, num_classes: int) -> None:

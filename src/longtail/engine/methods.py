@@ -17,6 +17,11 @@ A :class:`Method` is a composition of
 
 The first three (and mixing) define the first training stage; methods whose first stages are equal
 (``erm``, ``la-posthoc``, ``tau-norm``, ``crt``, ``lws``) share it: the runner trains it once per seed.
+Multi-label methods (``task: multi-label``) are compositions too, of a multi-label loss component
+(:data:`ML_LOSSES`: ``bce``, ``focal``, ``asl``, ``cb-bce``, ``cb-focal``, ``hill``) and a sampler
+(``instance`` or ``rfs``, repeat-factor sampling); their presets are :data:`MULTILABEL_METHODS`.
+:data:`METHODS_BY_TASK` maps each task to its registry.
+
 ``METHODS`` holds the presets (the papers' recipes); a config's ``recipes`` section composes new ones
 (:func:`recipe_from_dict`), validated like every other key. The contract test trains every preset, so
 a method added here is tested without new test code. To add one::
@@ -42,6 +47,10 @@ from torch import Tensor
 __all__ = [
     "LOSSES",
     "METHODS",
+    "METHODS_BY_TASK",
+    "ML_LOSSES",
+    "MULTILABEL_METHODS",
+    "TASKS",
     "LossComponent",
     "LossContext",
     "Method",
@@ -52,7 +61,15 @@ __all__ = [
     "resolve_methods",
 ]
 
-SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive"]
+SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "rfs"]
+TaskName = Literal["single-label", "multi-label"]
+#: The task kinds that have a method registry.
+TASKS: tuple[str, ...] = get_args(TaskName)
+#: The samplers of each task (``rfs``: repeat-factor sampling of multi-label data).
+_TASK_SAMPLERS: dict[str, tuple[str, ...]] = {
+    "single-label": ("instance", "class-balanced", "sqrt", "progressive"),
+    "multi-label": ("instance", "rfs"),
+}
 HeadKind = Literal["linear", "cosine"]
 PosthocKind = Literal["logit-adjust", "tau-norm"]
 MixKind = Literal["mixup", "remix"]
@@ -129,7 +146,8 @@ LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
 
 @dataclass(frozen=True)
 class Method:
-    """A single-label long-tail method: a composition (see the module docstring).
+    """A long-tail method of one ``task`` (single- or multi-label): a composition (see the module
+    docstring).
 
     Attributes:
         name, description, paper: identity and documentation.
@@ -471,6 +489,131 @@ LOSSES: dict[str, LossComponent] = {
     ]
 }
 
+
+# multi-label losses: logits (N, L), targets (N, L) in {0, 1} or -1 (a hidden label, ignored);
+# ``ctx.class_counts`` holds each label's positive count in the training split
+
+
+def _bce(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+    from longtail.losses import sigmoid_focal_loss
+
+    # gamma 0 without alpha is BCE; the library masks the hidden (-1) entries
+    out: Tensor = sigmoid_focal_loss(z, y, gamma=0.0, alpha=None)
+    return out
+
+
+def _ml_focal(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+    from longtail.losses import sigmoid_focal_loss
+
+    out: Tensor = sigmoid_focal_loss(z, y, gamma=ctx.params["gamma"], alpha=None)
+    return out
+
+
+def _asl(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+    from longtail.losses import asymmetric_loss
+
+    out: Tensor = asymmetric_loss(
+        z,
+        y,
+        gamma_pos=ctx.params["gamma_pos"],
+        gamma_neg=ctx.params["gamma_neg"],
+        clip=ctx.params["clip"],
+    )
+    return out
+
+
+def _ml_cb(gamma_key: str | None) -> LossFn:
+    def fn(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+        from longtail.losses import class_balanced_weights, sigmoid_focal_loss
+
+        w = class_balanced_weights(ctx.class_counts, beta=ctx.params["beta"]).to(z.device)
+        gamma = 0.0 if gamma_key is None else ctx.params[gamma_key]
+        out: Tensor = sigmoid_focal_loss(z, y, gamma=gamma, alpha=None, weight=w)
+        return out
+
+    return fn
+
+
+def _hill(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
+    from longtail.losses import hill_loss
+
+    out: Tensor = hill_loss(
+        z, y, lamb=ctx.params["lamb"], margin=ctx.params["margin"], gamma=ctx.params["gamma"]
+    )
+    return out
+
+
+_ML_GAMMA = Param(2.0, low=0.0, help="focusing parameter")
+_ML_BETA = Param(
+    0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta (per-label positives)"
+)
+
+#: The training losses multi-label recipes compose, by name. ``"mean"`` everywhere: the sum over the
+#: known (not hidden) entries divided by their number.
+ML_LOSSES: dict[str, LossComponent] = {
+    c.name: c
+    for c in [
+        LossComponent("bce", _bce, "binary cross-entropy", sigmoid=True),
+        LossComponent(
+            "focal",
+            _ml_focal,
+            "sigmoid focal loss without alpha",
+            {"gamma": _ML_GAMMA},
+            sigmoid=True,
+        ),
+        LossComponent(
+            "asl",
+            _asl,
+            "asymmetric loss",
+            {
+                "gamma_pos": Param(0.0, low=0.0, help="focusing of positives"),
+                "gamma_neg": Param(4.0, low=0.0, help="focusing of negatives"),
+                "clip": Param(0.05, low=0.0, high=1.0, high_open=True, help="probability margin m"),
+            },
+            sigmoid=True,
+        ),
+        LossComponent(
+            "cb-bce",
+            _ml_cb(None),
+            "binary cross-entropy, each label weighted by its class-balanced weight",
+            {"beta": _ML_BETA},
+            sigmoid=True,
+        ),
+        LossComponent(
+            "cb-focal",
+            _ml_cb("gamma"),
+            "sigmoid focal loss, each label weighted by its class-balanced weight",
+            {"beta": _ML_BETA, "gamma": _ML_GAMMA},
+            sigmoid=True,
+        ),
+        LossComponent(
+            "hill",
+            _hill,
+            "Hill loss: focal-margin positives, -(lambda - p) p^2 negatives",
+            {
+                "lamb": Param(1.5, low=1.0, help="lambda of the negative term"),
+                "margin": Param(1.0, low=0.0, help="logit margin of the positive term"),
+                "gamma": Param(2.0, low=0.0, help="focusing of the positive term"),
+            },
+            sigmoid=True,
+        ),
+    ]
+}
+#: The loss components of each task.
+TASK_LOSSES: dict[str, dict[str, LossComponent]] = {
+    "single-label": LOSSES,
+    "multi-label": ML_LOSSES,
+}
+_RFS_PARAMS = {
+    "rfs_threshold": Param(
+        0.0,
+        low=0.0,
+        high=1.0,
+        help="repeat-factor threshold t; 0: 1 / (number of labels), which is 0.00083 on LVIS's "
+        "1,203 categories, close to its 0.001",
+    )
+}
+
 _MIX_PARAMS: dict[str, dict[str, Param]] = {
     "mixup": {
         "mix_alpha": Param(1.0, low=0.0, low_open=True, help="Beta(a, a) of the mixing weight")
@@ -554,9 +697,17 @@ def compose(
     second_stage: str | None = None,
     defaults: Mapping[str, Any] | None = None,
     where: str = "",
+    task: str = "single-label",
 ) -> Method:
-    """Build a :class:`Method` from components; errors name ``where`` + the offending key."""
+    """Build a :class:`Method` from components; errors name ``where`` + the offending key.
+
+    ``task`` picks the loss components (:data:`LOSSES` or :data:`ML_LOSSES`) and the samplers; a
+    multi-label recipe is a loss and a sampler (``instance`` or ``rfs``) only.
+    """
     at = where or f"methods.{name}"
+    if task not in TASK_LOSSES:
+        raise ValueError(f"config key 'task': must be one of {list(TASK_LOSSES)}, got {task!r}")
+    losses = TASK_LOSSES[task]
 
     def bad(key: str, value: Any, allowed: Any) -> ValueError:
         return ValueError(f"config key '{at}.{key}': must be one of {list(allowed)}, got {value!r}")
@@ -571,12 +722,25 @@ def compose(
     ):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"config key '{at}.{key}': expected a name, got {value!r}")
-    if loss not in LOSSES:
-        raise bad("loss", loss, LOSSES)
-    comp = LOSSES[loss]
+    if loss not in losses:
+        raise bad("loss", loss, losses)
+    comp = losses[loss]
     head = comp.head if head is None else head
+    if task == "multi-label":
+        single_only: tuple[tuple[str, object], ...] = (
+            ("drw", drw or None),
+            ("mix", mix),
+            ("posthoc", posthoc),
+            ("second_stage", second_stage),
+        )
+        for key, used in single_only:
+            if used is not None:
+                raise ValueError(
+                    f"config key '{at}.{key}': not available for multi-label recipes "
+                    "(a multi-label recipe is a loss and a sampler)"
+                )
     for key, value, kinds in (
-        ("sampler", sampler, get_args(SamplerKind)),
+        ("sampler", sampler, _TASK_SAMPLERS[task]),
         ("head", head, get_args(HeadKind)),
         ("mix", mix, (None, *get_args(MixKind))),
         ("posthoc", posthoc, (None, *get_args(PosthocKind))),
@@ -602,6 +766,8 @@ def compose(
     params: dict[str, Param] = dict(comp.params)
     if drw:
         params.update(_DRW_PARAMS)
+    if sampler == "rfs":
+        params.update(_RFS_PARAMS)
     for extra in (
         _MIX_PARAMS.get(mix or "", {}),
         _POSTHOC_PARAMS.get(posthoc or "", {}),
@@ -648,6 +814,7 @@ def compose(
         loss_name=loss,
         sigmoid=comp.sigmoid,
         stage1_weight_decay_param="stage1_weight_decay" if second_stage == "wb" else None,
+        task=task,
     )
 
 
@@ -664,8 +831,8 @@ _RECIPE_KEYS = (
 )
 
 
-def recipe_from_dict(name: str, raw: Any) -> Method:
-    """A config ``recipes.<name>`` mapping as a :class:`Method` (errors name the key)."""
+def recipe_from_dict(name: str, raw: Any, task: str = "single-label") -> Method:
+    """A config ``recipes.<name>`` mapping as a :class:`Method` of ``task`` (errors name the key)."""
     at = f"recipes.{name}"
     if (
         not isinstance(name, str)
@@ -684,7 +851,7 @@ def recipe_from_dict(name: str, raw: Any) -> Method:
             f"config key '{at}': a recipe name must be a file name other than 'balanced', "
             "'stages' and 'plots'"
         )
-    if name in METHODS:
+    if name in METHODS_BY_TASK.get(task, METHODS):
         raise ValueError(f"config key '{at}': {name!r} is a registry method; choose another name")
     if not isinstance(raw, Mapping):
         raise ValueError(f"config key '{at}': expected a mapping, got {raw!r}")
@@ -694,7 +861,9 @@ def recipe_from_dict(name: str, raw: Any) -> Method:
                 f"config key '{at}.{k}': unknown key (known: {', '.join(_RECIPE_KEYS)})"
             )
     if "loss" not in raw:
-        raise ValueError(f"config key '{at}.loss': required (one of {list(LOSSES)})")
+        raise ValueError(
+            f"config key '{at}.loss': required (one of {list(TASK_LOSSES.get(task, LOSSES))})"
+        )
     params = raw.get("params") or {}
     if not isinstance(params, Mapping):
         raise ValueError(f"config key '{at}.params': expected a mapping, got {params!r}")
@@ -713,6 +882,7 @@ def recipe_from_dict(name: str, raw: Any) -> Method:
         defaults=params,
         description=desc,
         where=at,
+        task=task,
     )
 
 
@@ -866,15 +1036,87 @@ _ALL = [
     ),
 ]
 
-#: Every registered method, by name, in display order.
+#: Every registered single-label method, by name, in display order.
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}
 
+_ASL = "Ridnik et al., Asymmetric Loss For Multi-Label Classification, ICCV 2021"
+_ML_ALL = [
+    compose(
+        "bce",
+        loss="bce",
+        task="multi-label",
+        description="binary cross-entropy per label (the baseline)",
+        paper="the standard multi-label baseline; " + _ASL,
+    ),
+    compose(
+        "focal",
+        loss="focal",
+        task="multi-label",
+        description="sigmoid focal loss (1 - p_t)^gamma BCE, gamma 2, no alpha (the focal baseline "
+        "of the ASL paper: ASL with gamma+ = gamma- = 2, no margin)",
+        paper="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
+    ),
+    compose(
+        "asl",
+        loss="asl",
+        task="multi-label",
+        description="asymmetric loss: gamma- 4, gamma+ 0, probability margin 0.05 (the official "
+        "training script)",
+        paper=_ASL,
+    ),
+    compose(
+        "cb-bce",
+        loss="cb-bce",
+        task="multi-label",
+        description="BCE with each label's terms weighted by the inverse effective number of its "
+        "positives (beta 0.9999, weights sum to L)",
+        paper=_CB,
+    ),
+    compose(
+        "cb-focal",
+        loss="cb-focal",
+        task="multi-label",
+        description="sigmoid focal loss (gamma 2) with each label's terms weighted by the inverse "
+        "effective number of its positives (beta 0.9999)",
+        paper=_CB,
+    ),
+    compose(
+        "hill",
+        loss="hill",
+        task="multi-label",
+        description="Hill loss: negatives -(lambda - p) p^2 (lambda 1.5), positives focal with a "
+        "logit margin (margin 1, gamma 2); robust to missing labels",
+        paper="Zhang et al., Simple and Robust Loss Design for Multi-Label Learning with Missing "
+        "Labels, arXiv 2021",
+    ),
+    compose(
+        "rfs",
+        loss="bce",
+        sampler="rfs",
+        task="multi-label",
+        description="BCE with repeat-factor sampling: an example repeats max over its labels of "
+        "max(1, sqrt(t / f_label)) times per epoch (stochastic rounding), t = 1 / L",
+        paper="Gupta et al., LVIS: A Dataset for Large Vocabulary Instance Segmentation, CVPR 2019",
+    ),
+]
+#: Every registered multi-label method, by name, in display order.
+MULTILABEL_METHODS: dict[str, Method] = {m.name: m for m in _ML_ALL}
+#: The method registry of each task.
+METHODS_BY_TASK: dict[str, dict[str, Method]] = {
+    "single-label": METHODS,
+    "multi-label": MULTILABEL_METHODS,
+}
 
-def resolve_methods(recipes: Mapping[str, Any] | None = None) -> dict[str, Method]:
-    """The registry presets plus the config's composed ``recipes`` (validated)."""
-    out = dict(METHODS)
+
+def resolve_methods(
+    recipes: Mapping[str, Any] | None = None, task: str = "single-label"
+) -> dict[str, Method]:
+    """The registry presets of ``task`` plus the config's composed ``recipes`` (validated)."""
+    if task not in METHODS_BY_TASK:
+        raise ValueError(f"config key 'task': must be one of {list(METHODS_BY_TASK)}, got {task!r}")
+    out = dict(METHODS_BY_TASK[task])
     for name, raw in (recipes or {}).items():
-        out[name] = recipe_from_dict(name, raw)
+        out[name] = recipe_from_dict(name, raw, task)
     return out
 
 

@@ -8,7 +8,9 @@ it at any time. Plots:
   training count, log-scale x, one line per method;
 - ``confusion.png``: row-normalised confusion matrix of every method (summed over seeds);
 - ``reliability.png``: reliability diagram of every method (bins pooled over seeds);
-- ``training_curves.png``: training loss and test balanced accuracy per epoch (mean over seeds).
+- ``training_curves.png``: training loss and the test primary metric per epoch (mean over seeds);
+- multi-label runs: ``per_label_ap.png``, each label's test AP against its training positives
+  (log-scale x), one line per method.
 """
 
 from __future__ import annotations
@@ -204,6 +206,9 @@ def _plots(
         own = run.get("group_counts") or counts
         return sorted(range(len(own)), key=lambda c: (-own[c], c))
 
+    if _has(runs, names, "per_label_ap"):
+        written.append(_per_label_ap_plot(plt, results, runs, names, colors, plots))
+
     if _has(runs, names, "per_class"):
         # per-class accuracy vs training count
         fig, ax = plt.subplots(figsize=(8, 5))
@@ -271,11 +276,13 @@ def _plots(
         written.append(_finish_grid(fig, axes, len(names), title, plots / "reliability.png"))
 
     # training curves
+    specs = metric_specs(results)
+    primary = specs[0] if specs else {"name": "balanced_accuracy", "label": "Balanced acc."}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for m in names:
         hist = [r.get("history", []) for r in runs[m]]
         loss = _mean_lists([[row.get("train_loss") for row in h] for h in hist])
-        bacc = _mean_lists([[row.get("test_balanced_accuracy") for row in h] for h in hist])
+        bacc = _mean_lists([[row.get(f"test_{primary['name']}") for row in h] for h in hist])
         ep = list(range(1, len(loss) + 1))
         a1.plot(ep, loss, color=colors[m], lw=1.2, label=m)
         pts = [(e, 100 * v) for e, v in zip(ep, bacc, strict=False) if not math.isnan(v)]
@@ -285,8 +292,8 @@ def _plots(
     a1.set_ylabel("training loss (method's own loss)")
     a1.set_title("Training loss")
     a2.set_xlabel("epoch")
-    a2.set_ylabel("test balanced accuracy (%)")
-    a2.set_title("Test balanced accuracy (monitoring only; the table reports the last epoch)")
+    a2.set_ylabel(f"test {primary['label']} (%)")
+    a2.set_title(f"Test {primary['label']} (monitoring only; the table reports the last epoch)")
     a2.title.set_fontsize(9)
     for a in (a1, a2):
         a.grid(True, alpha=0.3)
@@ -298,6 +305,109 @@ def _plots(
     plt.close(fig)
     written.append("training_curves.png")
     return written
+
+
+def _per_label_ap_plot(
+    plt: Any,
+    results: Mapping[str, Any],
+    runs: Mapping[str, list[dict[str, Any]]],
+    names: Sequence[str],
+    colors: Mapping[str, Any],
+    plots: Path,
+) -> str:
+    """Multi-label: each label's test AP (mean over seeds) against its training positives."""
+    counts = list(results["class_counts"])
+    order = sorted(range(len(counts)), key=lambda j: (counts[j], j))
+    label_names = list(results.get("class_names") or [str(j) for j in range(len(counts))])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    markers = "os^vDP*Xh<>"
+    for i, m in enumerate(names):
+        aps = _mean_lists([[r["details"]["per_label_ap"][j] for j in order] for r in runs[m]])
+        pts = [(counts[j], 100 * v) for j, v in zip(order, aps, strict=True) if not math.isnan(v)]
+        if pts:
+            ax.plot(
+                *zip(*pts, strict=True),
+                "-",
+                marker=markers[i % len(markers)],
+                ms=4,
+                lw=1.0,
+                color=colors[m],
+                label=m,
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("positive training examples of the label (log scale)")
+    ax.set_ylabel("test average precision of the label (%)")
+    ax.set_title("Per-label AP against the label's training positives (mean over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    if len(counts) <= 20:
+        # name the labels along the top axis, at their counts
+        top = ax.secondary_xaxis("top")
+        top.set_xticks([counts[j] for j in order])
+        top.set_xticklabels([label_names[j] for j in order], rotation=60, fontsize=6, ha="left")
+        top.minorticks_off()
+    ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, plots / "per_label_ap.png")
+    plt.close(fig)
+    return "per_label_ap.png"
+
+
+def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
+    """The paragraphs above the table: the data, the model, how to read the table."""
+    data = cfg.get("data", {})
+    train = cfg.get("train", {})
+    model = (
+        f"Model `{cfg.get('model', {}).get('arch', '?')}`, {train.get('epochs', '?')} epochs, "
+        f"batch {train.get('batch_size', '?')}, lr {train.get('lr', '?')} "
+        f"({train.get('schedule', '?')}), weight decay {train.get('weight_decay', '?')}."
+    )
+    counts = results["class_counts"]
+    where = f" (read from `{data['data_dir']}`)" if data.get("data_dir") else ""
+    if results.get("task") == "multi-label":
+        names = results.get("class_names") or []
+        pairs = ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=False)) or str(counts)
+        hidden = float(data.get("hide_fraction", 0.0) or 0.0)
+        lines = [
+            f"Data: `{results['dataset']}`{where}; {results.get('num_train', '?')} training and "
+            f"{results.get('num_test', '?')} test examples, {len(counts)} labels. Visible positive "
+            f"training examples per label: {pairs}."
+            + (
+                f" {100 * hidden:g}% of the training label entries are hidden (unknown, ignored by "
+                "the losses); the test labels are complete."
+                if hidden
+                else ""
+            )
+            + " "
+            + model,
+            "",
+            "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on "
+            "the test set). Best of each column in **bold**. mAP: mean over labels of the test "
+            "average precision; CF1 / OF1: per-label (macro) and overall (micro) F1 at "
+            "probability 0.5; Tail mAP: mAP of the third of the labels with the fewest training "
+            "positives.",
+        ]
+        return lines
+    shot = cfg.get("metrics", {}).get("shot_mode", "terciles")
+    if_txt = results["imbalance_factor"]
+    lines = [
+        f"Data: `{results['dataset']}`{where}. Training set: {sum(counts)} images, class counts "
+        f"{counts} (imbalance factor {if_txt if if_txt is not None else 'as loaded'}, profile "
+        f"{data.get('profile', 'exp')}); the test set is balanced. " + model,
+        "",
+        "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on the "
+        "test set). Best of each column in **bold** (lowest for ECE). Many / medium / few: "
+        + (
+            "thirds of the classes by training count."
+            if shot == "terciles"
+            else "more than 100, 20 to 100, fewer than 20 training images."
+        ),
+    ]
+    if "balanced" in results["methods"]:
+        lines.append(
+            "`balanced (reference)`: `erm` on the same number of training images spread evenly over "
+            "the classes (the upper bound); *Gap closed* is each method's share of the gap in "
+            "balanced accuracy between `erm` and that bound."
+        )
+    return lines
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -316,35 +426,8 @@ def write_report(run_dir: str | Path) -> Path:
             cfg = yaml.safe_load(fh) or {}
     plots = _plots(run_dir, results, runs)
     name = cfg.get("name", run_dir.name)
-    data = cfg.get("data", {})
-    train = cfg.get("train", {})
-    shot = cfg.get("metrics", {}).get("shot_mode", "terciles")
-    counts = results["class_counts"]
     lines = [f"# {name}: {results['dataset']}, {results['task']}", ""]
-    if_txt = results["imbalance_factor"]
-    lines.append(
-        f"Training set: {sum(counts)} images, class counts {counts} "
-        f"(imbalance factor {if_txt if if_txt is not None else 'as loaded'}, profile "
-        f"{data.get('profile', 'exp')}); the test set is balanced. Model `{cfg.get('model', {}).get('arch', '?')}`, "
-        f"{train.get('epochs', '?')} epochs, batch {train.get('batch_size', '?')}, lr {train.get('lr', '?')} "
-        f"({train.get('schedule', '?')}), weight decay {train.get('weight_decay', '?')}."
-    )
-    lines.append("")
-    lines.append(
-        "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on the "
-        "test set). Best of each column in **bold** (lowest for ECE). Many / medium / few: "
-        + (
-            "thirds of the classes by training count."
-            if shot == "terciles"
-            else "more than 100, 20 to 100, fewer than 20 training images."
-        )
-    )
-    if "balanced" in results["methods"]:
-        lines.append(
-            "`balanced (reference)`: `erm` on the same number of training images spread evenly over "
-            "the classes (the upper bound); *Gap closed* is each method's share of the gap in "
-            "balanced accuracy between `erm` and that bound."
-        )
+    lines += _intro(results, cfg)
     lines += ["", format_table(results, markdown=True), ""]
     lines.append("## Reproduce")
     lines.append("")

@@ -17,11 +17,13 @@ Run-folder layout (only rank 0 writes; every file is written atomically)::
 
 ``results.json``::
 
-    {"dataset": str, "task": "single-label", "imbalance_factor": float | null,
-     "class_counts": [int],
+    {"dataset": str, "task": "single-label" | "multi-label", "imbalance_factor": float | null,
+     "class_counts": [int], "class_names": [str], "num_train": int, "num_test": int,
      "methods": {NAME: {"seeds": [int], "train_seconds": float,
                         "metrics": {METRIC: {"mean": float, "std": float, "values": [float]}}}}}
 
+Multi-label runs: ``class_counts`` are each label's visible positive training examples and the
+metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.engine.multi_label`).
 ``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
 sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
 (``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
@@ -65,6 +67,7 @@ from longtail.engine.checkpoint import (
 from longtail.engine.config import Config, config_to_dict, save_config
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.methods import METHODS, Method, resolve_methods
+from longtail.engine.multi_label import MULTILABEL_METRICS, MultiLabelTask, build_multilabel_data
 from longtail.engine.single_label import (
     SINGLE_LABEL_METRICS,
     SecondStageTask,
@@ -98,7 +101,7 @@ PROGRESS_SECONDS = 30.0
 def method_names(cfg: Config) -> list[str]:
     """The registry methods a config asks for (``"all"``: every method of the config's task)."""
     if isinstance(cfg.methods, str):
-        table = resolve_methods(cfg.recipes)
+        table = resolve_methods(cfg.recipes, cfg.task)
         return [name for name, m in table.items() if m.task == cfg.task]
     return list(cfg.methods)
 
@@ -196,6 +199,10 @@ class TaskKind:
     finish_config: Callable[[Config, Method, Mapping[str, Any]], Config]
 
 
+def _no_finish(*args: Any) -> Any:
+    raise ValueError("multi-label methods have no second stage or post-hoc step")
+
+
 #: The task kinds the runner knows, by ``Config.task``; a new track registers its own here.
 TASK_KINDS: dict[str, TaskKind] = {
     "single-label": TaskKind(
@@ -205,7 +212,15 @@ TASK_KINDS: dict[str, TaskKind] = {
         stage_task=lambda m, d, c, p: SingleLabelTask(m, d, c, params=p),
         finish_task=lambda m, d, c, s, p: SecondStageTask(m, d, c, stage_state=s, params=p),
         finish_config=second_stage_config,
-    )
+    ),
+    "multi-label": TaskKind(
+        name="multi-label",
+        metrics=MULTILABEL_METRICS,
+        build_data=lambda c, variant, seed: build_multilabel_data(c.data),
+        stage_task=lambda m, d, c, p: MultiLabelTask(m, d, c, params=p),
+        finish_task=_no_finish,
+        finish_config=_no_finish,
+    ),
 }
 
 
@@ -517,7 +532,7 @@ def run_benchmark(
 
     out = Path(out_dir)
     main = D.is_main_process()
-    table = resolve_methods(cfg.recipes)
+    table = resolve_methods(cfg.recipes, cfg.task)
     names = method_names(cfg)
     entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
@@ -623,6 +638,9 @@ def run_benchmark(
         metric_specs=TASK_KINDS[cfg.task].metrics,
         compositions={label: m.composition() for label, m, _ in entries},
     )
+    results["class_names"] = list(first.class_names)
+    results["num_train"] = len(first.train_y)
+    results["num_test"] = len(first.test_y)
     results["stages_trained"] = len(runs.trained_stages)
     if main:
         atomic_write_json(out / "results.json", results)

@@ -27,6 +27,7 @@ from .class_balanced import (
 )
 from .encouraging import EncouragingLoss, encouraging_loss
 from .focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from .hill import HillLoss, hill_loss
 from .ldam import LDAMLoss, ldam_loss, ldam_margins
 from .logit_adjustment import (
     BalancedSoftmaxLoss,
@@ -49,6 +50,7 @@ __all__ = [
     "DeferredReweighting",
     "EncouragingLoss",
     "FocalLoss",
+    "HillLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
     "LossSpec",
@@ -62,6 +64,7 @@ __all__ = [
     "encouraging_loss",
     "focal_loss",
     "get_loss",
+    "hill_loss",
     "inverse_frequency_weights",
     "inverse_sqrt_frequency_weights",
     "ldam_loss",

@@ -139,35 +139,52 @@ def sigmoid_focal_loss(
     *,
     gamma: float = 2.0,
     alpha: float | None = 0.25,
+    weight: VectorLike | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     r"""Sigmoid focal loss, element-wise (binary, multi-label, dense detection).
 
     .. math::
-        \ell = \alpha_t\, (1 - p_t)^{\gamma}\, \mathrm{BCE}(z, y), \quad
-        (1 - p_t)^{\gamma} = \exp\bigl(\gamma (\log\sigma(z) - y z)\bigr), \quad
+        \ell_{ic} = w_c\, \alpha_t\, (1 - p_t)^{\gamma}\, \mathrm{BCE}(z_{ic}, y_{ic}), \quad
+        (1 - p_t)^{\gamma} = \exp\bigl(-\gamma\, [y \operatorname{softplus}(z)
+        + (1 - y) \operatorname{softplus}(-z)]\bigr), \quad
         \alpha_t = \alpha y + (1 - \alpha)(1 - y)
 
-    The modulating factor is evaluated in log space (``logsigmoid``), the stable form of the paper's
-    Appendix, so logits of +-1e4 give finite values and gradients, and ``gamma < 1`` has no infinite
-    derivative. ``gamma = 0`` with ``alpha = None`` is ``binary_cross_entropy_with_logits`` exactly.
+    The modulating factor is evaluated in log space (the stable form of the paper's Appendix), so
+    logits of +-1e4 give finite values and gradients, and ``gamma < 1`` has no infinite derivative.
+    Loss and gradient are computed without cancellation, so they keep their relative accuracy in the
+    tails (e.g. a confident correct prediction at ``|z| = 40`` in float32). ``gamma = 0`` with
+    ``alpha = None`` is ``binary_cross_entropy_with_logits``, and with ``weight=w`` it is
+    ``binary_cross_entropy_with_logits(..., weight=w)``.
 
     Args:
-        logits: any shape, float.
+        logits: any shape ``(..., C)``, float.
         targets: same shape, floats in ``[0, 1]``; ``-1`` marks an unknown entry (partial labels): it is
             left out of the loss and of the ``"mean"`` denominator.
         gamma: focusing parameter ``>= 0`` (default 2).
         alpha: weight of positives in ``[0, 1]`` (negatives get ``1 - alpha``); ``None`` disables it.
             Default 0.25 (the paper's).
-        reduction: ``"none"`` (same shape as ``logits``, 0 at unknown entries), ``"sum"``, or ``"mean"``
-            (sum divided by the number of known entries; ``N * C`` without unknowns, like
-            ``F.binary_cross_entropy_with_logits``). An empty input gives 0.
+        weight: optional per-label weight ``w`` of shape ``(C,)`` (the last dimension of
+            ``logits``), finite and ``>= 0``; it multiplies every element of label ``c``, positives
+            and negatives alike (e.g. class-balanced weights from each label's positive count).
+            Default ``None``.
+        reduction: ``"none"`` (same shape as ``logits``, 0 at unknown entries), ``"sum"``, or
+            ``"mean"``: the sum, weighted if ``weight`` is given, divided by the number of known
+            entries (``N * C`` without unknowns, like ``F.binary_cross_entropy_with_logits``), **not**
+            by the sum of the weights. An empty input gives 0.
     """
     check_reduction(reduction)
     gamma = check_nonnegative("gamma", gamma)
     alpha = _check_alpha_scalar(alpha)
     z, y, maybe_unknown = check_multilabel(logits, targets)
-    return _sigmoid_focal(z, y, gamma, alpha, reduction, maybe_unknown)
+    w = None if weight is None else _check_label_weight(weight, z)
+    return _sigmoid_focal(z, y, gamma, alpha, reduction, maybe_unknown, w)
+
+
+def _check_label_weight(weight: VectorLike, z: Tensor) -> Tensor:
+    if z.ndim == 0:
+        raise ValueError("weight needs logits with a label dimension (the last), got a 0-d tensor")
+    return check_class_weight("weight", weight, z.shape[-1], z.device)
 
 
 def _sigmoid_focal(
@@ -177,33 +194,49 @@ def _sigmoid_focal(
     alpha: float | None,
     reduction: str,
     maybe_unknown: bool = True,
+    weight: Tensor | None = None,
 ) -> Tensor:
     z = upcast(z)
     y = y.to(z.dtype)
     if not maybe_unknown:
         loss = sigmoid_focal_elementwise(z, y, gamma, alpha)
+        if weight is not None:
+            loss = loss * weight.to(z.dtype)
         return reduce_loss(loss, reduction, loss.numel())
     known = y != -1
     loss = sigmoid_focal_elementwise(z, y.clamp_min(0.0), gamma, alpha)
-    loss = loss * known
+    loss = loss * known if weight is None else loss * (known * weight.to(z.dtype))
     return reduce_loss(loss, reduction, known.sum())
 
 
 class SigmoidFocalLoss(nn.Module):
-    """Module twin of :func:`sigmoid_focal_loss`."""
+    """Module twin of :func:`sigmoid_focal_loss`; ``weight`` is a buffer."""
+
+    weight: Tensor | None
 
     def __init__(
-        self, *, gamma: float = 2.0, alpha: float | None = 0.25, reduction: Reduction = "mean"
+        self,
+        *,
+        gamma: float = 2.0,
+        alpha: float | None = 0.25,
+        weight: VectorLike | None = None,
+        reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
         check_reduction(reduction)
         self.gamma = check_nonnegative("gamma", gamma)
         self.alpha = _check_alpha_scalar(alpha)
         self.reduction: Reduction = reduction
+        self.register_buffer("weight", None if weight is None else buffer_vector("weight", weight))
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         return sigmoid_focal_loss(
-            logits, targets, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction
+            logits,
+            targets,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            weight=self.weight,
+            reduction=self.reduction,
         )
 
     def extra_repr(self) -> str:

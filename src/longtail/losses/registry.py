@@ -22,6 +22,7 @@ from .asymmetric import (
 from .class_balanced import ClassBalancedLoss, class_balanced_loss
 from .encouraging import EncouragingLoss, encouraging_loss
 from .focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
+from .hill import HillLoss, hill_loss
 from .ldam import LDAMLoss, ldam_loss
 from .logit_adjustment import (
     BalancedSoftmaxLoss,
@@ -128,8 +129,8 @@ for _spec in (
         sigmoid_focal_loss,
         SigmoidFocalLoss,
         "multi-label",
-        hyperparameters={"gamma": 2.0, "alpha": 0.25},
-        description="element-wise sigmoid focal loss (binary / multi-label)",
+        hyperparameters={"gamma": 2.0, "alpha": 0.25, "weight": None},
+        description="element-wise sigmoid focal loss (binary / multi-label), optional label weights",
         paper="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
     LossSpec(
@@ -149,6 +150,18 @@ for _spec in (
         hyperparameters={"gamma_pos": 0.0, "gamma_neg": 4.0, "label_smoothing": 0.1},
         description="single-label (softmax) ASL with label smoothing",
         paper="Ridnik et al., Asymmetric Loss For Multi-Label Classification, ICCV 2021",
+    ),
+    LossSpec(
+        "hill",
+        hill_loss,
+        HillLoss,
+        "multi-label",
+        hyperparameters={"lamb": 1.5, "margin": 1.0, "gamma": 2.0},
+        description="hill-shaped weighting of negatives (robust to missing labels), focal margin",
+        paper=(
+            "Zhang et al., Simple and Robust Loss Design for Multi-Label Learning with Missing "
+            "Labels, arXiv 2112.07368, 2021"
+        ),
     ),
     LossSpec(
         "logit-adjusted",
