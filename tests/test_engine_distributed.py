@@ -86,6 +86,56 @@ def test_two_processes_match_one(tmp_path: Path, method: str) -> None:
         assert torch.allclose(wa[k], wb[k], atol=1e-4), k
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "hide"), [("asl", 0.0), ("rfs", 0.0), ("hill", 0.3)])
+def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: float) -> None:
+    """Multi-label (repeat-factor sampling, hidden labels): two processes train and evaluate like
+    one; mAP gathers every test example's scores from both shards. With hidden labels each process
+    averages its loss over its own known entries (as any masked loss under DDP), so the weights
+    match only approximately and the metrics are compared."""
+    from test_engine_fixtures import write_mulan
+
+    folder = write_mulan(tmp_path / "toy", n_train=96, n_test=50)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "ddp_ml",
+                "task": "multi-label",
+                "methods": [method],
+                "seeds": [0],
+                "data": {
+                    "dataset": "mulan",
+                    "data_dir": str(folder),
+                    "imbalance_factor": None,
+                    "hide_fraction": hide,
+                },
+                "model": {"arch": "mlp", "hidden": [16]},
+                "train": {
+                    "epochs": 3,
+                    "batch_size": 32,
+                    "lr": 0.05,
+                    "eval_every": 1,
+                    "num_threads": 1,
+                },
+            }
+        )
+    )
+    proc = _torchrun(cfg, tmp_path / "ddp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["train", str(cfg), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
+    a = json.loads((tmp_path / "ddp" / method / "seed_0" / "result.json").read_text())
+    b = json.loads((tmp_path / "single" / method / "seed_0" / "result.json").read_text())
+    for key, value in b["metrics"].items():
+        assert a["metrics"][key] == pytest.approx(value, abs=0.02), key
+    assert len(a["details"]["per_label_ap"]) == 4
+    wa = torch.load(tmp_path / "ddp" / method / "seed_0" / "model.pt", weights_only=True)
+    wb = torch.load(tmp_path / "single" / method / "seed_0" / "model.pt", weights_only=True)
+    for k in wb:
+        assert torch.allclose(wa[k], wb[k], atol=1e-4 if hide == 0 else 2e-2), k
+
+
 def _data_dir() -> Path:
     return Path(os.environ.get("LONGTAIL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 

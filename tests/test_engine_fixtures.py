@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,3 +91,59 @@ def tiny_config(**train: Any) -> Config:
             "train": t,
         }
     )
+
+
+LABELS = ["sky", "sea", "sand", "tree"]
+
+
+def write_mulan(
+    folder: Path,
+    name: str = "toy",
+    *,
+    n_train: int = 80,
+    n_test: int = 40,
+    features: int = 5,
+    seed: int = 0,
+    test_features: int | None = None,
+    label_override: dict[int, str] | None = None,
+    drop_label_positives: int | None = None,
+) -> Path:
+    """A small Mulan folder whose labels depend on the features (learnable), label 3 rare."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+
+    def rows(n: int, nf: int) -> list[str]:
+        x = torch.randn(n, nf, generator=g)
+        rates = torch.tensor([0.5, 0.3, 0.2, 0.08])
+        y = (torch.rand(n, 4, generator=g) < rates).long()
+        x[:, : min(4, nf)] += 2.0 * y[:, : min(4, nf)]
+        if drop_label_positives is not None:
+            y[:, drop_label_positives] = 0
+        out = []
+        for i in range(n):
+            labels = [str(int(v)) for v in y[i]]
+            if label_override:
+                for col, val in label_override.items():
+                    if i == 0:
+                        labels[col] = val
+            out.append(",".join([f"{float(v):.4f}" for v in x[i]] + labels))
+        return out
+
+    def header(nf: int) -> list[str]:
+        head = [f"@relation {name}"]
+        head += [f"@attribute f{j} numeric" for j in range(nf)]
+        head += [f"@attribute {lab} {{0,1}}" for lab in LABELS]
+        return [*head, "@data"]
+
+    (folder / f"{name}-train.arff").write_text(
+        "\n".join(header(features) + rows(n_train, features)) + "\n"
+    )
+    nf_test = features if test_features is None else test_features
+    (folder / f"{name}-test.arff").write_text(
+        "\n".join(header(nf_test) + rows(n_test, nf_test)) + "\n"
+    )
+    xml = "".join(f'<label name="{lab}"></label>' for lab in LABELS)
+    (folder / f"{name}.xml").write_text(
+        f'<?xml version="1.0" encoding="utf-8"?><labels xmlns="http://mulan.sourceforge.net/labels">{xml}</labels>'
+    )
+    return folder

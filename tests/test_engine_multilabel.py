@@ -21,61 +21,7 @@ from longtail.engine.multi_label import (
     tail_labels,
 )
 from longtail.engine.trainer import Trainer
-
-LABELS = ["sky", "sea", "sand", "tree"]
-
-
-def write_mulan(
-    folder: Path,
-    name: str = "toy",
-    *,
-    n_train: int = 80,
-    n_test: int = 40,
-    features: int = 5,
-    seed: int = 0,
-    test_features: int | None = None,
-    label_override: dict[int, str] | None = None,
-    drop_label_positives: int | None = None,
-) -> Path:
-    """A small Mulan folder whose labels depend on the features (learnable), label 3 rare."""
-    folder.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(seed)
-
-    def rows(n: int, nf: int) -> list[str]:
-        x = torch.randn(n, nf, generator=g)
-        rates = torch.tensor([0.5, 0.3, 0.2, 0.08])
-        y = (torch.rand(n, 4, generator=g) < rates).long()
-        x[:, : min(4, nf)] += 2.0 * y[:, : min(4, nf)]
-        if drop_label_positives is not None:
-            y[:, drop_label_positives] = 0
-        out = []
-        for i in range(n):
-            labels = [str(int(v)) for v in y[i]]
-            if label_override:
-                for col, val in label_override.items():
-                    if i == 0:
-                        labels[col] = val
-            out.append(",".join([f"{float(v):.4f}" for v in x[i]] + labels))
-        return out
-
-    def header(nf: int) -> list[str]:
-        head = [f"@relation {name}"]
-        head += [f"@attribute f{j} numeric" for j in range(nf)]
-        head += [f"@attribute {lab} {{0,1}}" for lab in LABELS]
-        return [*head, "@data"]
-
-    (folder / f"{name}-train.arff").write_text(
-        "\n".join(header(features) + rows(n_train, features)) + "\n"
-    )
-    nf_test = features if test_features is None else test_features
-    (folder / f"{name}-test.arff").write_text(
-        "\n".join(header(nf_test) + rows(n_test, nf_test)) + "\n"
-    )
-    xml = "".join(f'<label name="{lab}"></label>' for lab in LABELS)
-    (folder / f"{name}.xml").write_text(
-        f'<?xml version="1.0" encoding="utf-8"?><labels xmlns="http://mulan.sourceforge.net/labels">{xml}</labels>'
-    )
-    return folder
+from test_engine_fixtures import LABELS, write_mulan
 
 
 def ml_config(data_dir: Path, **data: Any) -> dict[str, Any]:
@@ -351,3 +297,19 @@ def test_rfs_repeats_examples_with_rare_labels(tmp_path: Path) -> None:
     plain = MultiLabelTask(MULTILABEL_METHODS["bce"], data, cfg)
     order = plain.sampler(0, seed=0, rank=0, world_size=1)
     assert sorted(order.tolist()) == list(range(len(rare)))
+
+
+def test_task_rejects_targets_outside_0_1_minus1(tmp_path: Path) -> None:
+    folder = write_mulan(tmp_path / "toy")
+    cfg = config_from_dict(ml_config(folder))
+    data = build_multilabel_data(cfg.data)
+    data.train_y[3, 2] = 0.5
+    with pytest.raises(ValueError, match=r"train_y: .*0\.5 at row 3, label column 2"):
+        MultiLabelTask(MULTILABEL_METHODS["bce"], data, cfg)
+    data.train_y[3, 2] = 1.0
+    data.test_y[0, 0] = 2.0
+    with pytest.raises(ValueError, match=r"test_y: .*2\.0 at row 0"):
+        MultiLabelTask(MULTILABEL_METHODS["asl"], data, cfg)
+    data.test_y = data.test_y[:, :3]
+    with pytest.raises(ValueError, match=r"test_y: expected an \(N, 4\)"):
+        MultiLabelTask(MULTILABEL_METHODS["asl"], data, cfg)

@@ -52,6 +52,7 @@ __all__ = [
     "MULTILABEL_METRICS",
     "MultiLabelTask",
     "build_multilabel_data",
+    "check_multilabel_targets",
     "hide_labels",
     "tail_labels",
 ]
@@ -218,6 +219,28 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
     )
 
 
+def check_multilabel_targets(targets: Tensor, name: str, num_labels: int) -> None:
+    """``targets`` must be an (N, num_labels) matrix with entries in {0, 1, -1} (hidden).
+
+    Checked once, when a task is built (the losses run without value checks in the loop).
+
+    Raises:
+        ValueError: naming ``name``, the shape, or the first bad entry (row, column, value).
+    """
+    if targets.ndim != 2 or targets.shape[1] != num_labels:
+        raise ValueError(
+            f"{name}: expected an (N, {num_labels}) multi-label target matrix, got shape "
+            f"{tuple(targets.shape)}"
+        )
+    bad = ~((targets == 0) | (targets == 1) | (targets == -1))
+    if bool(bad.any()):
+        row, col = (int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{name}: entries must be 0, 1 or -1 (hidden), got {float(targets[row, col])!r} at "
+            f"row {row}, label column {col}"
+        )
+
+
 def _nan_to_none(values: Iterable[float]) -> list[float | None]:
     return [None if (v is None or math.isnan(v)) else float(v) for v in values]
 
@@ -241,6 +264,8 @@ class MultiLabelTask(Task):
     ):
         if method.task != "multi-label":
             raise ValueError(f"method {method.name!r} is a {method.task} method, not multi-label")
+        check_multilabel_targets(data.train_y, "train_y", data.num_classes)
+        check_multilabel_targets(data.test_y, "test_y", data.num_classes)
         self.method = method
         self.data = data
         self.config = config
