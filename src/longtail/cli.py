@@ -2,8 +2,9 @@
 
 .. code-block:: text
 
-    longtail bench [CONFIG] [--methods a,b] [--seeds 0,1,2] [--data-dir DIR] [--out DIR]
-                   [--resume] [--epochs N] [--set KEY=VALUE ...] [--no-progress]
+    longtail bench [CONFIG] [--methods a,b] [--reference | --no-reference] [--seeds 0,1,2]
+                   [--data-dir DIR] [--out DIR] [--resume] [--epochs N] [--set KEY=VALUE ...]
+                   [--no-progress]
     longtail train CONFIG [--method M] [--seed S] [--data-dir DIR] [--out DIR] [--resume]
                    [--epochs N] [--set KEY=VALUE ...]
     longtail report RUN_DIR
@@ -12,6 +13,10 @@
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
 ``torchrun --nproc_per_node=N -m longtail train CONFIG`` the run is data-parallel. See docs/cli.md.
+
+A user's mistake or a bad file ends the command with one line ``error: ...`` on standard error
+(naming the key, file or value; printed by rank 0 only under ``torchrun``) and exit code 2, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def _override(text: str) -> tuple[str, Any]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the data files (overrides data.data_dir)")
+    p.add_argument("--data-path", help="data file of dataset table / mat (overrides data.path)")
     p.add_argument(
         "--out", help="run folder (default: runs/<name>-<timestamp>; with --resume: the latest one)"
     )
@@ -106,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", nargs="?", help="YAML config or bundled name (default: digits_lt)")
     b.add_argument(
         "--methods", type=_str_list, help="comma-separated method names (default: config)"
+    )
+    ref = b.add_mutually_exclusive_group()
+    ref.add_argument(
+        "--reference",
+        dest="reference",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also train the balanced reference (default: as the config says, but not when "
+        "--methods is given)",
+    )
+    ref.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_const",
+        const=False,
+        help="no balanced reference, whatever the config says",
     )
     b.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: config)")
     _common(b)
@@ -170,6 +193,8 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
     overrides: dict[str, Any] = dict(args.overrides)
     if args.data_dir is not None:
         overrides["data.data_dir"] = args.data_dir
+    if args.data_path is not None:
+        overrides["data.path"] = args.data_path
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     if args.command == "bench":
@@ -177,6 +202,11 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
             overrides["methods"] = args.methods
         if args.seeds is not None:
             overrides["seeds"] = args.seeds
+        # the balanced reference trains erm once more: with --methods only on request
+        if args.reference is not None:
+            overrides["data.balanced_reference"] = args.reference
+        elif args.methods is not None and "data.balanced_reference" not in overrides:
+            overrides["data.balanced_reference"] = False
     else:
         if args.method is not None:
             overrides["methods"] = [args.method]
@@ -190,7 +220,10 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
         and (out_dir / "config.yaml").is_file()
     ):
         config = out_dir / "config.yaml"
-    cfg = load_config(config, overrides)
+    notices: list[str] = []
+    cfg = load_config(config, overrides, notices=notices)
+    for note in notices:
+        _say(f"note: {note}")
     if args.command == "train":
         import dataclasses
 
@@ -219,32 +252,43 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out_dir = Path(args.out) if args.out else None
     cfg = _load(args, out_dir)
     device = D.resolve_device(cfg.train.device)
-    D.init_distributed(device)
-    try:
-        if out_dir is None:
-            if args.resume:
-                out_dir = latest_out_dir(cfg.name)
-                if out_dir is None:
-                    print(
-                        f"error: --resume: no previous run of {cfg.name!r} under runs/; pass --out",
-                        file=sys.stderr,
-                    )
-                    return 2
-            else:
-                out_dir = default_out_dir(cfg.name)
-        out_dir = Path(str(D.broadcast_object(str(out_dir))))
-        if D.is_main_process():
-            print(f"{cfg.name}: {len(cfg.seeds)} seed(s), writing {out_dir}", file=sys.stderr)
-        run_benchmark(
-            cfg,
-            out_dir,
-            resume=args.resume,
-            command=describe_command(argv),
-            progress=not args.no_progress,
-        )
-    finally:
-        D.cleanup_distributed()
+    D.init_distributed(device)  # main() destroys the process group, after reporting an error
+    if out_dir is None:
+        if args.resume:
+            out_dir = latest_out_dir(cfg.name)
+            if out_dir is None:
+                raise FileNotFoundError(
+                    f"--resume: no previous run of {cfg.name!r} under runs/; pass --out"
+                )
+        else:
+            out_dir = default_out_dir(cfg.name)
+    out_dir = Path(str(D.broadcast_object(str(out_dir))))
+    if D.is_main_process():
+        print(f"{cfg.name}: {len(cfg.seeds)} seed(s), writing {out_dir}", file=sys.stderr)
+    run_benchmark(
+        cfg,
+        out_dir,
+        resume=args.resume,
+        command=describe_command(argv),
+        progress=not args.no_progress,
+    )
     return 0
+
+
+def _say(line: str) -> None:
+    """Print ``line`` on standard error, from rank 0 only (N ranks failing alike print it once)."""
+    from longtail.engine.distributed import launch_rank
+
+    if launch_rank() == 0:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _os_error(exc: OSError) -> str:
+    """``PATH: reason`` for an operating-system error (``[Errno 13] ...`` is for programmers)."""
+    if exc.errno is None or not exc.strerror:
+        return str(exc)  # our own message
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return f"{where}{exc.strerror}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,47 +296,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
+    from longtail.engine import distributed as D
+
+    try:
+        code = _dispatch(args, args_list)
+        sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is caught below
+        return code
+    except BaseException as exc:
+        code = _report(exc)  # re-raises what is not the user's (a bug: its traceback helps)
+        D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
+        return code
+    finally:
+        D.cleanup_distributed()
+
+
+def _report(exc: BaseException) -> int:
+    """Print ``exc`` as one line ``error: ...`` (rank 0 only); return the exit code."""
     from longtail.engine.checkpoint import CheckpointError
     from longtail.engine.config import ConfigError
     from longtail.engine.trainer import NonFiniteLossError
 
-    try:
-        if args.command == "methods":
-            return _cmd_methods(args.task)
-        if args.command == "report":
-            from longtail.engine.checkpoint import read_json
-            from longtail.engine.report import format_table, write_report
-
-            run_dir = Path(args.run_dir)
-            if not (run_dir / "results.json").is_file():
-                print(f"error: {run_dir} has no results.json", file=sys.stderr)
-                return 2
-            path = write_report(run_dir)
-            print(format_table(read_json(run_dir / "results.json"), markdown=False))
-            print(f"\nwrote {path}")
-            return 0
-        return _cmd_run(args, args_list)
-    except (ConfigError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, (ConfigError, CheckpointError)):
+        _say(f"error: {exc}")
         return 2
-    except (FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, (FileNotFoundError, FileExistsError)):
+        _say(f"error: {_os_error(exc)}")
         return 2
-    except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, NonFiniteLossError):
+        _say(f"error: {exc}")
         return 1
-    except ValueError as exc:  # a bad value found once the data or a checkpoint is read
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, ValueError):  # a bad value found once the data or a checkpoint is read
+        _say(f"error: {exc}")
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
+    if isinstance(exc, KeyboardInterrupt):
+        _say("interrupted; continue with --resume")
         return 130
-    except BrokenPipeError:  # e.g. `longtail methods | head`: the reader left, nothing to say
+    if isinstance(exc, BrokenPipeError):  # e.g. `longtail methods | head`: the reader left
         import os
 
+        # what is still buffered cannot be written: point stdout at /dev/null so that the flush at
+        # exit does not fail again ("Exception ignored ... BrokenPipeError")
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return 0
+    if isinstance(exc, OSError):  # an unwritable or full disk, a file that cannot be read
+        _say(f"error: {_os_error(exc)}")
+        return 2
+    raise exc
+
+
+def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
+    if args.command == "methods":
+        return _cmd_methods(args.task)
+    if args.command == "report":
+        from longtail.engine.checkpoint import read_json
+        from longtail.engine.report import format_table, write_report
+
+        run_dir = Path(args.run_dir)
+        if not (run_dir / "results.json").is_file():
+            print(f"error: {run_dir} has no results.json", file=sys.stderr)
+            return 2
+        path = write_report(run_dir)
+        print(format_table(read_json(run_dir / "results.json"), markdown=False))
+        print(f"\nwrote {path}")
+        return 0
+    return _cmd_run(args, args_list)
 
 
 if __name__ == "__main__":  # pragma: no cover

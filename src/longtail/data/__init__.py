@@ -9,7 +9,13 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
 - :func:`load_multilabel_arff`: multi-label ARFF (Mulan XML / MEKA ``-C``), dense or sparse;
 - :func:`load_mulan`: a Mulan folder (``NAME-train.arff``, ``NAME-test.arff``, ``NAME.xml``),
   returns ``(train, test)`` after checking that both splits declare the same attributes;
-- :func:`load_mat`: MATLAB ``.mat`` data sets.
+- :func:`load_mat`: MATLAB ``.mat`` data sets;
+- :func:`load_table` (:class:`TableData`): ``.csv`` / ``.npz`` / ``.parquet`` tables of features and
+  labels, :func:`read_table` for the raw columns.
+
+Image folders (``root/<class>/*.png``) are read lazily: :class:`ImageFolderDataset` (a torch
+``Dataset`` decoding one image at a time with Pillow), :func:`scan_image_folder`,
+:func:`image_channel_stats`.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
 Many-class pair sets (``K`` classes -> ``K * K`` side-by-side pair classes): :func:`make_pair_images`.
@@ -34,6 +40,12 @@ from longtail.data.cifar import (
 from longtail.data.digits import load_digits
 from longtail.data.download import DATASETS, RemoteFile, download, sha256sum
 from longtail.data.idx import load_idx
+from longtail.data.image_folder import (
+    IMAGE_EXTENSIONS,
+    ImageFolderDataset,
+    image_channel_stats,
+    scan_image_folder,
+)
 from longtail.data.long_tailed import class_counts, long_tailed_counts, make_long_tailed
 from longtail.data.mat import load_mat
 from longtail.data.pairs import make_pair_images
@@ -45,12 +57,15 @@ from longtail.data.samplers import (
     RepeatFactorSampler,
     SquareRootSampler,
 )
+from longtail.data.table import TableData, load_table, read_table
 from longtail.data.tiles import long_tailed_label_probs, make_tile_images
 
 __all__ = [
     "DATASETS",
+    "IMAGE_EXTENSIONS",
     "ClassAwareSampler",
     "ClassBalancedSampler",
+    "ImageFolderDataset",
     "InstanceBalancedSampler",
     "LabeledTensors",
     "ProgressivelyBalancedSampler",
@@ -58,8 +73,10 @@ __all__ = [
     "RepeatFactorSampler",
     "RestrictedUnpickler",
     "SquareRootSampler",
+    "TableData",
     "class_counts",
     "download",
+    "image_channel_stats",
     "load_cifar",
     "load_cifar10",
     "load_cifar100",
@@ -68,12 +85,15 @@ __all__ = [
     "load_mat",
     "load_mulan",
     "load_multilabel_arff",
+    "load_table",
     "long_tailed_counts",
     "long_tailed_label_probs",
     "make_long_tailed",
     "make_pair_images",
     "make_tile_images",
     "read_mulan_labels",
+    "read_table",
     "safe_unpickle",
+    "scan_image_folder",
     "sha256sum",
 ]

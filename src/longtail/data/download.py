@@ -1,9 +1,10 @@
 """Download helper for the public data sets the loaders read (for users; tests never download).
 
 Each file is fetched to a temporary file in the target directory, its SHA-256 is checked, and
-only then is it renamed into place with :func:`os.replace` (atomic on POSIX and Windows). A file
-already present with the right checksum is not fetched again. CIFAR tarballs are extracted after
-checking every member (no absolute paths, no ``..``, no links or devices).
+only then is it renamed into place with :func:`os.replace` (atomic on POSIX and Windows), with the
+mode the user's umask gives a new file. A file already present with the right checksum is not
+fetched again. CIFAR tarballs are extracted after checking every member (no absolute paths, no
+``..``, no links or devices).
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def _default_urlopen(url: str) -> IO[bytes]:
     return response
 
 
+def _file_mode() -> int:
+    """``0o666 & ~umask``: the mode of a new file for this user (read without changing the umask
+    where Linux's ``/proc/self/status`` shows it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # only readable by setting it: put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fetch(remote: RemoteFile, target: Path, urlopen: UrlOpen) -> None:
     """Stream ``remote`` to a temp file next to ``target``, verify, then ``os.replace``."""
     fd, tmp_name = tempfile.mkstemp(
@@ -129,6 +145,8 @@ def _fetch(remote: RemoteFile, target: Path, urlopen: UrlOpen) -> None:
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
+            if hasattr(os, "fchmod"):  # mkstemp makes it 0o600: give it the umask's mode instead
+                os.fchmod(out.fileno(), _file_mode())
             response = urlopen(remote.url)
             try:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):

@@ -21,7 +21,7 @@ import torch
 
 from longtail.data._types import LabeledTensors
 
-__all__ = ["load_idx"]
+__all__ = ["check_idx_labels", "load_idx"]
 
 _UBYTE = 0x08
 _CHUNK = 1 << 20
@@ -143,6 +143,65 @@ def _read_idx(path: Path, expected_ndim: int) -> tuple[tuple[int, ...], np.ndarr
                 raise ValueError(f"{path}: offset {header_len + got}: file shrank while reading")
         array = np.frombuffer(buf, dtype=np.uint8)
     return dims, array.reshape(dims)
+
+
+def _ranges(values: list[int], limit: int = 4) -> str:
+    """``[3, 5, 6, 7, 10]`` -> ``"3, 5-7, 10"`` (at most ``limit`` runs, then ``...``)."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    text = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    return ", ".join(text + (["..."] if len(runs) > limit else []))
+
+
+def check_idx_labels(directory: str | os.PathLike[str]) -> int:
+    """Check that an IDX folder's labels are the classes ``0..K-1`` of a classification set.
+
+    Reads only the two label files. The training labels must give every class from 0 to their
+    largest value samples (``K = largest + 1``); the test labels must lie in ``0..K-1``. A label far
+    outside the others (a corrupt or mislabelled sample, e.g. ``200`` among ``0..9``) would otherwise
+    make ``K - 10`` empty classes.
+
+    Returns:
+        ``K``, the number of classes.
+
+    Raises:
+        ValueError: a class in ``0..K-1`` without training samples (the message names the labels
+            file, the largest label value and how many samples hold it), a test label ``>= K``
+            (naming the file, the value and its count), or a malformed file (as :func:`load_idx`).
+        FileNotFoundError: a labels file or the folder is missing.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"directory: {str(folder)!r} is not a directory")
+    train_path = _find(folder, _FILE_STEMS["train"][1])
+    _, train = _read_idx(train_path, expected_ndim=1)
+    if train.size == 0:
+        raise ValueError(f"{train_path}: holds no labels")
+    counts = np.bincount(train, minlength=1)
+    top = int(train.max())
+    missing = [int(c) for c in np.flatnonzero(counts == 0)]
+    if missing:
+        n = int(counts[top])
+        raise ValueError(
+            f"{train_path}: label {top} is held by {n} sample(s), but labels must be the classes "
+            f"0..K-1 with K = {top + 1} (the largest label + 1) and {len(missing)} of those have "
+            f"no samples ({_ranges(missing)}); fix or remove the samples labelled {top}"
+        )
+    test_path = _find(folder, _FILE_STEMS["test"][1])
+    _, test = _read_idx(test_path, expected_ndim=1)
+    outside = test[test > top]
+    if outside.size:
+        value = int(outside.max())
+        n = int((test == value).sum())
+        raise ValueError(
+            f"{test_path}: label {value} is held by {n} test sample(s), but the training labels "
+            f"({train_path}) are the classes 0..{top}"
+        )
+    return top + 1
 
 
 def load_idx(directory: str | os.PathLike[str], split: str = "train") -> LabeledTensors:

@@ -11,9 +11,10 @@ A checkpoint is a dict of tensors and plain Python values only, so that
 Every write (:func:`atomic_write_bytes` and the helpers built on it) goes to a temporary file in the
 same folder, is flushed to disk, then renamed over the target (:func:`os.replace` is atomic on POSIX and
 Windows), so a process killed at any point (even with SIGKILL) leaves either the previous or the new
-file, never a torn one. A file that is nevertheless unreadable (a copy cut short, a full disk, another
-program's file) makes :func:`load_checkpoint` / :func:`read_json` raise :class:`CheckpointError`, a
-``ValueError`` naming the file, instead of a low-level unpickling or JSON error.
+file, never a torn one; the file gets the mode the user's umask gives a new file (:func:`file_mode`).
+A file that is nevertheless unreadable (a copy cut short, a full disk, another program's file) makes
+:func:`load_checkpoint` / :func:`read_json` raise :class:`CheckpointError`, a ``ValueError`` naming
+the file, instead of a low-level unpickling or JSON error.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "file_mode",
     "load_checkpoint",
     "read_json",
     "save_checkpoint",
@@ -47,17 +49,52 @@ class CheckpointError(ValueError):
     """A checkpoint or result file is truncated, corrupt or not one of ours (the message names it)."""
 
 
+def _read_umask() -> int:
+    """The process's umask, without changing it where the system says (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0o022)  # os.umask only reads by setting: put it back at once
+    os.umask(mask)
+    return mask
+
+
+#: The umask when this module was imported (used where ``/proc/self/status`` does not exist).
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def file_mode() -> int:
+    """The mode of a new file under the current umask (``0o666 & ~umask``, e.g. 0o644 under 022).
+
+    :func:`tempfile.mkstemp` creates its files 0o600 whatever the umask; the writes here chmod the
+    temporary file to this mode so that the files of a run are as readable as any other file the
+    user creates.
+    """
+    return 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename.
 
-    The folder is created if needed. On any error the temporary file is removed and ``path`` keeps
-    its previous content.
+    The folder is created if needed; the file gets the mode a new file has under the user's umask
+    (:func:`file_mode`). On any error the temporary file is removed and ``path`` keeps its previous
+    content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # POSIX (and Windows from Python 3.13)
+                os.fchmod(fh.fileno(), file_mode())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

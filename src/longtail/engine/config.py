@@ -19,7 +19,7 @@ once the data is loaded.
       la-loss: {tau: 1.5}
     data:
       dataset: digits          # digits | fashion-mnist | fashion-pairs | mnist | kmnist | idx
-                               # | cifar10 | cifar100
+                               # | cifar10 | cifar100 | image-folder | table | mat
       data_dir: null
       imbalance_factor: 10     # n_max / n_min of the exponential or step profile; null = as is
       profile: exp
@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -108,9 +109,15 @@ DATASETS = (
     "cifar100",
     "mulan",
     "fashion-tiles",
+    "image-folder",
+    "table",
+    "mat",
 )
-#: Data sets of multi-label tasks (every other one is single-label).
+#: Data sets of multi-label tasks (every other one is single-label, except ``EITHER_TASK_DATASETS``).
 MULTILABEL_DATASETS = ("mulan", "fashion-tiles")
+#: Data sets of either task (single-label with ``data.label_column``, multi-label with
+#: ``data.label_columns``).
+EITHER_TASK_DATASETS = ("table",)
 
 
 @dataclass
@@ -137,7 +144,11 @@ class DataConfig:
         "tail) or random (a permutation drawn from the training seed and subset_seed)",
     )
     test_fraction: float = _f(
-        0.5, gt=0.0, lt=1.0, doc="digits: share of each class held out (balanced test split)"
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        doc="digits: share of each class held out (balanced test split); table, mat, image-folder "
+        "without test/: share of each class held out (stratified split)",
     )
     pair_test_per_class: int = _f(
         100, ge=1, doc="fashion-pairs: test images per pair class (balanced test set)"
@@ -172,6 +183,27 @@ class DataConfig:
     tiles_blank_prob: float = _f(
         0.25, ge=0.0, lt=1.0, doc="fashion-tiles: probability that a tile is blank"
     )
+    path: str | None = _f(None, doc="table / mat: the data file (.csv, .npz, .parquet / .mat)")
+    label_column: str | None = _f(
+        None, doc="table, single-label: the column holding the class (text or integers)"
+    )
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata=_meta(doc="table, multi-label: the 0/1 label columns (empty / NaN: unknown)"),
+    )
+    x_key: str | None = _f(None, doc="mat: the variable holding the inputs (default X)")
+    y_key: str | None = _f(None, doc="mat: the variable holding the labels (default Y)")
+    image_size: int | None = _f(
+        None, ge=1, doc="image-folder: images are resized to this square size (default 32)"
+    )
+    channels: int | None = _f(
+        None, ge=1, le=3, doc="image-folder: 1 (grey) or 3 (RGB, default) channels"
+    )
+    num_workers: int = _f(
+        0,
+        ge=0,
+        doc="image-folder: DataLoader worker processes decoding the images (0: in the loop)",
+    )
 
 
 ARCHS = ("auto", "mlp", "cnn", "resnet32")
@@ -190,6 +222,14 @@ class ModelConfig:
     )
     convs_per_stage: int = _f(1, ge=1, doc="cnn conv3x3-BN-ReLU layers per stage")
     dropout: float = _f(0.0, ge=0.0, lt=1.0, doc="dropout before the head")
+    factory: str | None = _f(
+        None,
+        doc="'package.module:callable' building the whole network as "
+        "callable(num_classes=C, **model.kwargs) (replaces arch)",
+    )
+    kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_meta(doc="model.factory: keyword arguments")
+    )
 
 
 @dataclass
@@ -463,7 +503,7 @@ def _check_cross(cfg: Config) -> None:
             check_method_params(name, params, METHODS)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    if cfg.data.dataset not in ("digits",) and cfg.data.data_dir is None:
+    if cfg.data.dataset not in ("digits", "table", "mat") and cfg.data.data_dir is None:
         raise ConfigError(
             f"config key 'data.data_dir': required for dataset {cfg.data.dataset!r} "
             "(or pass --data-dir)"
@@ -481,11 +521,13 @@ def _check_task_data(cfg: Config) -> None:
     """The data set and data options must fit the task (multi-label sets need task multi-label)."""
     d = cfg.data
     multi = cfg.task == "multi-label"
-    if multi != (d.dataset in MULTILABEL_DATASETS):
+    _check_own_data(cfg)
+    _check_model_factory(cfg)
+    if d.dataset not in EITHER_TASK_DATASETS and multi != (d.dataset in MULTILABEL_DATASETS):
         if multi:
             raise ConfigError(
                 f"config key 'data.dataset': task multi-label needs a multi-label data set "
-                f"({', '.join(MULTILABEL_DATASETS)}), got {d.dataset!r}"
+                f"({', '.join(MULTILABEL_DATASETS + EITHER_TASK_DATASETS)}), got {d.dataset!r}"
             )
         raise ConfigError(
             f"config key 'task': data set {d.dataset!r} is multi-label; set task: multi-label"
@@ -511,10 +553,154 @@ def _check_task_data(cfg: Config) -> None:
                 "config key 'data.imbalance_factor': a Mulan set is used as loaded (its labels "
                 f"are naturally skewed); set it to null, got {d.imbalance_factor}"
             )
+        if d.dataset == "table" and d.imbalance_factor is not None:
+            raise ConfigError(
+                "config key 'data.imbalance_factor': a multi-label table is used as loaded (a "
+                "long-tailed subset is not defined for several labels per row); set it to null, "
+                f"got {d.imbalance_factor}"
+            )
         if d.max_per_class is not None:
             raise ConfigError(
                 "config key 'data.max_per_class': not used by multi-label data sets, got "
                 f"{d.max_per_class}"
+            )
+
+
+_FACTORY_FORMAT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_TABLE_SUFFIXES = (".csv", ".npz", ".parquet")
+
+
+def _check_own_data(cfg: Config) -> None:
+    """The keys of ``image-folder``, ``table`` and ``mat``: required where used, refused elsewhere."""
+    d = cfg.data
+    multi = cfg.task == "multi-label"
+
+    def unused(key: str, value: Any, used_by: str) -> ConfigError:
+        return ConfigError(
+            f"config key 'data.{key}': only used by dataset {used_by}, got {value!r} with "
+            f"dataset {d.dataset!r}"
+        )
+
+    for key, datasets in (
+        ("path", ("table", "mat")),
+        ("label_column", ("table",)),
+        ("label_columns", ("table",)),
+        ("x_key", ("mat",)),
+        ("y_key", ("mat",)),
+        ("image_size", ("image-folder",)),
+        ("channels", ("image-folder",)),
+    ):
+        value = getattr(d, key)
+        if value is not None and d.dataset not in datasets:
+            raise unused(key, value, " / ".join(datasets))
+    if d.num_workers and d.dataset != "image-folder":
+        raise unused("num_workers", d.num_workers, "image-folder (images read lazily)")
+    if d.channels is not None and d.channels not in (1, 3):
+        raise ConfigError(f"config key 'data.channels': must be 1 or 3, got {d.channels}")
+    if d.dataset in ("table", "mat"):
+        if d.path is None:
+            raise ConfigError(
+                f"config key 'data.path': required for dataset {d.dataset!r} (or pass --data-path)"
+            )
+        if d.data_dir is not None:
+            raise ConfigError(
+                f"config key 'data.data_dir': dataset {d.dataset!r} reads data.path, got "
+                f"data_dir {d.data_dir!r}"
+            )
+        suffixes = _TABLE_SUFFIXES if d.dataset == "table" else (".mat",)
+        if Path(d.path).suffix.lower() not in suffixes:
+            raise ConfigError(
+                f"config key 'data.path': dataset {d.dataset!r} reads {' / '.join(suffixes)} "
+                f"files, got {d.path!r}"
+            )
+    if d.dataset == "mat" and multi:
+        raise ConfigError(
+            "config key 'task': dataset 'mat' is single-label (a label vector); use a table for "
+            "multi-label data"
+        )
+    if d.dataset != "table":
+        return
+    if multi:
+        if d.label_column is not None:
+            raise ConfigError(
+                "config key 'data.label_column': single-label only; task multi-label reads "
+                "data.label_columns"
+            )
+        if not d.label_columns:
+            raise ConfigError(
+                "config key 'data.label_columns': required for a multi-label table (the 0/1 "
+                "label columns)"
+            )
+        if len(set(d.label_columns)) != len(d.label_columns):
+            raise ConfigError(
+                f"config key 'data.label_columns': duplicate names in {d.label_columns}"
+            )
+    else:
+        if d.label_columns is not None:
+            raise ConfigError(
+                "config key 'data.label_columns': multi-label only (task: multi-label); a "
+                "single-label table reads data.label_column"
+            )
+        if d.label_column is None:
+            raise ConfigError(
+                "config key 'data.label_column': required for a single-label table (the "
+                "column holding the class)"
+            )
+
+
+def _check_model_factory(cfg: Config) -> None:
+    m = cfg.model
+    if m.factory is None:
+        if m.kwargs:
+            raise ConfigError(
+                f"config key 'model.kwargs': only used with model.factory, got {m.kwargs!r}"
+            )
+        return
+    if not _FACTORY_FORMAT.fullmatch(m.factory):
+        raise ConfigError(
+            f"config key 'model.factory': expected 'package.module:callable', got {m.factory!r}"
+        )
+    if m.arch != "auto":
+        raise ConfigError(
+            "config key 'model.arch': not used with model.factory (the factory builds the whole "
+            f"network), got {m.arch!r}"
+        )
+    if "num_classes" in m.kwargs:
+        raise ConfigError(
+            "config key 'model.kwargs.num_classes': set by the engine (the data's number of "
+            "classes)"
+        )
+
+
+def _check_factory_against_methods(cfg: Config, num_classes: int) -> None:
+    """Build the factory's model once (global RNG untouched) and check that it has the head every
+    configured method needs."""
+    import torch
+
+    from longtail.engine.methods import resolve_methods
+    from longtail.engine.models import build_factory_model, factory_head_problem
+
+    assert cfg.model.factory is not None
+    table = resolve_methods(cfg.recipes, cfg.task)
+    names = (
+        [n for n, m in table.items() if m.task == cfg.task]
+        if isinstance(cfg.methods, str)
+        else list(cfg.methods)
+    )
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_factory_model(cfg.model.factory, num_classes, cfg.model.kwargs)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"config key '{key}': {problem}") from None
+    for name in names:
+        missing = factory_head_problem(model, table[name])
+        if missing:
+            raise ConfigError(
+                f"config key 'model.factory': method {name!r} {missing}, and the "
+                f"{type(model).__name__} returned by {cfg.model.factory} has none (choose methods "
+                "with a linear head and no second stage or tau-norm, or give the module that "
+                "attribute)"
             )
 
 
@@ -527,14 +713,17 @@ def check_config_against_data(cfg: Config, *, is_image: bool, num_classes: int) 
         num_classes: classes of the data.
 
     Raises:
-        ConfigError: ``train.augment`` or ``model.arch: cnn`` / ``resnet32`` on feature vectors, or
-            fewer than 2 classes; the message names the key.
+        ConfigError: ``train.augment`` or ``model.arch: cnn`` / ``resnet32`` on feature vectors,
+            fewer than 2 classes, or a ``model.factory`` that cannot be imported or called, or
+            lacks the head a configured method needs; the message names the key.
     """
     if num_classes < 2:
         raise ConfigError(
             f"config key 'data.dataset': {cfg.data.dataset!r} has {num_classes} class(es), "
             "classification needs at least 2"
         )
+    if cfg.model.factory is not None:
+        _check_factory_against_methods(cfg, num_classes)
     if is_image:
         return
     if cfg.train.augment:
@@ -595,43 +784,113 @@ def bundled_config_path(name: str) -> Path:
     return path
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """One line for a PyYAML error: the problem and where (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_yaml_mapping(p: Path) -> dict[str, Any]:
+    """The top-level mapping of the YAML file ``p``; anything else is a :class:`ConfigError`."""
+    import yaml
+
+    data = p.read_bytes()
+    if b"\0" in data:
+        raise ConfigError(
+            f"config {p}: not a YAML file (binary data: byte 0x00 at offset {data.index(0)})"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config {p}: not a YAML file (not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start})"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {p}: not valid YAML: {_yaml_problem(exc)}") from None
+    if raw is None:
+        raise ConfigError(
+            f"config {p} is empty: expected a mapping of settings (e.g. `name: my_run`)"
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {p}: expected a mapping at the top level, got {_type_name(raw)}")
+    return raw
+
+
+def _fit_warmup(raw: dict[str, Any], file_epochs: Any, notices: list[str]) -> None:
+    """Lower a file's ``train.warmup_epochs`` that an overridden ``train.epochs`` leaves no room for.
+
+    The warm-up keeps its share of the epochs (rounded down), and stays below ``train.epochs``.
+    """
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return
+    values: tuple[Any, ...] = (train.get("epochs"), train.get("warmup_epochs"), file_epochs)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        return  # absent or invalid: validation names the key
+    epochs, warmup, before = (int(v) for v in values)
+    if warmup < epochs:
+        return
+    fitted = min(epochs - 1, warmup * epochs // before)
+    train["warmup_epochs"] = fitted
+    notices.append(
+        f"train.warmup_epochs lowered from {warmup} to {fitted}: it must be below train.epochs, "
+        f"now {epochs} (set train.warmup_epochs to choose another value)"
+    )
+
+
 def load_config(
-    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    notices: list[str] | None = None,
 ) -> Config:
     """Load and validate a YAML config; ``None`` loads the bundled ``digits_lt`` config.
 
     Args:
         path: a YAML file, or the name of a bundled config (see :func:`bundled_config_names`).
         overrides: dotted keys applied on top of the file, e.g. ``{"train.epochs": 2}``.
+        notices: if given (the command line does), an overridden ``train.epochs`` that is not above
+            the file's ``train.warmup_epochs`` (not overridden) lowers the warm-up, keeping its
+            share of the epochs, instead of being an error; a one-line note is appended here.
 
     Raises:
-        ConfigError: unknown key, wrong type or out-of-range value (the message names the key).
+        ConfigError: an empty file, a file that is not YAML text or not a mapping, an unknown key,
+            a wrong type or an out-of-range value (the message names the file or the key).
         FileNotFoundError: ``path`` does not exist and is not a bundled name.
     """
     try:
-        import yaml
+        import yaml  # noqa: F401
     except ImportError as exc:  # pragma: no cover
         raise ImportError("loading configs needs PyYAML: pip install 'longtail[cli]'") from exc
     if path is None:
         p = bundled_config_path("digits_lt")
     else:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config {p} is a folder, not a YAML file")
         if not p.is_file():
             if p.suffix == "" and str(p.stem) in bundled_config_names():
                 p = bundled_config_path(str(p))
             else:
                 raise FileNotFoundError(f"config file not found: {path}")
-    with open(p, encoding="utf-8") as fh:
-        try:
-            raw = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {p}: not valid YAML: {exc}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {p}: expected a mapping at the top level, got {_type_name(raw)}")
-    for k, v in (overrides or {}).items():
+    raw = _read_yaml_mapping(p)
+    train = raw.get("train")
+    file_epochs = train.get("epochs", TrainConfig().epochs) if isinstance(train, dict) else None
+    overrides = dict(overrides or {})
+    for k, v in overrides.items():
         _set_dotted(raw, k, v)
+    if (
+        notices is not None
+        and "train.epochs" in overrides
+        and "train.warmup_epochs" not in overrides
+    ):
+        _fit_warmup(raw, file_epochs, notices)
     return config_from_dict(raw)
 
 

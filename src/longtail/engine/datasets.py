@@ -38,19 +38,59 @@ the long-tailed counts of the same seed, follow the permutation).
 
 Images are scaled to ``[0, 1]`` and standardised with the training subset's
 per-channel mean and std; feature vectors are used as loaded.
+
+Your own data (see docs/cli.md, "Your own data"):
+
+- ``image-folder``: ``data_dir/train/<class>/*.{png,jpg,jpeg}`` and, if present,
+  ``data_dir/test/<class>/...`` (classes: the training folder names, sorted). Read lazily with
+  :class:`longtail.data.ImageFolderDataset` (``data.image_size``, default 32; ``data.channels``,
+  default 3): the bundle's ``train_x`` / ``test_x`` are empty ``(0, C, S, S)`` placeholders giving
+  the input shape, and the trainer reads ``train_dataset`` / ``eval_datasets`` through a
+  ``DataLoader`` with ``data.num_workers`` workers. Standardisation: per-channel mean and std of a
+  seeded sample (``subset_seed``) of at most :data:`IMAGE_STATS_SAMPLE` images of the training
+  subset (all of them when it is smaller), applied in the dataset.
+- ``table`` (``data.path``: ``.csv`` / ``.npz`` / ``.parquet``, read with
+  :func:`longtail.data.load_table`; ``data.label_column``) and ``mat`` (``data.path``, variables
+  ``data.x_key`` / ``data.y_key``, default ``X`` / ``Y``, read with :func:`longtail.data.load_mat`):
+  feature vectors; class labels are mapped to ``0..C-1`` in sorted order of their values, which are
+  the class names. Features are standardised with the training subset's mean and std (a constant
+  feature is only centred); a missing value (NaN) is replaced by the training mean, i.e. 0 after
+  standardising.
+
+Without a test set (``table``, ``mat``, ``image-folder`` without ``test/``) the examples are split
+by :func:`stratified_split` (``data.test_fraction``, seed ``data.subset_seed``) before the training
+pool is made long-tailed; the test rows (or files) are kept in ``DataBundle.split`` and written to
+``split.json`` in the run folder by :func:`write_split`. The test set then follows the data's own
+class distribution (it is not balanced).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from longtail.engine.config import DataConfig
 
-__all__ = ["DataBundle", "build_data", "class_order_permutation"]
+__all__ = [
+    "IMAGE_STATS_SAMPLE",
+    "DataBundle",
+    "build_data",
+    "class_order_permutation",
+    "load_table_multilabel",
+    "standardise_features",
+    "stratified_split",
+    "write_split",
+]
+
+#: Image folders: the mean and std are estimated from at most this many training images.
+IMAGE_STATS_SAMPLE = 2000
 
 
 @dataclass
@@ -67,6 +107,14 @@ class DataBundle:
             also for the balanced reference run, so that the groups are the same classes).
         imbalance_factor: the configured imbalance factor (``None``: data used as is).
         extra_splits: further named evaluation splits besides ``test`` (see :attr:`eval_splits`).
+        train_dataset: lazy data (image folders): a map-style ``Dataset`` whose item ``i`` is
+            ``(x_i, y_i)`` for training example ``i`` (``train_y[i]``); ``train_x`` is then an
+            empty ``(0, ...)`` placeholder that only gives the input shape. ``None``: in memory.
+        eval_datasets: lazy evaluation splits by name (``test``), read instead of
+            :attr:`eval_splits`' tensors of the same name.
+        split: the hold-out made when the data has no test set (``test``: row indices or file
+            names, plus how it was drawn); written to ``split.json`` by :func:`write_split`.
+        num_workers: ``DataLoader`` workers for the lazy datasets.
     """
 
     name: str
@@ -79,6 +127,15 @@ class DataBundle:
     group_counts: list[int]
     imbalance_factor: float | None
     extra_splits: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    train_dataset: Dataset[Any] | None = None
+    eval_datasets: dict[str, Dataset[Any]] = field(default_factory=dict)
+    split: dict[str, Any] | None = None
+    num_workers: int = 0
+
+    @property
+    def lazy(self) -> bool:
+        """The training examples are read from :attr:`train_dataset`, not held in ``train_x``."""
+        return self.train_dataset is not None
 
     @property
     def eval_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -115,6 +172,8 @@ _FASHION_MNIST_NAMES = (
     "Ankle boot",
 )
 _PAIRS_PER_CLASS = 600  # fashion-pairs: default pool per pair class (= n_max of the profile)
+#: Data sets of feature vectors from one file (``data.path``), split by :func:`stratified_split`.
+_OWN_VECTORS = ("table", "mat")
 
 
 def _load_pairs(
@@ -224,7 +283,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         ValueError: ``cfg.class_order == "random"`` without a ``seed`` (the message names
             ``data.class_order``), or a data problem (the message names the config key).
     """
-    from longtail.data import class_counts, make_long_tailed
+    from longtail.data import class_counts
 
     if cfg.class_order not in ("fixed", "random"):
         raise ValueError(f"data.class_order: expected 'fixed' or 'random', got {cfg.class_order!r}")
@@ -232,8 +291,49 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         raise ValueError(
             "data.class_order: 'random' needs the training seed (build_data(seed=...))"
         )
-    x_pool, y_pool, x_test, y_test, names = _load_raw(cfg)
+    if cfg.dataset == "image-folder":
+        return _build_image_folder(cfg, balanced=balanced, seed=seed)
+    split: dict[str, Any] | None = None
+    if cfg.dataset in _OWN_VECTORS:
+        x_pool, y_pool, x_test, y_test, names, split = _load_own_vectors(cfg)
+    else:
+        x_pool, y_pool, x_test, y_test, names = _load_raw(cfg)
     num_classes = len(names)
+    idx, lt_counts = _training_indices(cfg, y_pool, num_classes, balanced=balanced, seed=seed)
+    x_train, y_train = x_pool[idx], y_pool[idx]
+    counts = [int(c) for c in class_counts(y_train, num_classes)]
+    if min(counts) == 0:
+        raise ValueError(f"data: a class has no training images (counts {counts})")
+    if x_train.ndim >= 3:
+        x_train, x_test = _as_images(x_train), _as_images(x_test)
+        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        x_train = ((x_train - mean) / std).contiguous()
+        x_test = ((x_test - mean) / std).contiguous()
+    elif cfg.dataset in _OWN_VECTORS:
+        x_train, x_test = standardise_features(x_train, x_test)
+    else:
+        x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
+    return DataBundle(
+        name=cfg.dataset,
+        train_x=x_train,
+        train_y=y_train.long().contiguous(),
+        test_x=x_test,
+        test_y=y_test.long().contiguous(),
+        class_names=names,
+        class_counts=counts,
+        group_counts=lt_counts,
+        imbalance_factor=cfg.imbalance_factor,
+        split=split,
+    )
+
+
+def _training_indices(
+    cfg: DataConfig, y_pool: Tensor, num_classes: int, *, balanced: bool, seed: int | None
+) -> tuple[Tensor, list[int]]:
+    """Sorted indices of the training subset of the pool, and the long-tailed counts per class."""
+    from longtail.data import class_counts, make_long_tailed
+
     order = (
         class_order_permutation(num_classes, seed, cfg.subset_seed)
         if cfg.class_order == "random" and seed is not None
@@ -268,26 +368,239 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         idx = torch.cat(parts).sort().values
     else:
         idx = lt_idx.sort().values
-    x_train, y_train = x_pool[idx], y_pool[idx]
-    counts = [int(c) for c in class_counts(y_train, num_classes)]
+    return idx, lt_counts
+
+
+# --------------------------------------------------------------------------------------------------
+# your own data: image folders, tables, .mat files
+
+
+def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split example indices into training and test, class by class.
+
+    A class with ``n >= 2`` examples puts ``min(n - 1, max(1, floor(test_fraction * n + 0.5)))`` of
+    them in the test part (so at least one test and one training example); a class with one
+    example keeps it for training. Within each class (in class order) the examples are shuffled
+    with one ``torch.Generator`` seeded by ``seed``.
+
+    Args:
+        labels: ``int64 (N,)`` class indices.
+        test_fraction: share of each class held out, in ``(0, 1)``.
+        seed: the generator's seed (``data.subset_seed``).
+
+    Returns:
+        ``(train_idx, test_idx)``: sorted ``int64`` indices, disjoint, together ``0..N-1``.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"data.test_fraction: must be in (0, 1), got {test_fraction!r}")
+    labels = torch.as_tensor(labels).long()
+    gen = torch.Generator().manual_seed(int(seed))
+    train, test = [], []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        n = len(members)
+        members = members[torch.randperm(n, generator=gen)]
+        k = min(n - 1, max(1, math.floor(test_fraction * n + 0.5))) if n >= 2 else 0
+        test.append(members[:k])
+        train.append(members[k:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def write_split(bundle: DataBundle, run_dir: str | os.PathLike[str]) -> Path | None:
+    """Write ``bundle.split`` (the test hold-out of data without a test set) to
+    ``run_dir/split.json``, atomically; returns the path, or ``None`` when there is no split."""
+    if bundle.split is None:
+        return None
+    from longtail.engine.checkpoint import atomic_write_json
+
+    path = Path(run_dir) / "split.json"
+    atomic_write_json(path, bundle.split)
+    return path
+
+
+def standardise_features(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
+    """Standardise feature vectors with the training split's mean and std (missing values: NaN).
+
+    Mean and (sample) std per feature over the finite training values; a feature with std 0 is
+    only centred; every non-finite value (missing) becomes 0 afterwards, i.e. the training mean.
+    """
+    x_train, x_test = x_train.double(), x_test.double()
+    finite = torch.isfinite(x_train)
+    n = finite.sum(0).clamp_min(1)
+    mean = torch.where(finite, x_train, 0.0).sum(0) / n
+    var = torch.where(finite, (x_train - mean) ** 2, 0.0).sum(0) / (n - 1).clamp_min(1)
+    std = var.sqrt()
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+
+    def apply(x: Tensor) -> Tensor:
+        z = (x - mean) / std
+        return torch.where(torch.isfinite(z), z, 0.0).float().contiguous()
+
+    return apply(x_train), apply(x_test)
+
+
+def _data_path(cfg: DataConfig) -> Path:
+    if cfg.path is None:
+        raise ValueError(f"data.path: required for dataset {cfg.dataset!r}")
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"data.path: file not found: {path}")
+    return path
+
+
+def _split_record(
+    cfg: DataConfig,
+    source: Path,
+    test: list[Any],
+    num_train: int,
+    *,
+    entries: str,
+    stratified: bool = True,
+) -> dict[str, Any]:
+    return {
+        "dataset": cfg.dataset,
+        "source": str(source),
+        "method": "stratified" if stratified else "random",
+        "test_fraction": cfg.test_fraction,
+        "subset_seed": cfg.subset_seed,
+        "num_train": num_train,
+        "num_test": len(test),
+        "entries": entries,
+        "test": test,
+    }
+
+
+_ROWS = "row indices (0-based, in file order)"
+
+
+def _load_own_vectors(
+    cfg: DataConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], dict[str, Any]]:
+    """``table`` / ``mat`` (single-label): features (NaN: missing), labels, split, class names."""
+    path = _data_path(cfg)
+    if cfg.dataset == "table":
+        from longtail.data import load_table
+
+        if cfg.label_column is None:
+            raise ValueError("data.label_column: required for dataset 'table' (single-label)")
+        table = load_table(path, label_column=cfg.label_column)
+        x, y, names = table.data, table.targets, list(table.class_names)
+    else:
+        from longtail.data import load_mat
+
+        loaded = load_mat(path, features=cfg.x_key or "X", labels=cfg.y_key or "Y")
+        if loaded.targets.ndim != 1:
+            raise ValueError(
+                f"data.y_key: {cfg.y_key or 'Y'!r} of {path} is a multi-label matrix "
+                f"{tuple(loaded.targets.shape)}; dataset 'mat' needs a label vector"
+            )
+        values, y = torch.unique(loaded.targets, return_inverse=True)
+        x, names = loaded.data, [str(int(v)) for v in values.tolist()]
+    if len(names) < 2:
+        raise ValueError(f"data.path: {path} has {len(names)} class(es), at least 2 are needed")
+    train_idx, test_idx = stratified_split(y, cfg.test_fraction, cfg.subset_seed)
+    split = _split_record(
+        cfg, path, [int(i) for i in test_idx.tolist()], len(train_idx), entries=_ROWS
+    )
+    return x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, split
+
+
+def load_table_multilabel(
+    cfg: DataConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any]]:
+    """``table`` with ``task: multi-label``: features (NaN: missing), ``(N, L)`` labels (``-1``:
+    unknown) of ``data.label_columns``, split at random (``test_fraction`` of the rows, at least
+    one, seeded with ``subset_seed``; a stratified split is not defined for several labels per
+    row). Returns ``(x_train, y_train, x_test, y_test, label names, name, split record)``."""
+    from longtail.data import load_table
+
+    path = _data_path(cfg)
+    if not cfg.label_columns:
+        raise ValueError("data.label_columns: required for dataset 'table' with task multi-label")
+    table = load_table(path, label_columns=cfg.label_columns)
+    n = len(table.targets)
+    if n < 2:
+        raise ValueError(f"data.path: {path} has {n} row(s), at least 2 are needed")
+    gen = torch.Generator().manual_seed(cfg.subset_seed)
+    perm = torch.randperm(n, generator=gen)
+    k = min(n - 1, max(1, math.floor(cfg.test_fraction * n + 0.5)))
+    test_idx, train_idx = perm[:k].sort().values, perm[k:].sort().values
+    split = _split_record(
+        cfg,
+        path,
+        [int(i) for i in test_idx.tolist()],
+        len(train_idx),
+        entries=_ROWS,
+        stratified=False,
+    )
+    x, y = table.data, table.targets
+    return (
+        x[train_idx],
+        y[train_idx],
+        x[test_idx],
+        y[test_idx],
+        list(table.class_names),
+        cfg.dataset,
+        split,
+    )
+
+
+def _build_image_folder(cfg: DataConfig, *, balanced: bool, seed: int | None) -> DataBundle:
+    """``image-folder``: lazy datasets over ``data_dir/train`` (and ``data_dir/test``)."""
+    from longtail.data import class_counts
+    from longtail.data.image_folder import ImageFolderDataset, image_channel_stats
+
+    if cfg.data_dir is None:
+        raise ValueError("data.data_dir: required for dataset 'image-folder'")
+    root = Path(cfg.data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.data_dir: folder not found: {root}")
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(
+            f"data.data_dir: {root} has no train/ folder (expected train/<class>/*.png, *.jpg or "
+            "*.jpeg, and optionally test/<class>/...)"
+        )
+    size = cfg.image_size if cfg.image_size is not None else 32
+    channels = cfg.channels if cfg.channels is not None else 3
+    pool = ImageFolderDataset(root / "train", size, channels)
+    names = list(pool.class_names)
+    split: dict[str, Any] | None = None
+    if (root / "test").is_dir():
+        test = ImageFolderDataset(root / "test", size, channels, class_names=names)
+    else:
+        train_idx, test_idx = stratified_split(pool.targets, cfg.test_fraction, cfg.subset_seed)
+        test = pool.subset(test_idx)
+        pool = pool.subset(train_idx)
+        split = _split_record(
+            cfg,
+            root / "train",
+            test.relative_paths(root),
+            len(pool),
+            entries="image files, relative to data.data_dir",
+        )
+    idx, lt_counts = _training_indices(cfg, pool.targets, len(names), balanced=balanced, seed=seed)
+    train = pool.subset(idx)
+    counts = [int(c) for c in class_counts(train.targets, len(names))]
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
-    if x_train.ndim >= 3:
-        x_train, x_test = _as_images(x_train), _as_images(x_test)
-        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x_train = ((x_train - mean) / std).contiguous()
-        x_test = ((x_test - mean) / std).contiguous()
-    else:
-        x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
+    mean, std = image_channel_stats(
+        train, max_images=IMAGE_STATS_SAMPLE, seed=cfg.subset_seed, num_workers=cfg.num_workers
+    )
+    train.set_normalization(mean, std)
+    test.set_normalization(mean, std)
+    placeholder = torch.empty((0, channels, size, size))
     return DataBundle(
         name=cfg.dataset,
-        train_x=x_train,
-        train_y=y_train.long().contiguous(),
-        test_x=x_test,
-        test_y=y_test.long().contiguous(),
+        train_x=placeholder,
+        train_y=train.targets.clone(),
+        test_x=placeholder,
+        test_y=test.targets.clone(),
         class_names=names,
         class_counts=counts,
         group_counts=lt_counts,
         imbalance_factor=cfg.imbalance_factor,
+        train_dataset=train,
+        eval_datasets={"test": test},
+        split=split,
+        num_workers=cfg.num_workers,
     )

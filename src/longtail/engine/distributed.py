@@ -34,8 +34,10 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "launch_rank",
     "rank",
     "resolve_device",
+    "settle_after_error",
     "world_size",
 ]
 
@@ -47,6 +49,42 @@ def is_distributed() -> bool:
 
 def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def launch_rank() -> int:
+    """This process's rank, also before :func:`init_distributed` (or after a failed one).
+
+    The process group's rank once it exists, else the ``RANK`` that ``torchrun`` sets, else 0. The
+    command line prints its errors on rank 0 only, so that N processes failing alike print one line.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def settle_after_error(timeout: float = 10.0) -> None:
+    """After an error, let rank 0 report it before this process exits (best effort, never raises).
+
+    ``torchrun`` stops every process as soon as one exits with an error, so a rank that leaves first
+    could cut off rank 0's one-line report. With a process group, every failing process meets in a
+    ``monitored_barrier`` (at most ``timeout`` seconds: a rank that did not fail is not waited
+    for); before the group exists (a config error, found alike by every rank at the same moment),
+    the other ranks wait a second.
+    """
+    import time
+
+    try:
+        if is_distributed():
+            import datetime
+
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout), wait_all_ranks=True)
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and launch_rank() != 0:
+            time.sleep(1.0)
+    except Exception:  # a rank that is not failing never arrives: leave anyway
+        pass
 
 
 def world_size() -> int:

@@ -5,16 +5,43 @@ Every model is a :class:`Classifier`: a ``backbone`` mapping inputs to features 
 ``"linear"`` (``nn.Linear``) or ``"cosine"`` (:class:`longtail.heads.CosineClassifier`, the normalised
 classifier that LDAM expects). Tasks that need more outputs (open-set distances, a self-distillation
 head, joint labels) replace or add heads on the same backbone.
+
+Any other network: ``model.factory: "package.module:callable"`` (with ``model.kwargs``) builds the
+whole model as ``callable(num_classes=C, **kwargs)`` (:func:`build_factory_model`); it must be an
+``nn.Module`` whose forward gives ``(N, C)`` logits, and it is used as it is (no head is added).
+Methods that work on the head need it as an attribute (:func:`factory_head_problem`): a cosine head
+(LDAM) needs ``head`` to be a :class:`longtail.heads.CosineClassifier`; tau-norm needs ``head`` to be
+an ``nn.Linear``; a second stage (cRT, LWS, WB) needs that and a ``backbone`` module, with
+``forward(x) == head(backbone(x))``. The trainer builds a task's modules inside
+:func:`model_factory`, so a task's ``build_model(...)`` call returns the factory's network when the
+config names one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+import importlib
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CNN", "MLP", "Classifier", "ResNet32", "build_backbone", "build_model"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "Classifier",
+    "ResNet32",
+    "build_backbone",
+    "build_factory_model",
+    "build_model",
+    "factory_head_problem",
+    "model_factory",
+    "resolve_factory",
+]
 
 
 class MLP(nn.Module):
@@ -195,6 +222,128 @@ def build_backbone(
     raise ValueError(f"arch: unknown architecture {arch!r}")
 
 
+_FACTORY_FORMAT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_ACTIVE_FACTORY: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
+    "longtail_model_factory", default=None
+)
+
+
+def resolve_factory(spec: str) -> Callable[..., Any]:
+    """The callable named by ``"package.module:callable"`` (``callable`` may be dotted).
+
+    Raises:
+        ValueError: a malformed string, a module that cannot be imported (the message names the
+            module), a missing or non-callable attribute; every message starts with
+            ``model.factory:``.
+    """
+    if not isinstance(spec, str) or not _FACTORY_FORMAT.fullmatch(spec):
+        raise ValueError(f"model.factory: expected 'package.module:callable', got {spec!r}")
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"model.factory: cannot import module {module_name!r} ({exc}); is it installed or on "
+            "PYTHONPATH?"
+        ) from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(
+                f"model.factory: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not callable(obj):
+        raise ValueError(f"model.factory: {spec} is not callable ({type(obj).__name__})")
+    return obj  # type: ignore[no-any-return]
+
+
+def build_factory_model(
+    spec: str,
+    num_classes: int,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+) -> nn.Module:
+    """``callable(num_classes=num_classes, **kwargs)`` of ``spec`` (see :func:`resolve_factory`).
+
+    With ``input_shape`` the model is also run once (evaluation mode, no gradients) on a zero
+    batch of two examples, whose output must be ``(2, num_classes)`` logits.
+
+    Raises:
+        ValueError: naming ``model.factory`` (or ``model.kwargs``): the import fails, the call
+            raises, the result is not an ``nn.Module``, or its output has the wrong shape.
+    """
+    fn = resolve_factory(spec)
+    kw = dict(kwargs or {})
+    try:
+        model = fn(num_classes=num_classes, **kw)
+    except Exception as exc:
+        raise ValueError(
+            f"model.factory: {spec}(num_classes={num_classes}, **model.kwargs {kw!r}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model.factory: {spec} returned a {type(model).__name__}, expected a torch.nn.Module"
+        )
+    if input_shape is not None:
+        shape = (2, *(int(s) for s in input_shape))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(shape))
+        except Exception as exc:
+            raise ValueError(
+                f"model.factory: the {type(model).__name__} of {spec} fails on a batch of shape "
+                f"{shape} (the data's inputs): {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            model.train(was_training)
+        if not isinstance(out, Tensor) or tuple(out.shape) != (2, num_classes):
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"model.factory: the {type(model).__name__} of {spec} must return (N, "
+                f"{num_classes}) logits; for a batch of shape {shape} it returned {got}"
+            )
+    return model
+
+
+def factory_head_problem(model: nn.Module, method: Any) -> str | None:
+    """What ``method`` (a :class:`~longtail.engine.methods.Method`) needs of a factory ``model``
+    that it lacks, or ``None``: a cosine head (``head`` a ``CosineClassifier``), a linear ``head``
+    for tau-norm, and a linear ``head`` plus a ``backbone`` for a second stage."""
+    from longtail.heads import CosineClassifier
+
+    head = getattr(model, "head", None)
+    if getattr(method, "head", "linear") == "cosine" and not isinstance(head, CosineClassifier):
+        return "needs a cosine classifier as `head` (longtail.heads.CosineClassifier)"
+    stage2 = getattr(method, "second_stage", None)
+    if stage2 is not None and not (
+        isinstance(head, nn.Linear) and isinstance(getattr(model, "backbone", None), nn.Module)
+    ):
+        return (
+            f"retrains the classifier ({stage2}): it needs an nn.Linear `head` and a `backbone` "
+            "module (forward = head(backbone(x)))"
+        )
+    if getattr(method, "posthoc", None) == "tau-norm" and not isinstance(head, nn.Linear):
+        return "normalises the classifier rows (tau-norm): it needs an nn.Linear `head`"
+    return None
+
+
+@contextlib.contextmanager
+def model_factory(spec: str | None, kwargs: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Inside the block, :func:`build_model` builds ``spec``'s network (``None``: the built-in
+    architectures), unless it is given ``factory=`` explicitly. The trainer wraps a task's
+    ``setup()`` in it with the config's ``model.factory`` and ``model.kwargs``."""
+    token = _ACTIVE_FACTORY.set(None if spec is None else (spec, dict(kwargs or {})))
+    try:
+        yield
+    finally:
+        _ACTIVE_FACTORY.reset(token)
+
+
 def build_model(
     arch: str,
     input_shape: Sequence[int],
@@ -205,8 +354,35 @@ def build_model(
     channels: Sequence[int] = (16, 32, 64),
     dropout: float = 0.0,
     convs_per_stage: int = 1,
-) -> Classifier:
-    """Backbone plus a ``"linear"`` or ``"cosine"`` head with ``num_classes`` outputs."""
+    factory: str | None = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Backbone plus a ``"linear"`` or ``"cosine"`` head with ``num_classes`` outputs (a
+    :class:`Classifier`).
+
+    With ``factory`` (or inside :func:`model_factory`) the network is
+    ``build_factory_model(factory, num_classes, factory_kwargs, input_shape=input_shape)`` instead
+    and ``arch``, ``hidden``, ``channels``, ``dropout`` and ``convs_per_stage`` are not used; a
+    ``"cosine"`` head must then be the model's ``head`` attribute.
+    """
+    if factory is None:
+        active = _ACTIVE_FACTORY.get()
+        if active is not None:
+            factory, factory_kwargs = active
+    if factory is not None:
+        model = build_factory_model(factory, num_classes, factory_kwargs, input_shape=input_shape)
+        if head == "cosine":
+            from longtail.heads import CosineClassifier
+
+            if not isinstance(getattr(model, "head", None), CosineClassifier):
+                raise ValueError(
+                    f"model.factory: a cosine-head method needs `head` to be a "
+                    f"longtail.heads.CosineClassifier; {factory} returns {type(model).__name__} "
+                    "without it"
+                )
+        elif head != "linear":
+            raise ValueError(f"head: expected 'linear' or 'cosine', got {head!r}")
+        return model
     backbone = build_backbone(
         arch,
         input_shape,

@@ -17,6 +17,10 @@ Data (:func:`build_multilabel_data`), every label column a float ``{0, 1}`` (``-
   official training images (seed ``subset_seed``), ``data.tiles_test`` from the official test
   images (seed ``subset_seed + 1``), with the same label distribution. Pixels are scaled to
   ``[0, 1]`` and standardised with the training images' mean and std. The model is the CNN.
+- ``table``: a ``.csv`` / ``.npz`` / ``.parquet`` file (``data.path``) whose ``data.label_columns``
+  hold 0 / 1 (empty / NaN: unknown, -1); every other numeric column is a feature (see
+  :func:`longtail.data.load_table`). ``test_fraction`` of the rows (at least one) are held out at
+  random (seed ``subset_seed``; recorded in ``split.json``); features are standardised like Mulan's.
 
 Missing labels (``data.hide_fraction`` = h > 0): each training label entry is hidden (set to -1)
 independently with probability h, drawn from a generator seeded with ``subset_seed + 2``; the
@@ -183,17 +187,25 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         ValueError: a data problem (the message names the file, the label or the config key), or
             a label without a visible positive training example.
     """
-    if cfg.data_dir is None:
-        raise ValueError(f"data.data_dir: required for dataset {cfg.dataset!r}")
-    directory = Path(cfg.data_dir).expanduser()
-    if not directory.is_dir():
-        raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
-    if cfg.dataset == "mulan":
-        x_train, y_train, x_test, y_test, names, name = _load_mulan(cfg)
-    elif cfg.dataset == "fashion-tiles":
-        x_train, y_train, x_test, y_test, names, name = _load_tiles(cfg)
+    split: dict[str, Any] | None = None
+    if cfg.dataset == "table":
+        from longtail.engine.datasets import load_table_multilabel
+
+        x_train, y_train, x_test, y_test, names, name, split = load_table_multilabel(cfg)
+        x_train, x_test = _standardise_features(x_train, x_test)
+        directory = Path(str(cfg.path)).expanduser()
     else:
-        raise ValueError(f"data.dataset: {cfg.dataset!r} is not a multi-label data set")
+        if cfg.data_dir is None:
+            raise ValueError(f"data.data_dir: required for dataset {cfg.dataset!r}")
+        directory = Path(cfg.data_dir).expanduser()
+        if not directory.is_dir():
+            raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
+        if cfg.dataset == "mulan":
+            x_train, y_train, x_test, y_test, names, name = _load_mulan(cfg)
+        elif cfg.dataset == "fashion-tiles":
+            x_train, y_train, x_test, y_test, names, name = _load_tiles(cfg)
+        else:
+            raise ValueError(f"data.dataset: {cfg.dataset!r} is not a multi-label data set")
     y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2)
     counts = positive_counts(y_train)
     for j, c in enumerate(counts):
@@ -216,6 +228,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         class_counts=counts,
         group_counts=counts,
         imbalance_factor=cfg.imbalance_factor,
+        split=split,
     )
 
 

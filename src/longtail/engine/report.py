@@ -351,6 +351,33 @@ def _per_label_ap_plot(
     return "per_label_ap.png"
 
 
+def _natural_tail(counts: Sequence[int]) -> str:
+    """The data's own long tail (``imbalance_factor: null``): the real imbalance factor and the
+    many / medium / few groups by the usual thresholds when they split the classes (classes in at
+    least two groups), else by terciles of the training count."""
+    from longtail.metrics import shot_groups
+
+    if not counts or min(counts) <= 0:
+        return "used as loaded"
+    real = max(counts) / min(counts)
+    groups = shot_groups(list(counts), mode="thresholds")
+    sizes = [int(groups[g].sum()) for g in ("many", "medium", "few")]
+    if sum(1 for n in sizes if n) >= 2:
+        rule = "by the usual thresholds (many > 100, medium 20-100, few < 20 training images)"
+    else:
+        groups = shot_groups(list(counts), mode="terciles")
+        sizes = [int(groups[g].sum()) for g in ("many", "medium", "few")]
+        rule = (
+            "by terciles of the training count (the usual thresholds > 100 / 20-100 / < 20 put "
+            "every class in one group)"
+        )
+    return (
+        f"the data's own distribution, imbalance_factor null: real imbalance factor {real:.3g} = "
+        f"largest / smallest training class; {rule}: {sizes[0]} many, {sizes[1]} medium, "
+        f"{sizes[2]} few classes"
+    )
+
+
 def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     """The paragraphs above the table: the data, the model, how to read the table."""
     data = cfg.get("data", {})
@@ -388,10 +415,35 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
         return lines
     shot = cfg.get("metrics", {}).get("shot_mode", "terciles")
     if_txt = results["imbalance_factor"]
+    factory = cfg.get("model", {}).get("factory")
+    if factory:
+        model = model.replace(
+            f"Model `{cfg.get('model', {}).get('arch', '?')}`", f"Model `{factory}` (model.factory)"
+        )
+    dataset = data.get("dataset", results["dataset"])
+    where = f" (read from `{data['path']}`)" if data.get("path") else where
+    if dataset in ("table", "mat") or (
+        dataset == "image-folder"
+        and data.get("data_dir")
+        and not (Path(data["data_dir"]).expanduser() / "test").is_dir()
+    ):
+        test_txt = (
+            f"the test set is a stratified hold-out of {data.get('test_fraction', '?')} of each "
+            "class (seed `subset_seed`; its rows / files are listed in `split.json`), so it "
+            "follows the data's own class distribution"
+        )
+    elif dataset == "image-folder":
+        test_txt = "the test set is the `test/` folder"
+    else:
+        test_txt = "the test set is balanced"
+    if if_txt is None:
+        profile = _natural_tail(counts)
+    else:
+        profile = f"imbalance factor {if_txt}, profile {data.get('profile', 'exp')}"
+    unit = "examples" if dataset in ("table", "mat") else "images"
     lines = [
-        f"Data: `{results['dataset']}`{where}. Training set: {sum(counts)} images, class counts "
-        f"{counts} (imbalance factor {if_txt if if_txt is not None else 'as loaded'}, profile "
-        f"{data.get('profile', 'exp')}); the test set is balanced. " + model,
+        f"Data: `{results['dataset']}`{where}. Training set: {sum(counts)} {unit}, class counts "
+        f"{counts} ({profile}); {test_txt}. " + model,
         "",
         "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on the "
         "test set). Best of each column in **bold** (lowest for ECE). Many / medium / few: "

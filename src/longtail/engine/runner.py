@@ -65,7 +65,7 @@ from longtail.engine.checkpoint import (
     save_checkpoint,
 )
 from longtail.engine.config import Config, config_to_dict, save_config
-from longtail.engine.datasets import DataBundle, build_data
+from longtail.engine.datasets import DataBundle, build_data, write_split
 from longtail.engine.methods import METHODS, Method, resolve_methods
 from longtail.engine.multi_label import MULTILABEL_METRICS, MultiLabelTask, build_multilabel_data
 from longtail.engine.single_label import (
@@ -232,6 +232,7 @@ def _stage_blob(cfg: Config) -> dict[str, Any]:
     d["train"].pop("eval_every", None)
     d["train"].pop("num_threads", None)
     d["data"].pop("balanced_reference", None)  # which data a stage trains on is its variant
+    d["data"].pop("num_workers", None)  # loader processes do not change the batches
     return d
 
 
@@ -524,8 +525,14 @@ def run_benchmark(
         progress: show a tqdm bar (rank 0).
         echo: where to print the final table (``None``: silent).
 
+    The data are loaded and checked before the run folder is written, and a start that fails before
+    ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
+    only those two files (a start that failed later, before any result) is reused as if empty.
+
     Raises:
-        FileExistsError: ``out_dir`` already holds results and ``resume`` is false.
+        FileExistsError: ``out_dir`` already holds results and ``resume`` is false, or it is a
+            file, or a non-empty folder that is not a run folder (never written into).
+        OSError: ``out_dir`` cannot be created or written (the message names it).
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
     """
     from longtail.engine.report import format_table, write_report
@@ -537,16 +544,34 @@ def run_benchmark(
     entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
         entries.append((BALANCED, METHODS["erm"], "balanced"))
+    # rank 0 checks and creates the folder; every rank raises the same error (none waits forever)
+    _raise_shared(FileExistsError, _out_dir_problem(out, resume) if main else None)
     if resume:
         _check_resumable(out, cfg, entries)
+    created: list[Path] = []
+    problem = None
     if main:
-        if not resume and (out / "config.yaml").exists():
-            raise FileExistsError(
-                f"--out: {out} already holds a run; pass --resume to continue it or choose "
-                "another folder"
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+        try:
+            created = _make_dirs(out)
+        except OSError as exc:
+            problem = f"--out: cannot create the run folder {out}: {_os_reason(exc)}"
+    _raise_shared(OSError, problem)
+    runs = _Runs(cfg, out, resume=resume, tick=lambda *a, **k: None)
+    # every data set of the run is built now, before any training: building one later would see the
+    # thread count a training set (train.num_threads), and the float32 standardisation statistics
+    # depend on it in their last bits, so the same data would differ with the order of the runs;
+    # and before the run folder is written, so that bad data leave no half-made run behind
+    try:
+        _check_data_files(cfg)
+        for variant in dict.fromkeys(v for _, _, v in entries):
+            for seed in cfg.seeds:
+                runs.data(variant, seed)
+    except BaseException:
+        if main:
+            _remove_empty_dirs(created)
+        raise
+    problem = None
+    if main:
         meta = {
             "command": command,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -555,8 +580,14 @@ def run_benchmark(
             "platform": platform.platform(),
             "world_size": D.world_size(),
         }
-        atomic_write_json(out / "run.json", meta)
-    D.barrier()
+        try:
+            save_config(cfg, out / "config.yaml")
+            atomic_write_json(out / "run.json", meta)
+            # the test examples a split without its own test set held out (split.json)
+            write_split(runs.data("long-tailed", cfg.seeds[0]), out)
+        except OSError as exc:
+            problem = f"--out: cannot write to the run folder {out}: {_os_reason(exc)}"
+    _raise_shared(OSError, problem)  # also the barrier: no rank trains before the folder is made
     # progress: every distinct stage's epochs once, plus every second stage's
     total = 0
     seen_stages: set[str] = set()
@@ -613,13 +644,7 @@ def run_benchmark(
                 flush=True,
             )
 
-    runs = _Runs(cfg, out, resume=resume, tick=tick)
-    # every data set of the run is built now, before any training: building one later would see the
-    # thread count a training set (train.num_threads), and the float32 standardisation statistics
-    # depend on it in their last bits, so the same data would differ with the order of the runs
-    for variant in dict.fromkeys(v for _, _, v in entries):
-        for seed in cfg.seeds:
-            runs.data(variant, seed)
+    runs.tick = tick
     per_run: dict[str, list[dict[str, Any]]] = {}
     try:
         for label, method, variant in entries:
@@ -650,6 +675,126 @@ def run_benchmark(
             echo(f"\nrun folder: {out}")
     D.barrier()
     return results
+
+
+#: The files that make a folder a run folder (written by :func:`run_benchmark` before training).
+_RUN_MARKERS = ("config.yaml", "run.json")
+#: Files of a run folder written before any training (a failed start leaves only these).
+_START_FILES = (*_RUN_MARKERS, "split.json")
+#: Data sets read from IDX files (their labels are checked before the data are built).
+_IDX_DATASETS = ("fashion-mnist", "mnist", "kmnist", "idx", "fashion-pairs", "fashion-tiles")
+
+
+def _raise_shared(kind: type[Exception], problem: str | None) -> None:
+    """Raise ``kind(problem)`` on every process if rank 0's ``problem`` is not ``None``.
+
+    Only rank 0 looks at the run folder; broadcasting its verdict makes every rank fail alike (and
+    acts as a barrier) instead of leaving the others waiting in a collective.
+    """
+    shared = D.broadcast_object(problem)
+    if shared is not None:
+        raise kind(str(shared))
+
+
+def _os_reason(exc: OSError) -> str:
+    """``Permission denied``, ``Not a directory (x is a file)``, ...: the reason, one line."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, NotADirectoryError) and exc.filename:
+        blocker = next((q for q in Path(exc.filename).parents if q.is_file()), None)
+        if blocker is not None:
+            reason += f" ({blocker} is a file)"
+    return reason
+
+
+def _is_our_temp(name: str) -> bool:
+    """A temporary file of an interrupted atomic write (``.NAME.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _is_run_folder(out: Path) -> bool:
+    """``out`` holds a ``config.yaml`` and the ``run.json`` this module writes next to it."""
+    if not all((out / name).is_file() for name in _RUN_MARKERS):
+        return False
+    try:
+        meta = read_json(out / "run.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "command" in meta and "started" in meta
+
+
+def _has_results(out: Path) -> bool:
+    """Any file besides :data:`_START_FILES` on top and temporary files anywhere in ``out``."""
+    for root, _dirs, files in os.walk(out):
+        top = Path(root) == out
+        for name in files:
+            if not (_is_our_temp(name) or (top and name in _START_FILES)):
+                return True
+    return False
+
+
+def _out_dir_problem(out: Path, resume: bool) -> str | None:
+    """Why ``out`` cannot take this run (``None``: it can). Reads only; never writes.
+
+    A missing or empty folder takes any run; a run folder (or the ``stages/`` and method folders
+    :func:`train_method` writes) takes ``--resume``, or a new run if it holds nothing but the
+    ``config.yaml`` / ``run.json`` of a start that failed; any other folder holds files this command
+    did not write and is refused.
+    """
+    if out.exists() and not out.is_dir():
+        return f"--out: {out} is a file, not a folder; choose a new or empty folder"
+    if not out.is_dir():
+        return None
+    try:
+        names = sorted(e.name for e in out.iterdir() if not _is_our_temp(e.name))
+    except OSError as exc:
+        return f"--out: cannot read the folder {out}: {_os_reason(exc)}"
+    if not names:
+        return None
+    # the stages and method folders of train_method (no config.yaml / run.json, no files on top)
+    trained = "stages" in names and all((out / n).is_dir() for n in names)
+    if not (_is_run_folder(out) or trained):
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return (
+            f"--out: {out} is not empty and not a run folder (it holds {shown}); its files are "
+            "not overwritten: choose a new or empty folder"
+        )
+    if not resume and _has_results(out):
+        return (
+            f"--out: {out} already holds a run; pass --resume to continue it or choose another "
+            "folder"
+        )
+    return None
+
+
+def _make_dirs(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; return the folders created, deepest first."""
+    missing = [q for q in (out, *out.parents) if not q.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        _remove_empty_dirs([q for q in missing if q.is_dir()])
+        raise
+    return missing
+
+
+def _remove_empty_dirs(created: Sequence[Path]) -> None:
+    """Remove the folders this run created (deepest first), if they are still empty."""
+    for folder in created:
+        try:
+            folder.rmdir()  # only an empty folder: never anything another program put there
+        except OSError:
+            return
+
+
+def _check_data_files(cfg: Config) -> None:
+    """Check what building the data would report less clearly: IDX labels must be ``0..K-1``."""
+    d = cfg.data
+    if d.dataset in _IDX_DATASETS and d.data_dir is not None:
+        directory = Path(d.data_dir).expanduser()
+        if directory.is_dir():  # a missing folder: building the data names data.data_dir
+            from longtail.data.idx import check_idx_labels
+
+            check_idx_labels(directory)
 
 
 def _check_resumable(out: Path, cfg: Config, entries: Sequence[tuple[str, Method, str]]) -> None:
@@ -686,17 +831,22 @@ def _epochs_done(rdir: Path) -> int:
 
 
 def default_out_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
-    """``runs/<name>-<YYYYmmdd-HHMMSS>``."""
-    return Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<name>-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``, ... if that exists already)."""
+    base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
 
 
 def latest_out_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path | None:
-    """The most recent ``runs/<name>-*`` folder with a ``config.yaml``, if any."""
+    """The most recent ``runs/<name>-*`` run folder (``config.yaml`` and ``run.json``), if any."""
     base = Path(root)
     if not base.is_dir():
         return None
-    cands = [p for p in base.glob(f"{name}-*") if (p / "config.yaml").is_file()]
-    return max(cands, key=lambda p: p.name) if cands else None
+    cands = [p for p in base.glob(f"{name}-*") if _is_run_folder(p)]
+    return max(cands, key=lambda p: (p.stat().st_mtime, p.name)) if cands else None
 
 
 def describe_command(argv: Sequence[str] | None = None) -> str:

@@ -27,6 +27,11 @@ end of every epoch, so a step costs no host synchronisation and almost no Python
 hand-written loop. The checkpoint and CSV log are serialised at the end of the epoch and written
 (atomically, with ``fsync``) by a background thread while the next epoch runs.
 
+Lazy data (``DataBundle.train_dataset``, e.g. an image folder): the sampler's indices are split into
+batches as usual and a ``DataLoader`` (``DataBundle.num_workers`` workers, kept alive across epochs)
+reads exactly those batches, in that order; evaluation reads ``DataBundle.eval_datasets`` the same
+way. In-memory bundles take the unchanged tensor-indexing path.
+
 A non-finite loss raises :class:`NonFiniteLossError` naming the epoch and the exact step where it first
 appeared (found at the next read, at most ``SYNC_EVERY - 1`` steps later); checkpoints are only written
 at the end of an epoch whose losses were all finite, so the last checkpoint (the end of the previous
@@ -57,6 +62,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from longtail.engine import distributed as D
 from longtail.engine.augment import augment_batch
@@ -68,6 +74,7 @@ from longtail.engine.checkpoint import (
 )
 from longtail.engine.config import Config, config_to_dict
 from longtail.engine.datasets import DataBundle
+from longtail.engine.models import model_factory
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.tasks import Batch, Evaluation, OptimizerSpec, StepOutput, Task, Update
 
@@ -247,9 +254,21 @@ class Trainer:
         for chunk in idx.split(bs):
             yield Batch(x_all[chunk].to(self.device), y_all[chunk].to(self.device), chunk)
 
+    def _dataset_batches(self, dataset: Dataset[Any]) -> Iterator[Batch]:
+        """A lazy split's (sharded) batches, read through a ``DataLoader``."""
+        idx = torch.arange(self.rank, len(dataset), self.world)  # type: ignore[arg-type]
+        chunks = list(idx.split(max(self.local_batch, 512)))
+        loader = _loader(dataset, [c.tolist() for c in chunks], self.data.num_workers, self.device)
+        for chunk, (x, y) in zip(chunks, loader, strict=True):
+            yield Batch(x.to(self.device), y.to(self.device), chunk)
+
     def evaluate(self, model: nn.Module) -> Evaluation:
         """The task's evaluation on the (sharded) evaluation splits, under autocast if configured."""
-        splits = {name: self._split_batches(x, y) for name, (x, y) in self.data.eval_splits.items()}
+        lazy = self.data.eval_datasets
+        splits = {
+            name: self._dataset_batches(lazy[name]) if name in lazy else self._split_batches(x, y)
+            for name, (x, y) in self.data.eval_splits.items()
+        }
         with self._autocast():
             return self.task.evaluate(_unwrap(model), splits)
 
@@ -340,7 +359,8 @@ class Trainer:
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(self.seed)
-        setup = self.task.setup()
+        with model_factory(self.config.model.factory, self.config.model.kwargs):
+            setup = self.task.setup()
         if "model" not in setup.modules:
             raise ValueError(
                 f"{type(self.task).__name__}.setup(): modules must include 'model', "
@@ -491,6 +511,15 @@ class Trainer:
         if on_device:
             train_x, train_y = train_x.to(self.device), train_y.to(self.device)
         move = not on_device and self.device.type != "cpu"  # batches copied to the device
+        # lazy data (image folders): the inputs come from a DataLoader over the sampler's batches
+        lazy_batches: _Batches | None = None
+        loader: Any = None
+        if self.data.train_dataset is not None:
+            lazy_batches = _Batches()
+            loader = _loader(
+                self.data.train_dataset, lazy_batches, self.data.num_workers, self.device
+            )
+        lazy_x: Iterator[Any] | None = None
         augment = cfg.augment and self.data.is_image
         distributed = D.is_distributed()
         use_amp = cfg.precision != "fp32"
@@ -512,13 +541,20 @@ class Trainer:
             acc = _EpochAccumulator(self, epoch, steps_per_epoch, distributed)
             lr = cfg.lr
             first_step = epoch * steps_per_epoch
-            for step, chunk in enumerate(order.split(self.local_batch)):
+            chunks = order.split(self.local_batch)
+            if lazy_batches is not None:
+                lazy_batches.batches = [c.tolist() for c in chunks]
+                lazy_x = iter(loader)
+            for step, chunk in enumerate(chunks):
                 for o in optims.values():
                     lr_o = o.set_lr(first_step + step)
                 lr = lr_o if single else next(iter(optims.values())).schedule.lr(first_step + step)
                 if on_device:
                     chunk = chunk.to(self.device)
-                x, y = train_x[chunk], train_y[chunk]
+                if lazy_x is not None:
+                    x, y = next(lazy_x)[0].to(self.device), train_y[chunk]
+                else:
+                    x, y = train_x[chunk], train_y[chunk]
                 if move:
                     x, y = x.to(self.device), y.to(self.device)
                 if augment:
@@ -613,6 +649,33 @@ class Trainer:
         except ImportError:
             return None
         return SummaryWriter(str(self.run_dir / "tb"))
+
+
+class _Batches:
+    """A ``DataLoader`` batch sampler whose batches are set anew every epoch (the sampler's order
+    split into batches), so persistent workers serve every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _loader(
+    dataset: Dataset[Any], batches: Any, num_workers: int, device: torch.device
+) -> DataLoader[Any]:
+    """A ``DataLoader`` reading ``batches`` (lists of indices) of ``dataset`` in that order."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0 and isinstance(batches, _Batches),
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _all_reduce_logs(local: Mapping[str, float], device: torch.device) -> dict[str, float]:
@@ -737,6 +800,7 @@ def fingerprint_of(config: Config, label: str, seed: int) -> str:
     d.pop("name", None)
     d["train"].pop("eval_every", None)
     d["train"].pop("num_threads", None)
+    d["data"].pop("num_workers", None)  # decoding workers do not change what is trained
     d["method_params"] = d["method_params"].get(label, {})
     blob = json.dumps({"config": d, "label": label, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
