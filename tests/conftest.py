@@ -19,6 +19,9 @@ settings.register_profile(
 settings.load_profile("longtail")
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# `longtail bench` trains in worker processes by default (one per core); the tests train in the
+# test process unless they pass --jobs (tests/test_parallel_jobs.py)
+os.environ.setdefault("LONGTAIL_JOBS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="no balanced reference, whatever the config says",
     )
     b.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: config)")
+    b.add_argument(
+        "--jobs",
+        type=_positive_int,
+        help="worker processes for the (stage, seed) runs (default: $LONGTAIL_JOBS, else one per "
+        "CPU core, or one per GPU); 1 trains in this process",
+    )
     _common(b)
     t = sub.add_parser("train", help="train one method with one seed")
     t.add_argument("config", help="YAML config or bundled name")
@@ -263,16 +269,43 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         else:
             out_dir = default_out_dir(cfg.name)
     out_dir = Path(str(D.broadcast_object(str(out_dir))))
+    jobs = _jobs(args, cfg, device, D.world_size())
     if D.is_main_process():
-        print(f"{cfg.name}: {len(cfg.seeds)} seed(s), writing {out_dir}", file=sys.stderr)
+        from longtail.engine.parallel import threads_per_job
+
+        how = ""
+        if jobs > 1:
+            threads = threads_per_job(jobs, cfg.train.num_threads)
+            how = f", {jobs} jobs of {threads} thread{'s' if threads > 1 else ''}"
+        print(f"{cfg.name}: {len(cfg.seeds)} seed(s){how}, writing {out_dir}", file=sys.stderr)
     run_benchmark(
         cfg,
         out_dir,
         resume=args.resume,
         command=describe_command(argv),
         progress=not args.no_progress,
+        jobs=jobs,
     )
     return 0
+
+
+def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int:
+    """``--jobs``, else ``$LONGTAIL_JOBS``, else one per core / GPU; 1 for ``train`` and torchrun."""
+    import os
+
+    from longtail.engine.parallel import default_jobs
+
+    if args.command != "bench" or world_size > 1:
+        return 1
+    if args.jobs is not None:
+        return int(args.jobs)
+    env = os.environ.get("LONGTAIL_JOBS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"LONGTAIL_JOBS: expected an integer >= 1, got {env!r}")
+        return int(env)
+    units = len(cfg.seeds) * (len(cfg.methods) if not isinstance(cfg.methods, str) else 2)
+    return max(1, min(default_jobs(device), units))
 
 
 def _say(line: str) -> None:

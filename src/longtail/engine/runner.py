@@ -329,6 +329,10 @@ class _Runs:
             self._counted.add((key, seed))
             self.tick(key, seed, epochs, skipped=True)
 
+    def loaded_data(self) -> dict[tuple[str, int | None], DataBundle]:
+        """The data sets built so far, keyed as :meth:`data` keys them."""
+        return dict(self._data)
+
     def data(self, variant: str, seed: int) -> DataBundle:
         if self._given_data is not None:
             return self._given_data
@@ -511,6 +515,7 @@ def run_benchmark(
     command: str = "",
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train every (method, seed) of ``cfg``, write the run folder, return ``results.json``'s content.
 
@@ -524,6 +529,8 @@ def run_benchmark(
         command: the command line to record in ``run.json`` and the report.
         progress: show a tqdm bar (rank 0).
         echo: where to print the final table (``None``: silent).
+        jobs: worker processes for the stages and second stages (see
+            :mod:`longtail.engine.parallel`); 1 trains in this process. Not under ``torchrun``.
 
     The data are loaded and checked before the run folder is written, and a start that fails before
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
@@ -645,6 +652,33 @@ def run_benchmark(
             )
 
     runs.tick = tick
+    parallel_stages = 0
+    if jobs > 1:
+        if D.world_size() > 1:
+            raise ValueError("--jobs: runs in worker processes cannot be combined with torchrun")
+        from longtail.engine.parallel import run_parallel, threads_per_job
+
+        device = D.resolve_device(cfg.train.device)
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+
+        def show_running(running: list[str]) -> None:
+            if bar is not None:
+                bar.set_postfix_str("running: " + ", ".join(running) if running else "")
+
+        parallel_stages = run_parallel(
+            cfg,
+            out,
+            entries,
+            jobs=jobs,
+            data=runs.loaded_data(),
+            tick=tick,
+            threads=threads_per_job(jobs, cfg.train.num_threads),
+            gpus=gpus,
+            on_running=show_running,
+        )
+        # every result is on disk now: the pass below collects them as a resumed run does
+        runs.resume = True
+        runs.tick = lambda *a, **k: None
     per_run: dict[str, list[dict[str, Any]]] = {}
     try:
         for label, method, variant in entries:
@@ -666,7 +700,7 @@ def run_benchmark(
     results["class_names"] = list(first.class_names)
     results["num_train"] = len(first.train_y)
     results["num_test"] = len(first.test_y)
-    results["stages_trained"] = len(runs.trained_stages)
+    results["stages_trained"] = len(runs.trained_stages) + parallel_stages
     if main:
         atomic_write_json(out / "results.json", results)
         write_report(out)

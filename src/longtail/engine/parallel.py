@@ -1,0 +1,239 @@
+"""Run the (stage, seed) and (method, seed) work of a benchmark in several worker processes.
+
+``longtail bench --jobs N``: the work of :func:`longtail.engine.runner.run_benchmark` in N worker
+processes (``spawn``), in two phases:
+
+1. every distinct first stage (see :func:`~longtail.engine.runner.stage_of`) for every seed, in
+   parallel: each writes its own ``stages/<key>/seed_<s>/``;
+2. every method that finishes a stage (a post-hoc step or a second stage) for every seed, in
+   parallel, reading its finished stage from disk; methods that are their stage need no work.
+
+The runner then collects every result from the run folder as a resumed run does. Each job is exactly
+the sequential run's code (``_Runs.stage`` / ``_Runs.method``) with the same seed, on the data the
+parent built (passed to the workers, not rebuilt, so every job sees bit-identical tensors), so the
+results equal a sequential run's whenever the thread count per run is the same: on a CPU each job
+uses ``threads`` threads (by default ``max(1, cores // jobs)``; one with as many jobs as cores), and
+the bundled configs set ``train.num_threads: 1``. With CUDA, job ``i`` sees only GPU ``i % count``
+(``CUDA_VISIBLE_DEVICES``). Resume stays exact: a job resumes from its own checkpoint.
+
+Progress: the workers report every epoch through a queue; the parent's bar (or its line output
+without a terminal) names every running job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import queue as queue_mod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["default_jobs", "run_parallel", "threads_per_job"]
+
+# worker-process state, set by _init
+_STATE: dict[str, Any] = {}
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs(device: torch.device) -> int:
+    """One job per GPU on a CUDA machine, else one per CPU core."""
+    if device.type == "cuda":
+        return max(1, torch.cuda.device_count())
+    return available_cores()
+
+
+def threads_per_job(jobs: int, configured: int | None) -> int:
+    """Threads of each job: the config's ``train.num_threads`` if set, else ``cores // jobs``."""
+    if configured is not None:
+        return configured
+    return max(1, available_cores() // max(1, jobs))
+
+
+def _init(
+    cfg: Any,
+    out: str,
+    entries: Sequence[tuple[str, Any, str]],
+    data: Mapping[Any, Any],
+    messages: Any,
+    threads: int,
+    gpu_counter: Any,
+    gpus: int,
+) -> None:
+    if gpus > 0:
+        with gpu_counter.get_lock():
+            index = gpu_counter.value
+            gpu_counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    torch.set_num_threads(threads)
+    from longtail.engine.runner import _Runs
+
+    def tick(what: str, seed: int, epochs: int, **info: Any) -> None:
+        row = info.get("row")
+        record = info.get("record")
+        msg: dict[str, Any] = {
+            "pid": os.getpid(),
+            "what": what,
+            "seed": seed,
+            "epochs": epochs,
+            "skipped": bool(info.get("skipped")),
+            "epoch": info.get("epoch"),
+            "train_loss": None if row is None else row.get("train_loss"),
+        }
+        if record is not None:
+            msg["record"] = {
+                "metrics": dict(record.get("metrics", {})),
+                "train_seconds": record.get("train_seconds", 0.0),
+            }
+        messages.put(msg)
+
+    runs = _Runs(cfg, Path(out), resume=True, tick=tick)
+    runs._data.update(data)
+    _STATE.update(
+        runs=runs,
+        entries={label: (m, v) for label, m, v in entries},
+        cfg=cfg,
+        messages=messages,
+    )
+
+
+def _job(kind: str, label: str, seed: int) -> int:
+    """Run one stage or one finishing method; return the number of stages trained (not reused)."""
+    from longtail.engine.runner import stage_of
+
+    runs = _STATE["runs"]
+    cfg = _STATE["cfg"]
+    method, variant = _STATE["entries"][label]
+    before = len(runs.trained_stages)
+    try:
+        if kind == "stage":
+            params = method.resolve_params(cfg.method_params.get(label, {}))
+            runs.stage(stage_of(cfg, method, params, variant), seed)
+        else:
+            runs.method(label, method, variant, seed)
+    finally:
+        _STATE["messages"].put({"pid": os.getpid(), "done": True})
+    return len(runs.trained_stages) - before
+
+
+def run_parallel(
+    cfg: Any,
+    out: Path,
+    entries: Sequence[tuple[str, Any, str]],
+    *,
+    jobs: int,
+    data: Mapping[Any, Any],
+    tick: Callable[..., Any],
+    threads: int,
+    gpus: int = 0,
+    on_running: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Train every stage, then every finishing method, of ``entries`` in ``jobs`` processes.
+
+    Returns the number of stages trained (not reused from the run folder).
+
+    Args:
+        cfg: the validated configuration.
+        out: the run folder (already created by the runner).
+        entries: ``(label, method, variant)`` as the runner lists them.
+        jobs: worker processes.
+        data: the runner's built data sets, keyed as ``_Runs`` keys them.
+        tick: the runner's progress callback (called in this process).
+        threads: torch threads per job.
+        gpus: visible CUDA devices (0 on a CPU machine).
+        on_running: called with the names of the running jobs whenever they change.
+
+    Raises:
+        the first exception a job raised (the other jobs are cancelled; finished work stays on
+        disk for ``--resume``).
+    """
+    from longtail.engine.runner import stage_of
+
+    stage_jobs: list[tuple[str, str, int]] = []
+    seen: set[tuple[str, int]] = set()
+    finish_jobs: list[tuple[str, str, int]] = []
+    for label, method, variant in entries:
+        params = method.resolve_params(cfg.method_params.get(label, {}))
+        key = stage_of(cfg, method, params, variant).key
+        for seed in cfg.seeds:
+            if (key, seed) not in seen:
+                seen.add((key, seed))
+                stage_jobs.append(("stage", label, seed))
+            if method.needs_stage:
+                finish_jobs.append(("method", label, seed))
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    counter = ctx.Value("i", 0)
+    running: dict[int, str] = {}
+    skipped: set[tuple[str, int]] = set()
+    trained = 0
+
+    def drain() -> None:
+        changed = got = False
+        while True:
+            try:
+                msg = messages.get_nowait()
+            except queue_mod.Empty:
+                break
+            got = True
+            if msg.get("done"):
+                if running.pop(msg["pid"], None) is not None:
+                    changed = True
+                continue
+            name = f"{msg['what']} s{msg['seed']}"
+            info: dict[str, Any] = {}
+            if msg["skipped"]:
+                # a reused stage is counted once, as in one process (workers do not share that)
+                if (msg["what"], msg["seed"]) in skipped:
+                    continue
+                skipped.add((msg["what"], msg["seed"]))
+                info["skipped"] = True
+            if msg["epoch"] is not None:
+                info["epoch"] = msg["epoch"]
+                info["row"] = {"train_loss": msg["train_loss"]}
+                label = f"{name} ep {msg['epoch'] + 1}"
+                if running.get(msg["pid"]) != label:
+                    running[msg["pid"]] = label
+                    changed = True
+            if "record" in msg:
+                info["record"] = msg["record"]
+                info["finished"] = True
+                if msg["pid"] in running:
+                    del running[msg["pid"]]
+                    changed = True
+            tick(msg["what"], msg["seed"], msg["epochs"], **info)
+        if (changed or got) and on_running is not None:
+            on_running(sorted(running.values()))
+
+    with cf.ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=ctx,
+        initializer=_init,
+        initargs=(cfg, str(out), list(entries), dict(data), messages, threads, counter, gpus),
+    ) as pool:
+        for phase in (stage_jobs, finish_jobs):
+            futures = [pool.submit(_job, *job) for job in phase]
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                    drain()
+                    for fut in done:
+                        trained += fut.result()  # re-raises a job's error here
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+            drain()
+    drain()
+    return trained

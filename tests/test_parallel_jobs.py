@@ -1,0 +1,92 @@
+"""``longtail bench --jobs N``: worker processes give the sequential run's results, and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from longtail.cli import main
+from longtail.engine.parallel import threads_per_job
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path) -> Path:
+    raw: dict[str, Any] = {
+        "name": "jobs",
+        "methods": ["erm", "la-posthoc", "crt", "drw"],
+        "seeds": [0, 1],
+        "data": {"dataset": "digits", "imbalance_factor": 10},
+        "model": {"arch": "mlp", "hidden": [32]},
+        "train": {"epochs": 3, "batch_size": 32, "lr": 0.05, "eval_every": 1, "num_threads": 1},
+    }
+    path = tmp_path / "jobs.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _bench(cfg: Path, out: Path, *extra: str) -> int:
+    return main(["bench", str(cfg), "--out", str(out), "--no-progress", *extra])
+
+
+def _results(out: Path) -> dict[str, Any]:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_two_jobs_give_the_sequential_results(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    assert _bench(cfg, tmp_path / "seq", "--jobs", "1") == 0
+    assert _bench(cfg, tmp_path / "par", "--jobs", "2") == 0
+    seq, par = _results(tmp_path / "seq"), _results(tmp_path / "par")
+    assert seq["stages_trained"] == par["stages_trained"] == 4  # erm and drw stages, 2 seeds
+    for name, entry in seq["methods"].items():
+        for metric, stats in entry["metrics"].items():
+            assert par["methods"][name]["metrics"][metric]["values"] == stats["values"], (
+                name,
+                metric,
+            )
+        for seed in entry["seeds"]:
+            a = torch.load(tmp_path / "seq" / name / f"seed_{seed}" / "model.pt", weights_only=True)
+            b = torch.load(tmp_path / "par" / name / f"seed_{seed}" / "model.pt", weights_only=True)
+            assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert (tmp_path / "par" / "report.md").is_file()
+
+
+def test_resume_with_jobs_is_exact(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    out = tmp_path / "par"
+    assert _bench(cfg, out, "--jobs", "2") == 0
+    before = _results(out)
+    # lose a finished second stage and a finished first stage: they are trained again
+    shutil.rmtree(out / "crt" / "seed_1")
+    stage = next((out / "stages").glob("*-drw-*"))
+    shutil.rmtree(stage / "seed_0")
+    for name in ("drw",):
+        (out / name / "seed_0" / "result.json").unlink()
+    assert _bench(cfg, out, "--jobs", "2", "--resume") == 0
+    after = _results(out)
+    assert after["stages_trained"] == 1
+    for name, entry in before["methods"].items():
+        for metric, stats in entry["metrics"].items():
+            assert after["methods"][name]["metrics"][metric]["values"] == stats["values"]
+
+
+def test_threads_per_job() -> None:
+    assert threads_per_job(2, 1) == 1
+    assert threads_per_job(1, None) >= 1
+    assert threads_per_job(64, None) == 1
+
+
+def test_bad_longtail_jobs_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LONGTAIL_JOBS", "many")
+    assert _bench(_config(tmp_path), tmp_path / "x") == 2
+    err = capsys.readouterr().err
+    assert "LONGTAIL_JOBS" in err and "Traceback" not in err
