@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 def _config(tmp_path: Path) -> Path:
     raw: dict[str, Any] = {
         "name": "jobs",
-        "methods": ["erm", "la-posthoc", "crt", "drw"],
+        # cb-focal's loss is a closure: methods are resolved again in the workers, not pickled
+        "methods": ["erm", "la-posthoc", "crt", "drw", "cb-focal"],
         "seeds": [0, 1],
         "data": {"dataset": "digits", "imbalance_factor": 10},
         "model": {"arch": "mlp", "hidden": [32]},
@@ -44,7 +45,7 @@ def test_two_jobs_give_the_sequential_results(tmp_path: Path) -> None:
     assert _bench(cfg, tmp_path / "seq", "--jobs", "1") == 0
     assert _bench(cfg, tmp_path / "par", "--jobs", "2") == 0
     seq, par = _results(tmp_path / "seq"), _results(tmp_path / "par")
-    assert seq["stages_trained"] == par["stages_trained"] == 4  # erm and drw stages, 2 seeds
+    assert seq["stages_trained"] == par["stages_trained"] == 6  # erm, drw, cb-focal; 2 seeds
     for name, entry in seq["methods"].items():
         for metric, stats in entry["metrics"].items():
             assert par["methods"][name]["metrics"][metric]["values"] == stats["values"], (
@@ -90,3 +91,26 @@ def test_bad_longtail_jobs_is_a_one_line_error(
     assert _bench(_config(tmp_path), tmp_path / "x") == 2
     err = capsys.readouterr().err
     assert "LONGTAIL_JOBS" in err and "Traceback" not in err
+
+
+def test_two_jobs_multilabel_equal_sequential(tmp_path: Path) -> None:
+    from test_engine_fixtures import write_mulan
+
+    folder = write_mulan(tmp_path / "toy")
+    raw: dict[str, Any] = {
+        "name": "jobs_ml",
+        "task": "multi-label",
+        "methods": ["bce", "cb-focal", "rfs"],
+        "seeds": [0, 1],
+        "data": {"dataset": "mulan", "data_dir": str(folder), "imbalance_factor": None},
+        "model": {"arch": "mlp", "hidden": [16]},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "num_threads": 1},
+    }
+    cfg = tmp_path / "ml.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert _bench(cfg, tmp_path / "seq", "--jobs", "1") == 0
+    assert _bench(cfg, tmp_path / "par", "--jobs", "2") == 0
+    seq, par = _results(tmp_path / "seq"), _results(tmp_path / "par")
+    for name, entry in seq["methods"].items():
+        for metric, stats in entry["metrics"].items():
+            assert par["methods"][name]["metrics"][metric]["values"] == stats["values"]

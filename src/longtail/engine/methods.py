@@ -131,6 +131,8 @@ class LossContext:
         log_prior: ``log(n_c / sum n)``, ``(C,)``.
         params: the method's resolved hyper-parameters.
         weight: per-class weights of this epoch from deferred re-weighting, or ``None``.
+        cache: tensors a loss derives from the above once per context (e.g. class-balanced
+            weights), by a key of its choice.
     """
 
     epoch: int
@@ -139,6 +141,7 @@ class LossContext:
     log_prior: Tensor
     params: Mapping[str, Any]
     weight: Tensor | None = None
+    cache: dict[Any, Tensor] = field(default_factory=dict, compare=False, repr=False)
 
 
 LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
@@ -526,7 +529,11 @@ def _ml_cb(gamma_key: str | None) -> LossFn:
     def fn(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
         from longtail.losses import class_balanced_weights, sigmoid_focal_loss
 
-        w = class_balanced_weights(ctx.class_counts, beta=ctx.params["beta"]).to(z.device)
+        key = ("cb-weights", ctx.params["beta"], z.device)
+        w = ctx.cache.get(key)
+        if w is None:
+            w = class_balanced_weights(ctx.class_counts, beta=ctx.params["beta"]).to(z.device)
+            ctx.cache[key] = w
         gamma = 0.0 if gamma_key is None else ctx.params[gamma_key]
         out: Tensor = sigmoid_focal_loss(z, y, gamma=gamma, alpha=None, weight=w)
         return out

@@ -63,7 +63,7 @@ def threads_per_job(jobs: int, configured: int | None) -> int:
 def _init(
     cfg: Any,
     out: str,
-    entries: Sequence[tuple[str, Any, str]],
+    entries: Sequence[tuple[str, str]],
     data: Mapping[Any, Any],
     messages: Any,
     threads: int,
@@ -101,10 +101,21 @@ def _init(
     runs._data.update(data)
     _STATE.update(
         runs=runs,
-        entries={label: (m, v) for label, m, v in entries},
+        entries={label: (_resolve(cfg, label), v) for label, v in entries},
         cfg=cfg,
         messages=messages,
     )
+
+
+def _resolve(cfg: Any, label: str) -> Any:
+    """The method of ``label``, resolved again in the worker (methods hold closures, which do not
+    pickle): the registry of the config's task, its recipes, or ``erm`` for the reference."""
+    from longtail.engine.methods import METHODS, resolve_methods
+    from longtail.engine.runner import BALANCED
+
+    if label == BALANCED:
+        return METHODS["erm"]
+    return resolve_methods(cfg.recipes, cfg.task)[label]
 
 
 def _job(kind: str, label: str, seed: int) -> int:
@@ -219,7 +230,16 @@ def run_parallel(
         max_workers=jobs,
         mp_context=ctx,
         initializer=_init,
-        initargs=(cfg, str(out), list(entries), dict(data), messages, threads, counter, gpus),
+        initargs=(
+            cfg,
+            str(out),
+            [(label, variant) for label, _, variant in entries],
+            dict(data),
+            messages,
+            threads,
+            counter,
+            gpus,
+        ),
     ) as pool:
         for phase in (stage_jobs, finish_jobs):
             futures = [pool.submit(_job, *job) for job in phase]
