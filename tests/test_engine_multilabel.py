@@ -313,3 +313,19 @@ def test_task_rejects_targets_outside_0_1_minus1(tmp_path: Path) -> None:
     data.test_y = data.test_y[:, :3]
     with pytest.raises(ValueError, match=r"test_y: expected an \(N, 4\)"):
         MultiLabelTask(MULTILABEL_METHODS["asl"], data, cfg)
+
+
+def test_hidden_as_negative_turns_hidden_positives_into_false_negatives(tmp_path: Path) -> None:
+    folder = write_mulan(tmp_path / "toy")
+    full = build_multilabel_data(config_from_dict(ml_config(folder)).data)
+    unknown = build_multilabel_data(config_from_dict(ml_config(folder, hide_fraction=0.5)).data)
+    negative = build_multilabel_data(
+        config_from_dict(ml_config(folder, hide_fraction=0.5, hidden_as="negative")).data
+    )
+    hidden = unknown.train_y == -1
+    assert torch.equal(negative.train_y[~hidden], full.train_y[~hidden])
+    assert bool((negative.train_y[hidden] == 0).all())
+    assert bool(((full.train_y == 1) & hidden).any())  # some positives became negatives
+    assert negative.class_counts == unknown.class_counts
+    with pytest.raises(ConfigError, match=r"data\.hidden_as"):
+        config_from_dict(ml_config(folder, hidden_as="negative"))  # nothing hidden

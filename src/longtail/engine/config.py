@@ -168,6 +168,12 @@ class DataConfig:
         doc="multi-label: share of the training label entries hidden (-1, unknown), seeded with "
         "subset_seed",
     )
+    hidden_as: str = _f(
+        "unknown",
+        choices=("unknown", "negative"),
+        doc="multi-label: a hidden entry becomes -1 (unknown, ignored by the losses) or 0 (an "
+        "unannotated label taken as negative: hidden positives become false negatives)",
+    )
     tiles_train: int = _f(
         6000, ge=1, doc="fashion-tiles: training images (2x2 tiles from the official train split)"
     )
@@ -531,6 +537,11 @@ def _check_task_data(cfg: Config) -> None:
             )
         raise ConfigError(
             f"config key 'task': data set {d.dataset!r} is multi-label; set task: multi-label"
+        )
+    if d.hidden_as != "unknown" and not (multi and d.hide_fraction > 0):
+        raise ConfigError(
+            "config key 'data.hidden_as': only used with task multi-label and "
+            f"data.hide_fraction > 0, got {d.hidden_as!r}"
         )
     if not multi and d.hide_fraction > 0:
         raise ConfigError(

@@ -25,7 +25,9 @@ Data (:func:`build_multilabel_data`), every label column a float ``{0, 1}`` (``-
 Missing labels (``data.hide_fraction`` = h > 0): each training label entry is hidden (set to -1)
 independently with probability h, drawn from a generator seeded with ``subset_seed + 2``; the
 losses ignore hidden entries and the per-label positive counts (class-balanced weights,
-repeat factors, the report) count the visible positives. The test labels are never hidden.
+repeat factors, the report) count the visible positives. With ``data.hidden_as: negative`` a hidden
+entry becomes 0 instead (an unannotated label taken as negative, the setting of the Hill paper: the
+hidden positives become false negatives). The test labels are never hidden.
 
 A label without a visible positive in the training split is an error naming the label: nothing can
 be learned about it, and no class-balanced weight or repeat factor exists for it.
@@ -69,9 +71,12 @@ MULTILABEL_METRICS = (
 )
 
 
-def hide_labels(targets: Tensor, fraction: float, seed: int) -> Tensor:
-    """A copy of ``targets`` (N, L) with each entry set to -1 independently with probability
-    ``fraction`` (a ``torch.Generator`` seeded with ``seed``; one uniform draw per entry, row-major)."""
+def hide_labels(targets: Tensor, fraction: float, seed: int, *, value: float = -1.0) -> Tensor:
+    """A copy of ``targets`` (N, L) with each entry set to ``value`` independently with probability
+    ``fraction`` (a ``torch.Generator`` seeded with ``seed``; one uniform draw per entry, row-major).
+
+    ``value`` -1 marks the entry unknown; 0 turns a hidden positive into a false negative (the same
+    entries are drawn for either value)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"data.hide_fraction: must be in [0, 1), got {fraction!r}")
     out = targets.clone()
@@ -79,7 +84,7 @@ def hide_labels(targets: Tensor, fraction: float, seed: int) -> Tensor:
         return out
     gen = torch.Generator().manual_seed(seed)
     hidden = torch.rand(out.shape, generator=gen, dtype=torch.float64) < fraction
-    out[hidden] = -1.0
+    out[hidden] = value
     return out
 
 
@@ -206,7 +211,8 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
             x_train, y_train, x_test, y_test, names, name = _load_tiles(cfg)
         else:
             raise ValueError(f"data.dataset: {cfg.dataset!r} is not a multi-label data set")
-    y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2)
+    value = -1.0 if cfg.hidden_as == "unknown" else 0.0
+    y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2, value=value)
     counts = positive_counts(y_train)
     for j, c in enumerate(counts):
         if c == 0:

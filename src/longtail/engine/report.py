@@ -398,8 +398,14 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
             f"{results.get('num_test', '?')} test examples, {len(counts)} labels. Visible positive "
             f"training examples per label: {pairs}."
             + (
-                f" {100 * hidden:g}% of the training label entries are hidden (unknown, ignored by "
-                "the losses); the test labels are complete."
+                (
+                    f" {100 * hidden:g}% of the training label entries are hidden (unknown, ignored "
+                    "by the losses); the test labels are complete."
+                    if data.get("hidden_as", "unknown") == "unknown"
+                    else f" {100 * hidden:g}% of the training label entries are hidden and taken "
+                    "as negatives (hidden positives are false negatives); the test labels are "
+                    "complete."
+                )
                 if hidden
                 else ""
             )
