@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail.engine.config import Config, DataConfig
-from longtail.engine.datasets import _FASHION_MNIST_NAMES, DataBundle
+from longtail.engine.datasets import _FASHION_MNIST_NAMES, DataBundle, standardise_features
 from longtail.engine.methods import Criterion, Method
 from longtail.engine.models import build_model
 from longtail.engine.tasks import Batch, Evaluation, MetricSpec, Setup, Task
@@ -99,30 +99,13 @@ def tail_labels(counts: list[int]) -> list[int]:
     return sorted(sorted(range(len(counts)), key=lambda j: (counts[j], j))[:k])
 
 
-def _standardise_features(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
-    x_train = x_train.double()
-    x_test = x_test.double()
-    finite = torch.isfinite(x_train)
-    n = finite.sum(0).clamp_min(1)
-    mean = torch.where(finite, x_train, 0.0).sum(0) / n
-    var = torch.where(finite, (x_train - mean) ** 2, 0.0).sum(0) / (n - 1).clamp_min(1)
-    std = var.sqrt()
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-
-    def apply(x: Tensor) -> Tensor:
-        z = (x - mean) / std
-        return torch.where(torch.isfinite(z), z, 0.0).float().contiguous()
-
-    return apply(x_train), apply(x_test)
-
-
 def _load_mulan(cfg: DataConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str]:
     from longtail.data import load_mulan
 
     assert cfg.data_dir is not None
     directory = Path(cfg.data_dir).expanduser()
     train, test = load_mulan(directory, cfg.mulan_name)
-    x_train, x_test = _standardise_features(train.data, test.data)
+    x_train, x_test = standardise_features(train.data, test.data)
     names = list(train.class_names or [f"label {j}" for j in range(train.targets.shape[1])])
     name = cfg.mulan_name or _mulan_stem(directory)
     return x_train, train.targets.float(), x_test, test.targets.float(), names, name
@@ -197,7 +180,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         from longtail.engine.datasets import load_table_multilabel
 
         x_train, y_train, x_test, y_test, names, name, split = load_table_multilabel(cfg)
-        x_train, x_test = _standardise_features(x_train, x_test)
+        x_train, x_test = standardise_features(x_train, x_test)
         directory = Path(str(cfg.path)).expanduser()
     else:
         if cfg.data_dir is None:
