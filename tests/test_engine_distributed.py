@@ -96,7 +96,7 @@ def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: f
     match only approximately and the metrics are compared."""
     from test_engine_fixtures import write_mulan
 
-    folder = write_mulan(tmp_path / "toy", n_train=96, n_test=50)
+    folder = write_mulan(tmp_path / "toy", n_train=96, n_test=200)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -127,13 +127,16 @@ def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: f
     assert main(["train", str(cfg), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
     a = json.loads((tmp_path / "ddp" / method / "seed_0" / "result.json").read_text())
     b = json.loads((tmp_path / "single" / method / "seed_0" / "result.json").read_text())
-    for key, value in b["metrics"].items():
-        assert a["metrics"][key] == pytest.approx(value, abs=0.02), key
-    assert len(a["details"]["per_label_ap"]) == 4
     wa = torch.load(tmp_path / "ddp" / method / "seed_0" / "model.pt", weights_only=True)
     wb = torch.load(tmp_path / "single" / method / "seed_0" / "model.pt", weights_only=True)
-    for k in wb:
-        assert torch.allclose(wa[k], wb[k], atol=1e-4 if hide == 0 else 2e-2), k
+    diff = max(float((wa[k] - wb[k]).abs().max()) for k in wb)
+    assert diff <= (1e-4 if hide == 0 else 2e-2), f"largest weight difference {diff:.3g}"
+    # mAP ranks the scores; the F1 scores threshold them at 0.5, where an example whose probability
+    # sits at the threshold can flip with the last bits of the weights: a looser tolerance there
+    for key, value in b["metrics"].items():
+        tol = 0.02 if key == "mAP" else 0.05
+        assert a["metrics"][key] == pytest.approx(value, abs=tol), (key, diff)
+    assert len(a["details"]["per_label_ap"]) == 4
 
 
 def _data_dir() -> Path:
