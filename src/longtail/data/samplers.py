@@ -75,7 +75,56 @@ def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     return num_replicas, rank
 
 
-class ClassAwareSampler(Sampler[int]):
+class _ShardedSampler(Sampler[int]):
+    """The sharding contract every sampler here keeps (see the module docstring).
+
+    A subclass validates its inputs, calls :meth:`_shard` and implements :meth:`global_indices`,
+    the epoch's global draw of ``total_size`` indices from :meth:`_generator`.
+    """
+
+    num_replicas: int
+    rank: int
+    num_samples: int
+    total_size: int
+
+    def _shard(self, num_samples: int, seed: int, drop_last: bool) -> None:
+        """Per-rank length (``ceil``, or ``floor`` with ``drop_last``) and the epoch state."""
+        if drop_last and num_samples < self.num_replicas:
+            raise ValueError(
+                f"num_samples: {num_samples} with drop_last leaves nothing for "
+                f"{self.num_replicas} replicas"
+            )
+        self.seed = seed
+        self.epoch = 0
+        self.drop_last = drop_last
+        self.num_samples_total = num_samples
+        if drop_last:
+            self.num_samples = num_samples // self.num_replicas
+        else:
+            self.num_samples = math.ceil(num_samples / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch; the draw is a function of ``(seed, epoch)`` only."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def global_indices(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        shard = self.global_indices()[self.rank : self.total_size : self.num_replicas]
+        return iter(shard.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ClassAwareSampler(_ShardedSampler):
     """Draw indices so that class ``c`` has probability ``p_c = n_c^q / sum_k n_k^q``.
 
     A class is drawn from ``p`` (``torch.multinomial`` with replacement), then a sample
@@ -118,31 +167,12 @@ class ClassAwareSampler(Sampler[int]):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed: expected an int, got {seed!r}")
         self.num_replicas, self.rank = _replicas(num_replicas, rank)
-        if drop_last and num_samples < self.num_replicas:
-            raise ValueError(
-                f"num_samples: {num_samples} with drop_last leaves nothing for "
-                f"{self.num_replicas} replicas"
-            )
+        self._shard(num_samples, seed, drop_last)
         self.q = float(q)
-        self.seed = seed
-        self.epoch = 0
-        self.drop_last = drop_last
-        self.num_samples_total = num_samples
-        if drop_last:
-            self.num_samples = num_samples // self.num_replicas
-        else:
-            self.num_samples = math.ceil(num_samples / self.num_replicas)
-        self.total_size = self.num_samples * self.num_replicas
         counts = torch.bincount(self.labels)
         self.class_counts = counts
         self._order = torch.argsort(self.labels, stable=True)
         self._starts = torch.cumsum(counts, 0) - counts
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch; the draw is a function of ``(seed, epoch)`` only."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self.epoch = epoch
 
     def class_probabilities(self) -> torch.Tensor:
         """``p_c`` (float64, shape ``(C,)``) used for the current epoch; 0 for empty classes."""
@@ -150,9 +180,6 @@ class ClassAwareSampler(Sampler[int]):
         present = counts > 0
         weights = torch.where(present, counts.clamp(min=1.0) ** self.q, torch.zeros_like(counts))
         return weights / weights.sum()
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + self.epoch)
 
     def global_indices(self) -> torch.Tensor:
         """The global draw of this epoch, ``(total_size,)`` int64, identical on every rank."""
@@ -166,13 +193,6 @@ class ClassAwareSampler(Sampler[int]):
         ).long()
         offsets = torch.minimum(offsets, sizes - 1)
         return self._order[self._starts[classes] + offsets]
-
-    def __iter__(self) -> Iterator[int]:
-        shard = self.global_indices()[self.rank : self.total_size : self.num_replicas]
-        return iter(shard.tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class InstanceBalancedSampler(ClassAwareSampler):
@@ -330,7 +350,7 @@ def _multilabel_targets(
     return tensor
 
 
-class RepeatFactorSampler(Sampler[int]):
+class RepeatFactorSampler(_ShardedSampler):
     """Repeat-factor sampling for multi-label data (Gupta, Dollar, Girshick, LVIS, CVPR 2019).
 
     With ``N`` training examples, ``targets`` ``(N, L)`` and threshold ``t``, label ``l`` has
@@ -434,28 +454,9 @@ class RepeatFactorSampler(Sampler[int]):
         self.repeat_factors = per_entry.max(1).values
         if num_samples is None:
             num_samples = max(1, round(float(self.repeat_factors.sum())))
-        if drop_last and num_samples < self.num_replicas:
-            raise ValueError(
-                f"num_samples: {num_samples} with drop_last leaves nothing for "
-                f"{self.num_replicas} replicas"
-            )
-        self.seed = seed
-        self.epoch = 0
-        self.drop_last = drop_last
-        self.num_samples_total = num_samples
-        if drop_last:
-            self.num_samples = num_samples // self.num_replicas
-        else:
-            self.num_samples = math.ceil(num_samples / self.num_replicas)
-        self.total_size = self.num_samples * self.num_replicas
+        self._shard(num_samples, seed, drop_last)
         self._floor = torch.floor(self.repeat_factors)
         self._frac = self.repeat_factors - self._floor
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch; the draw is a function of ``(seed, epoch)`` only."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self.epoch = epoch
 
     def _round(self, generator: torch.Generator) -> torch.Tensor:
         """One stochastically rounded, shuffled round: every ``i`` about ``r_i`` times."""
@@ -467,17 +468,10 @@ class RepeatFactorSampler(Sampler[int]):
 
     def global_indices(self) -> torch.Tensor:
         """The global draw of this epoch, ``(total_size,)`` int64, identical on every rank."""
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self._generator()
         rounds: list[torch.Tensor] = []
         size = 0
         while size < self.total_size:
             rounds.append(self._round(generator))
             size += rounds[-1].numel()
         return torch.cat(rounds)[: self.total_size]
-
-    def __iter__(self) -> Iterator[int]:
-        shard = self.global_indices()[self.rank : self.total_size : self.num_replicas]
-        return iter(shard.tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples

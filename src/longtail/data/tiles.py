@@ -8,12 +8,13 @@ long-tailed multi-label data set whose ground truth is known exactly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from longtail.data.long_tailed import _check_if
 
 __all__ = ["long_tailed_label_probs", "make_tile_images"]
 
@@ -213,15 +214,7 @@ def long_tailed_label_probs(num_classes: int, imbalance_factor: float) -> Tensor
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
-    if (
-        isinstance(imbalance_factor, bool)
-        or not isinstance(imbalance_factor, (int, float))
-        or not math.isfinite(imbalance_factor)
-        or imbalance_factor < 1
-    ):
-        raise ValueError(
-            f"imbalance_factor: expected a finite number >= 1, got {imbalance_factor!r}"
-        )
+    _check_if(imbalance_factor)
     if num_classes == 1:
         return torch.ones(1, dtype=torch.float64)
     ranks = torch.arange(num_classes, dtype=torch.float64)
