@@ -47,7 +47,7 @@ def test_registry_entry_is_documented(name: str) -> None:
     assert m.name == name
     assert m.description and m.paper and m.citation
     assert m.head in ("linear", "cosine")
-    assert m.sampler in ("instance", "class-balanced", "sqrt", "progressive")
+    assert m.sampler in ("instance", "class-balanced", "sqrt", "progressive", "drs", "smote")
     for key, p in m.params.items():
         assert isinstance(p, Param)
         assert p.check(f"x.{key}", p.default) == p.default  # defaults are valid

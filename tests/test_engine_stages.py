@@ -188,6 +188,7 @@ def test_a_diverged_run_exits_1_and_a_bad_value_exits_2(
 _SAMPLERS = {
     "cb-resample": ltdata.ClassBalancedSampler,
     "sqrt-resample": ltdata.SquareRootSampler,
+    "drs": ltdata.ClassBalancedSampler,  # tiny_config: 2 epochs, re-sampling from epoch int(0.8 * 2)
 }
 
 
@@ -231,6 +232,8 @@ def _ref_loss(
         "crt",
         "lws",
         "weight-balancing",
+        "drs",
+        "smote",
     ):
         return F.cross_entropy(z, y)
     if name == "inv-freq":
@@ -324,6 +327,26 @@ def test_every_first_stage_override_reaches_the_loss(name: str, param: str) -> N
         task = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(), params={param: 0.25})
         spec = task.setup().optimizers
         assert spec is not None and spec["default"].weight_decay == 0.25
+        return
+    if param == "drs_start_fraction":  # reaches the sampler: 0.5 * 10 = 5 <= 6 < 8
+        late = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(epochs=10))
+        early = SingleLabelTask(
+            METHODS[name], tiny_vectors(), tiny_config(epochs=10), params={param: 0.5}
+        )
+        assert not torch.equal(
+            late.sampler(6, seed=0, rank=0, world_size=1),
+            early.sampler(6, seed=0, rank=0, world_size=1),
+        )
+        return
+    if param == "smote_k_neighbors":  # reaches the over-sampled data
+        data = tiny_vectors(counts=(24, 12, 8, 6))
+        outs = [
+            SingleLabelTask(METHODS[name], data, tiny_config(), params={param: k})
+            .training_data(data, seed=0)
+            .train_x
+            for k in (1, 5)
+        ]
+        assert not torch.equal(outs[0], outs[1])
         return
     epoch = 6 if param == "drw_start_fraction" else 9  # DRW: 0.5 * 10 = 5 <= 6 < 8
     assert _loss_value(name, {param: _NEW_VALUE[param]}, epoch) != _loss_value(name, {}, epoch)

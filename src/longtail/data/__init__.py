@@ -48,6 +48,7 @@ from longtail.data.image_folder import (
 )
 from longtail.data.long_tailed import class_counts, long_tailed_counts, make_long_tailed
 from longtail.data.mat import load_mat
+from longtail.data.oversample import smote_oversample
 from longtail.data.pairs import make_pair_images
 from longtail.data.samplers import (
     ClassAwareSampler,
@@ -96,4 +97,5 @@ __all__ = [
     "safe_unpickle",
     "scan_image_folder",
     "sha256sum",
+    "smote_oversample",
 ]

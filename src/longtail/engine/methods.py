@@ -61,13 +61,13 @@ __all__ = [
     "resolve_methods",
 ]
 
-SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "rfs"]
+SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
 TaskName = Literal["single-label", "multi-label"]
 #: The task kinds that have a method registry.
 TASKS: tuple[str, ...] = get_args(TaskName)
 #: The samplers of each task (``rfs``: repeat-factor sampling of multi-label data).
 _TASK_SAMPLERS: dict[str, tuple[str, ...]] = {
-    "single-label": ("instance", "class-balanced", "sqrt", "progressive"),
+    "single-label": ("instance", "class-balanced", "sqrt", "progressive", "drs", "smote"),
     "multi-label": ("instance", "rfs"),
 }
 HeadKind = Literal["linear", "cosine"]
@@ -419,6 +419,20 @@ _DRW_PARAMS = {
     "drw_beta": Param(0.9999, low=0.0, high=1.0, high_open=True, help="CB beta of the DRW weights"),
     "drw_start_fraction": Param(
         0.8, low=0.0, high=1.0, high_open=True, help="DRW starts at this fraction of the epochs"
+    ),
+}
+_DRS_PARAMS = {
+    "drs_start_fraction": Param(
+        0.8,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="class-balanced re-sampling starts at this fraction of the epochs (Cao et al.: 160/200)",
+    ),
+}
+_SMOTE_PARAMS = {
+    "smote_k_neighbors": Param(
+        5, low=1, help="nearest same-class neighbours SMOTE interpolates towards (Chawla et al.: 5)"
     ),
 }
 _LOG_END = Param(0.75, low=0.0, high=1.0, low_open=True, help="conservative-bonus log end")
@@ -775,6 +789,10 @@ def compose(
         params.update(_DRW_PARAMS)
     if sampler == "rfs":
         params.update(_RFS_PARAMS)
+    if sampler == "drs":
+        params.update(_DRS_PARAMS)
+    if sampler == "smote":
+        params.update(_SMOTE_PARAMS)
     for extra in (
         _MIX_PARAMS.get(mix or "", {}),
         _POSTHOC_PARAMS.get(posthoc or "", {}),
@@ -1040,6 +1058,21 @@ _ALL = [
         description="mixup inputs with labels leaning to the minority class (kappa 3, tau 0.5), "
         "class-balanced DRW weights in the last 20% of epochs",
         paper=_REMIX + "; " + _TRICKS,
+    ),
+    compose(
+        "drs",
+        sampler="drs",
+        description="cross-entropy; instance-balanced sampling, then class-balanced re-sampling for "
+        "the last 20% of epochs (deferred re-sampling)",
+        paper="Cao et al., Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss, "
+        "NeurIPS 2019",
+    ),
+    compose(
+        "smote",
+        sampler="smote",
+        description="cross-entropy on the training set over-sampled by SMOTE (imbalanced-learn, "
+        "5 neighbours, on flattened inputs) to n_max examples per class",
+        paper="Chawla et al., SMOTE: Synthetic Minority Over-sampling Technique, JAIR 2002",
     ),
 ]
 

@@ -120,9 +120,45 @@ class SingleLabelTask(Task):
             )
         return Setup({"model": model})
 
+    def training_data(self, data: DataBundle, seed: int) -> DataBundle:
+        """SMOTE (``sampler="smote"``): the training set over-sampled once per seed; else ``data``."""
+        if self.method.sampler != "smote":
+            return data
+        if data.lazy:
+            raise ValueError(
+                f"method {self.method.name!r}: SMOTE over-samples in-memory training tensors; "
+                "lazy data (an image folder) is read batch by batch"
+            )
+        from longtail.data import smote_oversample
+
+        present = [c for c in data.class_counts if c > 0]
+        if min(present) < 2 < max(present):
+            raise ValueError(
+                f"method {self.method.name!r}: SMOTE interpolates between two examples of a class; "
+                "a class has a single training example"
+            )
+        # fewer neighbours than asked when the smallest class is too small for them
+        k = min(int(self.params["smote_k_neighbors"]), min(present) - 1)
+        x, y = smote_oversample(data.train_x, data.train_y, k_neighbors=max(k, 1), seed=seed)
+        counts = torch.bincount(y, minlength=data.num_classes).tolist()
+        self.data = dataclasses.replace(data, train_x=x, train_y=y, class_counts=counts)
+        # the loss sees the distribution it trains on (uniform after SMOTE)
+        self.criterion = self.method.build_criterion(
+            counts, total_epochs=max(self.config.train.epochs, 1), params=self.params
+        )
+        self._counts = torch.as_tensor(counts, dtype=torch.float32)
+        return self.data
+
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
+        kind = self.method.sampler
+        if kind == "smote":
+            kind = "instance"
+        elif kind == "drs":
+            total = self.config.train.epochs
+            start = int(float(self.params["drs_start_fraction"]) * total)
+            kind = "class-balanced" if epoch >= min(start, max(total - 1, 0)) else "instance"
         return _sampler(
-            self.method.sampler,
+            kind,
             self.data.train_y,
             self.config.train.epochs,
             epoch,

@@ -208,6 +208,16 @@ class Task(ABC):
         have the same length: the learning-rate schedule counts steps from epoch 0's.
         """
 
+    def training_data(self, data: Any, seed: int) -> Any:
+        """The :class:`~longtail.engine.datasets.DataBundle` the loop draws training batches from.
+
+        Called once per fit, after ``torch.manual_seed(seed)`` and before the first ``sampler`` call;
+        the default trains on ``data`` itself. A data-level method (SMOTE over-sampling) returns a
+        bundle with other training tensors (the evaluation splits stay ``data``'s) and makes its own
+        ``sampler`` index it. Must be deterministic given ``seed``: a resumed run calls it again.
+        """
+        return data
+
     def on_train_start(self, models: Mapping[str, nn.Module], device: torch.device) -> None:  # noqa: B027
         """Called once with every trained (possibly DDP-wrapped) and frozen module, on ``device``."""
 

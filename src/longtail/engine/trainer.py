@@ -216,6 +216,7 @@ class Trainer:
     ):
         self.task = task
         self.data = data
+        self._given_data = data  # the task may train on other tensors: see Task.training_data
         self.config = config
         self.seed = int(seed)
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -358,6 +359,8 @@ class Trainer:
         cfg = self.config.train
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(self.seed)
+        self.data = self.task.training_data(self._given_data, self.seed)
         torch.manual_seed(self.seed)
         with model_factory(self.config.model.factory, self.config.model.kwargs):
             setup = self.task.setup()
