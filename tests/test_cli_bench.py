@@ -45,7 +45,9 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
         "class_names",
         "num_train",
         "num_test",
+        "data_source",
     }
+    assert results["data_source"] is None  # the bundled digits: no file read
     specs = {s["name"]: s for s in results["metric_specs"]}
     assert specs["balanced_accuracy"]["higher_is_better"] and not specs["ece"]["higher_is_better"]
     assert results["dataset"] == "digits"
@@ -56,7 +58,7 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
     assert counts[0] / counts[-1] == pytest.approx(10, rel=0.15)
     assert list(results["methods"]) == methods
     for entry in results["methods"].values():
-        assert set(entry) == {"seeds", "train_seconds", "metrics", "composition"}
+        assert set(entry) == {"seeds", "train_seconds", "metrics", "composition", "params"}
         assert entry["seeds"] == seeds
         assert isinstance(entry["train_seconds"], float) and entry["train_seconds"] > 0
         assert set(entry["metrics"]) == set(METRICS)
@@ -104,6 +106,7 @@ def test_bench_writes_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
         f = out / "plots" / f"{png}.png"
         assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"plots/{png}.png" in report
+    assert "data:image/png;base64," in (out / "report.html").read_text()
     for m in ("erm", "la-posthoc", "balanced"):
         for s in (0, 1):
             d = out / m / f"seed_{s}"

@@ -16,7 +16,12 @@ from torch import Tensor, nn
 from host_reads import count_host_reads
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.methods import METHODS, recipe_from_dict
-from longtail.engine.single_label import SecondStageTask, SingleLabelTask, second_stage_config
+from longtail.engine.single_label import (
+    SecondStageTask,
+    SingleLabelTask,
+    second_stage_config,
+    single_label_finish_task,
+)
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -320,11 +325,10 @@ def test_no_host_reads_in_the_training_step(name: str) -> None:
     model = task.setup().modules["model"]
     if method.second_stage is not None:
         params = method.defaults
-        task = SecondStageTask(
-            method,
-            data,
-            second_stage_config(cfg, method, params),
-            stage_state=model.state_dict(),
+        # M2m: f's own step (without on_train_start no generator is built; the generation itself
+        # reads the host: the number of selected slots sets the size of the translated batch)
+        task = single_label_finish_task(
+            method, data, second_stage_config(cfg, method, params), model.state_dict(), params
         )
         model = task.setup().modules["model"]
     batch = Batch(data.train_x[:8], data.train_y[:8], torch.arange(8))

@@ -25,11 +25,12 @@ from longtail.engine.single_label import (
     SingleLabelTask,
     prior_bias,
     second_stage_config,
+    single_label_task,
 )
 from longtail.engine.tasks import Batch
 from longtail.engine.trainer import Trainer
 from longtail.heads import CosineClassifier, LearnableWeightScaling
-from test_engine_fixtures import tiny_config, tiny_vectors
+from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 
 def _digits(tmp_path: Path, **extra: Any) -> Path:
@@ -234,6 +235,11 @@ def _ref_loss(
         "weight-balancing",
         "drs",
         "smote",
+        "m2m",  # the first stage (g) of M2m is plain ERM
+        "m2m-ldam-drw",
+        "sla",  # SLA's joint / class heads: the (class-level) loss of SingleLabelTask is CE
+        "sla-mt",
+        "sla-da",
     ):
         return F.cross_entropy(z, y)
     if name == "inv-freq":
@@ -337,6 +343,17 @@ def test_every_first_stage_override_reaches_the_loss(name: str, param: str) -> N
             late.sampler(6, seed=0, rank=0, world_size=1),
             early.sampler(6, seed=0, rank=0, world_size=1),
         )
+        return
+    if param in ("sla_family", "inference"):  # reach the transforms and the heads
+        rgb = tiny_images()
+        rgb.train_x = rgb.train_x.repeat(1, 3, 1, 1)
+        rgb.test_x = rgb.test_x.repeat(1, 3, 1, 1)
+        value = {"sla_family": "channel_permutation", "inference": "sd"}[param]
+        tasks = [
+            single_label_task(METHODS[name], rgb, tiny_config(), p) for p in ({}, {param: value})
+        ]
+        before, after = ((t.m, t.num_outputs) for t in tasks)  # type: ignore[attr-defined]
+        assert before != after
         return
     if param == "smote_k_neighbors":  # reaches the over-sampled data
         data = tiny_vectors(counts=(24, 12, 8, 6))
@@ -460,14 +477,15 @@ def test_contract_every_method_end_to_end(name: str, tmp_path: Path) -> None:
         if name == "composed"
         else METHODS[name]
     )
-    data = tiny_vectors()
+    data = tiny_images() if method.sla else tiny_vectors()
     cfg = tiny_config(epochs=2, batch_size=64)
     record = train_method(method, data, cfg, seed=0, out_dir=tmp_path)
     for key in ("balanced_accuracy", "accuracy", "many", "medium", "few", "ece"):
         v = record["metrics"][key]
         assert v is not None and 0.0 <= v <= 1.0, (key, v)
     assert all(math.isfinite(r["train_loss"]) for r in record["history"] if "train_loss" in r)
-    assert len(record["history"]) == 2 + (1 if method.second_stage else 0)
+    second = {None: 0, "m2m": 2}.get(method.second_stage, 1)  # m2m: f over the full schedule
+    assert len(record["history"]) == 2 + second
     assert (tmp_path / name / "seed_0" / "model.pt").is_file()
 
 

@@ -146,6 +146,35 @@ def test_matches_torchmetrics_on_random_data() -> None:
     assert expected_calibration_error(logits, target) == pytest.approx(float(ref), abs=1e-6)
 
 
+def test_differs_from_torchmetrics_where_its_bins_differ() -> None:
+    """torchmetrics bins [lo, hi) and gives a confidence of exactly 1 a bin of its own; ours are
+    Guo et al.'s (lo, hi]. A saturated softmax reaches 1.0, and the two ECEs then differ."""
+    tm = pytest.importorskip("torchmetrics.functional.classification")
+    # confidences 1.0 (wrong) and sigmoid(3) = 0.9526 twice (right): one bin (14/15, 1] here
+    logits = torch.tensor([[50.0, 0.0], [3.0, 0.0], [3.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([1, 0, 0])
+    p = 1 / (1 + math.exp(-3.0))
+    ours = abs(2 / 3 - (1.0 + 2 * p) / 3)
+    theirs = (1 / 3) * 1.0 + (2 / 3) * (1.0 - p)  # bins {1.0} and [14/15, 1)
+    assert expected_calibration_error(logits, target) == pytest.approx(ours, abs=1e-12)
+    assert expected_calibration_error(logits, target) == pytest.approx(
+        reference_ece(logits.numpy(), target.numpy(), 15), abs=1e-12
+    )
+    got = tm.multiclass_calibration_error(logits.softmax(1), target, num_classes=2, norm="l1")
+    assert float(got) == pytest.approx(theirs, abs=1e-6)
+    # a confidence on an inner edge: 0.5 goes to (0, 0.5] here, to [0.5, 1) there
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([1, 0])
+    q = 1 / (1 + math.exp(-2.0))
+    assert expected_calibration_error(logits, target, n_bins=2) == pytest.approx(
+        0.5 * 0.5 + 0.5 * (1 - q)
+    )
+    got = tm.multiclass_calibration_error(
+        logits.softmax(1), target, num_classes=2, n_bins=2, norm="l1"
+    )
+    assert float(got) == pytest.approx(abs(0.5 - (0.5 + q) / 2), abs=1e-6)
+
+
 @pytest.mark.parametrize("value", [math.inf, -math.inf])
 def test_bad_infinite_logits(value: float) -> None:
     # softmax of a row holding +inf is NaN: the ECE would silently become NaN

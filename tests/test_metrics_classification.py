@@ -160,6 +160,23 @@ def test_shot_accuracy_skips_classes_absent_from_target() -> None:
     assert out == {"many": 1.0, "medium": 1.0, "few": out["few"]} and math.isnan(out["few"])
 
 
+def test_balanced_accuracy_vs_torchmetrics_macro_accuracy() -> None:
+    """torchmetrics' macro accuracy also averages a class absent from the target but predicted
+    (recall 0); ours, like sklearn, averages the classes present in the target only."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    logits = torch.eye(3)[[0, 0, 1, 2]]  # predicts 0, 0, 1, 2
+    target = torch.tensor([0, 0, 1, 1])  # class 2 absent, but predicted once
+    assert balanced_accuracy(logits, target) == pytest.approx(0.75)  # (1 + 1/2) / 2
+    assert BalancedAccuracy(3)(logits, target) == pytest.approx(0.75)
+    macro = multiclass_accuracy(logits, target, num_classes=3, average="macro")
+    assert float(macro) == pytest.approx(0.5)  # (1 + 1/2 + 0) / 3
+    # without such a class the two agree
+    logits, target = _data(200, 5, 0)
+    macro = multiclass_accuracy(logits, target, num_classes=5, average="macro")
+    assert balanced_accuracy(logits, target) == pytest.approx(float(macro), abs=1e-6)
+
+
 # ---- accumulation ----------------------------------------------------------------------------------
 def _batches(
     logits: torch.Tensor, target: torch.Tensor, sizes: list[int]
@@ -228,7 +245,8 @@ def test_reset_and_compute_does_not_mutate() -> None:
     m.update(logits, target)  # update after compute continues
     assert m.compute()["accuracy"] == pytest.approx(first["accuracy"])
     m.reset()
-    res = m.compute()
+    with pytest.warns(UserWarning, match="before the ``update`` method"):  # torchmetrics' warning
+        res = m.compute()
     assert all(math.isnan(v) for v in res.values())
     assert m.confusion().sum() == 0
 

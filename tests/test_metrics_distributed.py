@@ -1,8 +1,9 @@
-"""Two-process gloo test: metrics accumulated on unequal shards equal the single-process value."""
+"""Two-process gloo test: every metric class, accumulated on unequal shards (with empty batches, and for
+the per-sample states also with one process holding nothing), equals the one-process value; compute
+leaves the local states untouched. One spawned run checks all the classes."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -10,133 +11,102 @@ import pytest
 import torch
 
 from dist_helpers import gloo_group, run_two_processes
-from longtail.metrics import (
-    Accuracy,
-    BalancedAccuracy,
-    ConfusionMatrix,
-    ExpectedCalibrationError,
-    MeanAveragePrecision,
-    Metric,
-    MultilabelPRF,
-    OpenSetMetrics,
-    PerClassAccuracy,
-    RecallAtK,
-    ShotAccuracy,
-    SingleLabelMetrics,
-)
+from longtail.metrics import MeanAveragePrecision, Metric, SingleLabelMetrics
+from metric_cases import BY_NAME, CASES, COUNTS, N_BINS, C, Case, N, assert_same, batches, result
 
-C, L = 6, 4
-COUNTS = [400, 150, 90, 40, 15, 3]
-N = 97
 SPLIT = 30  # rank 0 holds 30 samples, rank 1 holds 67
 
 
-def _data() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1234)
-    logits = torch.randn(N, C, generator=g)
-    target = torch.randint(0, C, (N,), generator=g)
-    target[target == 2] = 3  # class 2 absent
-    open_target = target.clone()
-    open_target[torch.rand(N, generator=g) < 0.3] = -1
-    scores = torch.randint(-2, 3, (N, L), generator=g).double()  # ties
-    ml_targets = (torch.rand(N, L, generator=g) < 0.4).long()
-    ml_targets[torch.rand(N, L, generator=g) < 0.1] = -1
-    emb = torch.randn(N, 3, generator=g)
+def _feed(metric: Metric, case: Case, rank: int, *, rank0_only: bool = False) -> None:
+    """This rank's shard in three batches, the first one empty (nothing on rank 1 if
+    ``rank0_only``)."""
+    inputs = case.data(0)
+    if rank0_only and rank == 1:
+        return
+    part = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
+    rows = tuple(t[part] for t in inputs)
+    n = len(rows[0])
+    for b in batches(rows, [0, n // 3, n - n // 3]):
+        metric.update(*b)
+
+
+def _local_states(metric: Metric) -> dict[str, Any]:
     return {
-        "logits": logits,
-        "target": target,
-        "open_target": open_target,
-        "scores": scores,
-        "ml_targets": ml_targets,
-        "emb": emb,
+        k: [t.clone() for t in v] if isinstance(v, list) else v.clone()
+        for k, v in metric.metric_state.items()
     }
 
 
-def _metrics() -> dict[str, Metric[Any]]:
-    return {
-        "cm": ConfusionMatrix(C),
-        "acc": Accuracy(),
-        "bacc": BalancedAccuracy(C),
-        "pc": PerClassAccuracy(C),
-        "shot": ShotAccuracy(COUNTS, mode="terciles"),
-        "ece": ExpectedCalibrationError(10),
-        "all": SingleLabelMetrics(C, COUNTS),
-        "map": MeanAveragePrecision(L),
-        "map_rank0_only": MeanAveragePrecision(L),  # rank 1 contributes nothing
-        "prf": MultilabelPRF(L),
-        "open": OpenSetMetrics(C),
-        "r@k": RecallAtK((1, 2, 4)),
-    }
+LOCAL = (  # built with sync_on_compute=False
+    "SingleLabelMetrics",
+    "MeanAveragePrecision",
+)
 
 
-def _feed(
-    metrics: dict[str, Metric[Any]], d: dict[str, torch.Tensor], sl: slice, rank0: bool
-) -> None:
-    lg, tg = d["logits"][sl], d["target"][sl]
-    # two batches per shard, so accumulation within a process is exercised as well
-    n = lg.shape[0]
-    for part in (slice(0, n // 2), slice(n // 2, n)):
-        for key in ("cm", "acc", "bacc", "pc", "shot", "ece", "all"):
-            metrics[key].update(lg[part], tg[part])  # type: ignore[attr-defined]
-        metrics["map"].update(d["scores"][sl][part], d["ml_targets"][sl][part])  # type: ignore[attr-defined]
-        if rank0:
-            metrics["map_rank0_only"].update(d["scores"][sl][part], d["ml_targets"][sl][part])  # type: ignore[attr-defined]
-        metrics["prf"].update(d["scores"][sl][part], d["ml_targets"][sl][part])  # type: ignore[attr-defined]
-        metrics["open"].update(lg[part], d["open_target"][sl][part])  # type: ignore[attr-defined]
-        metrics["r@k"].update(d["emb"][sl][part], tg[part])  # type: ignore[attr-defined]
-
-
-def _results(metrics: dict[str, Metric[Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: m.compute() for k, m in metrics.items()}
-    out["all.per_class"] = metrics["all"].per_class()  # type: ignore[attr-defined]
-    out["all.confusion"] = metrics["all"].confusion()  # type: ignore[attr-defined]
-    return out
+def _local_metric(name: str) -> Metric:
+    if name == "SingleLabelMetrics":
+        return SingleLabelMetrics(
+            C, COUNTS, shot_mode="terciles", n_bins=N_BINS, sync_on_compute=False
+        )
+    return MeanAveragePrecision(sync_on_compute=False)
 
 
 def _worker(rank: int, port: int, outdir: str) -> None:
     with gloo_group(rank, port):
-        d = _data()
-        sl = slice(0, SPLIT) if rank == 0 else slice(SPLIT, N)
-        metrics = _metrics()
-        _feed(metrics, d, sl, rank == 0)
-        local_before = {k: m.states(sync=False) for k, m in metrics.items()}
-        synced = _results(metrics)
-        again = _results(metrics)  # compute twice: same value, local state untouched
-        local_after = {k: m.states(sync=False) for k, m in metrics.items()}
-        for k in local_before:
-            for name, v in local_before[k].items():
-                assert torch.equal(v, local_after[k][name]), (k, name)
-        torch.save({"synced": synced, "again": again}, Path(outdir) / f"rank{rank}.pt")
+        out: dict[str, Any] = {}
+        for case in CASES:
+            variants = (False, True) if case.per_sample else (False,)
+            for rank0_only in variants:
+                key = f"{case.name}{':rank0_only' if rank0_only else ''}"
+                m = case.make()
+                _feed(m, case, rank, rank0_only=rank0_only)
+                before = _local_states(m)
+                out[key] = result(m, case)
+                out[f"{key}:again"] = result(m, case)  # compute twice: the same value
+                after = _local_states(m)
+                assert before.keys() == after.keys()
+                for name, v in before.items():  # synchronising left the local states as they were
+                    w = after[name]
+                    if isinstance(v, list):
+                        assert len(v) == len(w) and all(map(torch.equal, v, w)), (key, name)
+                    else:
+                        assert torch.equal(v, w), (key, name)
+        for name in LOCAL:  # sync_on_compute=False: every accessor gives this process's value
+            case = BY_NAME[name]
+            m = _local_metric(name)
+            _feed(m, case, rank)
+            out[f"{name}:local"] = result(m, case)
+        torch.save(out, Path(outdir) / f"rank{rank}.pt")
 
 
-def _assert_same(a: Any, b: Any, key: str) -> None:
-    if isinstance(a, torch.Tensor):
-        torch.testing.assert_close(a, b, equal_nan=True, msg=key)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), key
-        for k in a:
-            _assert_same(a[k], b[k], f"{key}.{k}")
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b), key
-    else:
-        assert a == pytest.approx(b, abs=1e-12), key
+def _one_process(case: Case, *, rank0_only: bool) -> dict[str, Any]:
+    m = case.make()
+    _feed(m, case, 0)
+    if not rank0_only:
+        _feed(m, case, 1)
+    return result(m, case)
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_equals_single_process(tmp_path: Path) -> None:
     run_two_processes(_worker, tmp_path)
-
-    d = _data()
-    single = _metrics()
-    _feed(single, d, slice(0, N), True)
-    expected = _results(single)
-    rank0_only = MeanAveragePrecision(L)
-    rank0_only.update(d["scores"][:SPLIT], d["ml_targets"][:SPLIT])
-    expected["map_rank0_only"] = rank0_only.compute()
-
-    for rank in (0, 1):
-        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
-        for key, value in expected.items():
-            _assert_same(got["synced"][key], value, f"rank{rank}:{key}")
-            _assert_same(got["again"][key], value, f"rank{rank}:{key}:again")
+    got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    checked = 0
+    for case in CASES:
+        variants = (False, True) if case.per_sample else (False,)
+        for rank0_only in variants:
+            key = f"{case.name}{':rank0_only' if rank0_only else ''}"
+            want = _one_process(case, rank0_only=rank0_only)
+            for r in (0, 1):
+                # sums of float64 confidences add up in another order: 1e-12
+                assert_same(got[r][key], want, 1e-12, f"rank{r}:{key}")
+                assert_same(got[r][f"{key}:again"], want, 1e-12, f"rank{r}:{key}:again")
+            checked += 1
+    assert checked == len(CASES) + sum(c.per_sample for c in CASES)
+    for name in LOCAL:
+        case = BY_NAME[name]
+        for r in (0, 1):
+            shard = case.make()
+            _feed(shard, case, r)
+            assert_same(got[r][f"{name}:local"], result(shard, case), 1e-12, f"rank{r}:{name}")

@@ -50,5 +50,17 @@ def test_code_blocks_run(index: int, capsys: pytest.CaptureFixture[str]) -> None
         assert isinstance(result, dict)
         assert set(result) == {"balanced_accuracy", "accuracy", "many", "medium", "few", "ece"}
         assert all(math.isnan(v) or 0 <= v <= 1 for v in result.values())
+    elif "values" in namespace:  # the MetricCollection block
+        values = namespace["values"]
+        assert set(values) == {
+            "balanced_accuracy",
+            "many",
+            "medium",
+            "few",
+            "ece",
+            "macro_accuracy",
+        }
+        assert all(math.isnan(float(v)) or 0 <= float(v) <= 1 for v in values.values())
+        assert all(m.update_count == 0 for m in namespace["val_metrics"].values())  # reset
     else:
         assert "auroc" in capsys.readouterr().out

@@ -58,7 +58,7 @@ def test_ap_against_sklearn(seed: int, ties: bool, unknown: float) -> None:
     ref = _sk_ap(scores, targets)
     got = average_precision(scores, targets).tolist()
     assert math.isnan(got[0]) and math.isnan(ref[0])
-    np.testing.assert_allclose(got[1:], ref[1:], atol=1e-12)
+    np.testing.assert_allclose(got[1:], ref[1:], atol=1e-6)  # torchmetrics counts in float32
     assert mean_average_precision(scores, targets) == pytest.approx(float(np.nanmean(ref)))
 
 
@@ -164,11 +164,49 @@ def test_property_accumulated_equals_at_once(data: st.DataObject) -> None:
 
 
 def test_empty_class_states() -> None:
-    assert math.isnan(MeanAveragePrecision().compute())
-    assert MultilabelPRF(3).compute() == dict.fromkeys(("CP", "CR", "CF1", "OP", "OR", "OF1"), 0.0)
+    with pytest.warns(UserWarning, match="before the ``update`` method"):  # torchmetrics' warning
+        assert math.isnan(MeanAveragePrecision().compute())
+    assert MeanAveragePrecision().per_label().shape == (0,)
+    assert torch.isnan(MeanAveragePrecision(3).per_label()).all()
+    with pytest.warns(UserWarning, match="before the ``update`` method"):
+        out = MultilabelPRF(3).compute()
+    assert out == dict.fromkeys(("CP", "CR", "CF1", "OP", "OR", "OF1"), 0.0)
 
 
-# ---- bad input ---------------------------------------------------------------------------------------
+def test_ap_of_large_scores_is_not_tied_by_a_sigmoid() -> None:
+    """torchmetrics applies a sigmoid to scores outside [0, 1]; above ~37 it is 1.0 in float64, so
+    distinct logits would tie. The metrics hand torchmetrics the dense ranks instead."""
+    from torchmetrics.functional.classification import multilabel_average_precision
+
+    g = torch.Generator().manual_seed(0)
+    targets = (torch.rand(80, 3, generator=g) < 0.4).long()
+    scores = 40.0 + 20.0 * torch.rand(80, 3, generator=g, dtype=torch.float64) + 15.0 * targets
+    ref = _sk_ap(scores, targets)
+    np.testing.assert_allclose(average_precision(scores, targets).numpy(), ref, atol=1e-6)
+    raw = multilabel_average_precision(scores, targets, num_labels=3, average=None)
+    assert min(ref) > 0.8 and float(raw.max()) < 0.6  # the sigmoid's ties: AP = prevalence
+
+
+def test_accumulated_ap_ranks_a_batch_inside_0_1_with_the_others() -> None:
+    """Scores are stored as given and ranked together in compute(); torchmetrics' accumulating
+    MultilabelAveragePrecision decides per batch whether to apply the sigmoid."""
+    from torchmetrics.classification import MultilabelAveragePrecision
+
+    # label 0 as described below; label 1 (torchmetrics needs two labels) all 0.5, positive
+    scores = torch.tensor([[0.5, 0.5], [0.3, 0.5], [2.0, 0.5]], dtype=torch.float64)
+    targets = torch.tensor([[1, 1], [0, 1], [0, 1]])
+    ours = MeanAveragePrecision(2)
+    theirs = MultilabelAveragePrecision(num_labels=2, average=None)
+    for part in (slice(0, 1), slice(1, 3)):  # the first batch lies in [0, 1], the second does not
+        ours.update(scores[part], targets[part])
+        theirs.update(scores[part], targets[part])
+    # order 2.0 (negative), 0.5 (positive), 0.3 (negative): AP = 1/2
+    assert ours.per_label().tolist() == pytest.approx([0.5, 1.0])
+    assert average_precision_score([1, 0, 0], [0.5, 0.3, 2.0]) == pytest.approx(0.5)
+    # there 0.3 became sigmoid(0.3) = 0.57 > 0.5: AP = 1/3
+    assert theirs.compute().tolist() == pytest.approx([1 / 3, 1.0])
+
+
 def test_bad_scores_ndim() -> None:
     with pytest.raises(ValueError, match="scores"):
         mean_average_precision(torch.zeros(4), torch.zeros(4))
@@ -197,6 +235,13 @@ def test_bad_threshold() -> None:
 def test_bad_num_labels_mismatch() -> None:
     with pytest.raises(ValueError, match="num_labels"):
         MultilabelPRF(3).update(torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+def test_bad_width_change_without_num_labels() -> None:
+    m = MeanAveragePrecision()
+    m.update(torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="scores has 2 columns but earlier batches had 3"):
+        m.update(torch.zeros(2, 2), torch.zeros(2, 2))
 
 
 def test_bad_num_labels_value() -> None:

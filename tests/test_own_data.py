@@ -21,7 +21,7 @@ from longtail.engine.config import ConfigError, config_from_dict
 from longtail.engine.datasets import build_data, stratified_split, write_split
 from longtail.engine.methods import METHODS
 from longtail.engine.multi_label import build_multilabel_data
-from longtail.engine.report import _natural_tail
+from longtail.engine.report import _profile
 from longtail.engine.single_label import SingleLabelTask
 from longtail.engine.trainer import Trainer
 
@@ -365,8 +365,8 @@ def test_csv_single_label(tmp_path: Path) -> None:
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["path"] == str(path)
     report = (out / "report.md").read_text()
-    assert "real imbalance factor 4.5" in report and "usual thresholds" in report
-    assert "0 many, 1 medium, 2 few" in report
+    assert "real imbalance factor 4.5" in report and "by terciles" in report
+    assert "1 many, 1 medium, 1 few" in report  # the grouping the table uses
 
 
 def test_table_features_are_standardised_and_imputed(tmp_path: Path) -> None:
@@ -693,10 +693,10 @@ def test_model_factory_config_checks() -> None:
 # the report on a natural long tail
 
 
-def test_natural_tail_text_picks_thresholds_or_terciles() -> None:
-    text = _natural_tail([300, 150, 40, 25, 5])
+def test_natural_tail_text_names_the_tables_grouping() -> None:
+    text = _profile([300, 150, 40, 25, 5], "thresholds")
     assert "real imbalance factor 60" in text and "usual thresholds" in text
     assert "2 many, 2 medium, 1 few" in text
-    text = _natural_tail([12, 6, 3])
+    text = _profile([12, 6, 3], "terciles")
     assert "real imbalance factor 4" in text and "terciles" in text
     assert "1 many, 1 medium, 1 few" in text

@@ -7,6 +7,7 @@ Subpackages:
 - :mod:`longtail.heads`: classifier heads (cosine / normalised linear).
 - :mod:`longtail.data`: loaders, long-tailed subsets and samplers.
 - :mod:`longtail.metrics`: balanced accuracy, many/medium/few-shot, calibration, mAP, open set.
+- :mod:`longtail.adversarial`: PGD attacks (L-inf, L2) and the M2m major-to-minor generator.
 """
 
 from __future__ import annotations

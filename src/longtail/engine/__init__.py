@@ -4,6 +4,9 @@
 - :mod:`~longtail.engine.methods`: the method registry ``METHODS``.
 - :mod:`~longtail.engine.tasks`: the :class:`Task` interface (setup, updates, metric specs).
 - :mod:`~longtail.engine.single_label`: :class:`SingleLabelTask` and :class:`SecondStageTask`.
+- :mod:`~longtail.engine.open_set`: :class:`OpenSetTask`, the open-set methods and protocol.
+- :mod:`~longtail.engine.distill`: :class:`DistillTask`, a teacher stage and its students.
+- :mod:`~longtail.engine.metric_learning`: :class:`MetricLearningTask`, triplet teachers, RKD students.
 - :mod:`~longtail.engine.trainer`: the resumable, deterministic, DDP-aware training loop.
 - :mod:`~longtail.engine.runner`: benchmarks over methods and seeds; the run folder.
 - :mod:`~longtail.engine.report`: ``report.md`` and plots.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from longtail.engine.config import Config, ConfigError, config_from_dict, load_config
 from longtail.engine.datasets import DataBundle, build_data
+from longtail.engine.distill import DistillTask
 from longtail.engine.methods import (
     LOSSES,
     METHODS,
@@ -27,7 +31,9 @@ from longtail.engine.methods import (
     recipe_from_dict,
     resolve_methods,
 )
+from longtail.engine.metric_learning import MetricLearningTask
 from longtail.engine.models import CNN, MLP, Classifier, ResNet32, build_model
+from longtail.engine.open_set import OpenSetTask
 from longtail.engine.runner import run_benchmark
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.single_label import SecondStageTask, SingleLabelTask
@@ -53,13 +59,16 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataBundle",
+    "DistillTask",
     "Evaluation",
     "LRSchedule",
     "LossComponent",
     "LossContext",
     "Method",
+    "MetricLearningTask",
     "MetricSpec",
     "NonFiniteLossError",
+    "OpenSetTask",
     "OptimizerSpec",
     "Param",
     "ResNet32",

@@ -64,8 +64,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "DistillConfig",
+    "DistillTeacherConfig",
+    "MetricLearningConfig",
+    "MetricTeacherConfig",
     "MetricsConfig",
     "ModelConfig",
+    "OpenSetConfig",
     "TrainConfig",
     "bundled_config_names",
     "bundled_config_path",
@@ -271,12 +276,110 @@ class MetricsConfig:
     n_bins: int = _f(15, ge=1, doc="ECE / reliability bins")
 
 
+#: The five known-class splits of MNIST in the open-set literature (the ARPL code's): 6 known
+#: classes, the other 4 unknown. Seed ``i`` of an open-set run trains on split ``i``.
+MNIST_OPEN_SET_SPLITS: tuple[tuple[int, ...], ...] = (
+    (2, 4, 5, 9, 8, 3),
+    (3, 2, 6, 9, 4, 0),
+    (5, 8, 3, 2, 4, 6),
+    (3, 7, 8, 4, 0, 5),
+    (6, 3, 4, 9, 8, 2),
+)
+#: Data sets an open-set run can split into known and unknown classes (in-memory, with a test split).
+OPEN_SET_DATASETS = ("digits", "fashion-mnist", "mnist", "kmnist", "idx", "cifar10", "cifar100")
+
+
+@dataclass
+class OpenSetConfig:
+    """Open-set protocol (``task: open-set``): which classes are known in each split."""
+
+    splits: list[list[int]] = field(
+        default_factory=lambda: [list(s) for s in MNIST_OPEN_SET_SPLITS],
+        metadata=_meta(
+            ge=0,
+            doc="known classes of each split (the rest are unknown); seed i trains on split i",
+        ),
+    )
+
+
+@dataclass
+class DistillTeacherConfig:
+    """The teacher of ``task: distillation``: trained as the run's first stage, or loaded."""
+
+    method: str | dict[str, Any] = field(
+        default="erm",
+        metadata=_meta(
+            doc="a single-label registry method without post-hoc step or second stage, or a "
+            "recipe mapping {loss, sampler, head, drw, mix, params} (see recipes)"
+        ),
+    )
+    params: dict[str, Any] = field(
+        default_factory=dict, metadata=_meta(doc="hyper-parameters of the teacher's method")
+    )
+    model: ModelConfig = field(default_factory=ModelConfig)
+    checkpoint: str | None = _f(
+        None,
+        doc="load the teacher's weights from this file (a model.pt or checkpoint.pt of a run, "
+        "read with weights_only=True) instead of training it",
+    )
+
+
+@dataclass
+class DistillConfig:
+    """``task: distillation``: the teacher (the student is ``model``; the loss weights are the
+    methods' ``method_params``)."""
+
+    teacher: DistillTeacherConfig = field(default_factory=DistillTeacherConfig)
+
+
+@dataclass
+class MetricTeacherConfig:
+    """The teacher embedding network of ``task: metric-learning``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    embedding_dim: int = _f(128, ge=1, doc="teacher embedding size")
+    checkpoint: str | None = _f(
+        None, doc="load the teacher's weights from this file instead of training it"
+    )
+
+
+@dataclass
+class MetricLearningConfig:
+    """``task: metric-learning``: seen / unseen classes, embeddings, triplet loss, batches."""
+
+    train_classes: list[int] = field(
+        default_factory=lambda: [0, 1, 2, 3, 4],
+        metadata=_meta(
+            ge=0, doc="classes trained on; the test images of every other class are evaluated"
+        ),
+    )
+    embedding_dim: int = _f(64, ge=1, doc="student embedding size")
+    classes_per_batch: int = _f(
+        5, ge=2, doc="P of the P x K batches (K = train.batch_size / P images per class)"
+    )
+    margin: float = _f(0.2, gt=0.0, doc="triplet margin (teacher and the triplet student)")
+    mining: str = _f(
+        "all",
+        choices=("all", "batch_hard"),
+        doc="triplets of a batch (mine_triplets): every valid one, or each anchor's hardest",
+    )
+    teacher: MetricTeacherConfig = field(default_factory=MetricTeacherConfig)
+
+
+#: The tasks with a teacher and students (``distill`` / ``metric_learning`` sections).
+TEACHER_TASKS = ("distillation", "metric-learning")
+
+
 @dataclass
 class Config:
     """A whole run: data, model, training recipe, methods and seeds."""
 
     name: str = _f("digits_lt", doc="run name (run-folder prefix, report title)")
-    task: str = _f("single-label", choices=("single-label", "multi-label"), doc="task kind")
+    task: str = _f(
+        "single-label",
+        choices=("single-label", "multi-label", "open-set", "distillation", "metric-learning"),
+        doc="task kind",
+    )
     methods: list[str] | str = field(
         default="all", metadata=_meta(doc="'all' or a list of method names")
     )
@@ -297,6 +400,17 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    open_set: OpenSetConfig | None = field(
+        default=None,
+        metadata=_meta(doc="task open-set: the known-class splits (default: the MNIST splits)"),
+    )
+    distill: DistillConfig | None = field(
+        default=None, metadata=_meta(doc="task distillation: the teacher")
+    )
+    metric_learning: MetricLearningConfig | None = field(
+        default=None,
+        metadata=_meta(doc="task metric-learning: classes, embeddings, triplets, the teacher"),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,6 +557,16 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
 def _check_cross(cfg: Config) -> None:
     from longtail.engine.methods import check_method_params, resolve_methods
 
+    if cfg.task == "open-set" and cfg.recipes:
+        raise ConfigError(
+            "config key 'recipes': not available with task open-set (its methods are the "
+            "registry's: longtail methods --task open-set; tune them with method_params)"
+        )
+    if cfg.task in TEACHER_TASKS and cfg.recipes:
+        raise ConfigError(
+            f"config key 'recipes': not available with task {cfg.task} (its methods are the "
+            "registry's; any weighted combination of their terms: method_params)"
+        )
     try:
         METHODS = resolve_methods(cfg.recipes, cfg.task)
     except ValueError as exc:
@@ -521,6 +645,177 @@ def _check_cross(cfg: Config) -> None:
         )
     if not cfg.name or any(c in cfg.name for c in "/\\\0"):
         raise ConfigError(f"config key 'name': must be a non-empty file-name, got {cfg.name!r}")
+    _check_open_set(cfg)
+    _check_teacher_tasks(cfg)
+
+
+def _check_open_set(cfg: Config) -> None:
+    """``task: open-set``: the splits (known classes), the seeds that pick them, what it refuses.
+
+    What needs the data (a class out of range, no unknown class left) is checked when the data are
+    built (:func:`longtail.engine.open_set.build_open_set_data`), before any training.
+    """
+    d = cfg.data
+    if cfg.task != "open-set":
+        if cfg.open_set is not None:
+            raise ConfigError(
+                f"config key 'open_set': only used with task open-set, got task {cfg.task!r}"
+            )
+        return
+    splits = (cfg.open_set or OpenSetConfig()).splits
+    if not splits:
+        raise ConfigError("config key 'open_set.splits': must not be empty")
+    for i, known in enumerate(splits):
+        key = f"open_set.splits[{i}]"
+        if len(known) < 2:
+            raise ConfigError(
+                f"config key '{key}': needs at least 2 known classes to classify, got {known}"
+            )
+        dup = sorted({c for c in known if known.count(c) > 1})
+        if dup:
+            raise ConfigError(f"config key '{key}': duplicate known class {dup[0]} in {known}")
+        if len(known) != len(splits[0]):
+            raise ConfigError(
+                f"config key '{key}': has {len(known)} known classes but open_set.splits[0] has "
+                f"{len(splits[0])}; every split of the protocol has the same number"
+            )
+    for k, seed in enumerate(cfg.seeds):
+        if seed >= len(splits):
+            raise ConfigError(
+                f"config key 'seeds[{k}]': seed {seed} trains on open_set.splits[{seed}], but "
+                f"open_set.splits has {len(splits)} entries (seed i uses split i)"
+            )
+    if d.dataset not in OPEN_SET_DATASETS:
+        raise ConfigError(
+            f"config key 'data.dataset': task open-set splits an in-memory data set with a test "
+            f"split into known and unknown classes ({', '.join(OPEN_SET_DATASETS)}), got "
+            f"{d.dataset!r}"
+        )
+    if d.balanced_reference:
+        raise ConfigError(
+            "config key 'data.balanced_reference': not used by task open-set (the balanced "
+            "reference is a single-label method); set it to false"
+        )
+    if d.class_order != "fixed":
+        raise ConfigError(
+            "config key 'data.class_order': task open-set orders the known classes as listed in "
+            f"open_set.splits (the first is the head); got {d.class_order!r}"
+        )
+    if cfg.model.factory is not None:
+        raise ConfigError(
+            "config key 'model.factory': not available with task open-set (its heads work on "
+            "the built-in backbones' features)"
+        )
+
+
+def _check_teacher_tasks(cfg: Config) -> None:
+    """``task: distillation`` / ``metric-learning``: their sections, the teacher, what they refuse.
+
+    What needs the data (the teacher checkpoint's classes, the classes of ``train_classes``) is
+    checked when the data are built, before the run folder is written.
+    """
+    d = cfg.data
+    for key, task in (("distill", "distillation"), ("metric_learning", "metric-learning")):
+        if getattr(cfg, key) is not None and cfg.task != task:
+            raise ConfigError(
+                f"config key '{key}': only used with task {task}, got task {cfg.task!r}"
+            )
+    if cfg.task not in TEACHER_TASKS:
+        return
+    if cfg.model.factory is not None:
+        raise ConfigError(
+            f"config key 'model.factory': not available with task {cfg.task} (student and "
+            "teacher are built from the built-in backbones)"
+        )
+    section = "distill" if cfg.task == "distillation" else "metric_learning"
+    teacher: Any = getattr(cfg, section) or (
+        DistillConfig() if cfg.task == "distillation" else MetricLearningConfig()
+    )
+    teacher = teacher.teacher
+    _check_model_factory_free(f"{section}.teacher.model", teacher.model)
+    if cfg.task == "distillation":
+        from longtail.engine.methods import METHODS, recipe_from_dict
+
+        key = "distill.teacher.method"
+        spec = teacher.method
+        if isinstance(spec, str):
+            if spec not in METHODS:
+                raise ConfigError(
+                    f"config key '{key}': unknown single-label method {spec!r} (known: "
+                    f"{', '.join(METHODS)})"
+                )
+            method = METHODS[spec]
+        else:
+            try:
+                method = recipe_from_dict("teacher", spec)
+            except ValueError as exc:
+                raise ConfigError(str(exc).replace("recipes.teacher", key)) from None
+        what = (
+            "a post-hoc step"
+            if method.posthoc
+            else "a second stage"
+            if method.second_stage
+            else "self-supervised label augmentation"
+            if method.sla
+            else None
+        )
+        if what:
+            raise ConfigError(
+                f"config key '{key}': {method.name!r} has {what}; the teacher is one training "
+                "stage whose logits the students match (choose a method without it)"
+            )
+        try:
+            method.resolve_params(teacher.params)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc).replace(f"method_params.{method.name}", "distill.teacher.params")
+            ) from None
+        return
+    m = cfg.metric_learning or MetricLearningConfig()
+    classes = m.train_classes
+    if len(classes) < 2:
+        raise ConfigError(
+            "config key 'metric_learning.train_classes': needs at least 2 classes (a triplet "
+            f"needs a negative), got {classes}"
+        )
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise ConfigError(
+            f"config key 'metric_learning.train_classes': duplicate class {dup[0]} in {classes}"
+        )
+    if m.classes_per_batch > len(classes):
+        raise ConfigError(
+            f"config key 'metric_learning.classes_per_batch': {m.classes_per_batch} is more than "
+            f"the {len(classes)} training classes"
+        )
+    per_class, rest = divmod(cfg.train.batch_size, m.classes_per_batch)
+    if rest or per_class < 2:
+        raise ConfigError(
+            f"config key 'train.batch_size': a P x K batch of metric_learning.classes_per_batch "
+            f"P = {m.classes_per_batch} classes needs a multiple of P with K >= 2 images per "
+            f"class (a positive), got {cfg.train.batch_size}"
+        )
+    if d.dataset not in OPEN_SET_DATASETS:
+        raise ConfigError(
+            f"config key 'data.dataset': task metric-learning splits an in-memory data set with "
+            f"a test split into seen and unseen classes ({', '.join(OPEN_SET_DATASETS)}), got "
+            f"{d.dataset!r}"
+        )
+    for key, bad, why in (
+        ("data.balanced_reference", d.balanced_reference, "the reference is a classifier"),
+        ("data.class_order", d.class_order != "fixed", "classes are listed in train_classes"),
+    ):
+        if bad:
+            raise ConfigError(f"config key '{key}': not used by task metric-learning ({why})")
+
+
+def _check_model_factory_free(key: str, model: ModelConfig) -> None:
+    for name, used in (("factory", model.factory is not None), ("kwargs", bool(model.kwargs))):
+        if used:
+            raise ConfigError(
+                f"config key '{key}.{name}': a teacher is built from the built-in backbones "
+                "(model.factory is not available for it)"
+            )
 
 
 def _check_task_data(cfg: Config) -> None:
@@ -762,7 +1057,14 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> Config:
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The configuration as plain Python types (the inverse of :func:`config_from_dict`)."""
-    return dataclasses.asdict(cfg)
+    out = dataclasses.asdict(cfg)
+    if out.get("open_set") is None:
+        # absent unless set: the dicts (and run fingerprints) of the other tasks stay as they were
+        out.pop("open_set", None)
+    for key in ("distill", "metric_learning"):
+        if out.get(key) is None:
+            out.pop(key, None)
+    return out
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -50,11 +50,13 @@ __all__ = [
     "METHODS_BY_TASK",
     "ML_LOSSES",
     "MULTILABEL_METHODS",
+    "SAME_LOSS",
     "TASKS",
     "LossComponent",
     "LossContext",
     "Method",
     "Param",
+    "canonical_loss",
     "check_method_params",
     "compose",
     "recipe_from_dict",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
-TaskName = Literal["single-label", "multi-label"]
+TaskName = Literal["single-label", "multi-label", "open-set", "distillation", "metric-learning"]
 #: The task kinds that have a method registry.
 TASKS: tuple[str, ...] = get_args(TaskName)
 #: The samplers of each task (``rfs``: repeat-factor sampling of multi-label data).
@@ -73,7 +75,11 @@ _TASK_SAMPLERS: dict[str, tuple[str, ...]] = {
 HeadKind = Literal["linear", "cosine"]
 PosthocKind = Literal["logit-adjust", "tau-norm"]
 MixKind = Literal["mixup", "remix"]
-StageKind = Literal["crt", "lws", "wb"]
+#: Self-supervised label augmentation (Lee et al., ICML 2020): ``joint`` trains one head over the
+#: (class, transformation) pairs; ``mt`` (multi-task: a class head and a transformation head) and
+#: ``da`` (every transformed copy labelled with its class) are the paper's baselines.
+SLAKind = Literal["joint", "mt", "da"]
+StageKind = Literal["crt", "lws", "wb", "m2m"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class Param:
     high_open: bool = False
     help: str = ""
     stage: int = 1
+    choices: tuple[str, ...] = ()
 
     def check(self, key: str, value: Any) -> Any:
         """Validate ``value`` (same type as the default, in range); raise ValueError naming ``key``."""
@@ -102,6 +109,10 @@ class Param:
         if isinstance(d, str):
             if not isinstance(value, str):
                 raise ValueError(f"config key '{key}': expected a string, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ValueError(
+                    f"config key '{key}': must be one of {list(self.choices)}, got {value!r}"
+                )
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(
@@ -156,7 +167,7 @@ class Method:
         name, description, paper: identity and documentation.
         loss: the training loss ``loss(logits, target, ctx)``.
         params: hyper-parameters with their defaults.
-        head, sampler, posthoc, drw, mix, second_stage: the composition.
+        head, sampler, posthoc, drw, mix, second_stage, sla: the composition.
         loss_name: the :data:`LOSSES` component ``loss`` comes from (methods with the same
             component, sampler, head, mixing and first-stage parameters share their first stage);
             ``None`` for a hand-written loss (never shared).
@@ -181,6 +192,7 @@ class Method:
     loss_name: str | None = None
     sigmoid: bool = False
     stage1_weight_decay_param: str | None = None
+    sla: SLAKind | None = None
 
     @property
     def citation(self) -> str:
@@ -211,6 +223,7 @@ class Method:
             "mix": self.mix,
             "posthoc": self.posthoc,
             "second_stage": self.second_stage,
+            **({"sla": self.sla} if self.sla else {}),
         }
 
     def stage_identity(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,6 +234,7 @@ class Method:
             "sampler": self.sampler,
             "head": self.head,
             "mix": self.mix,
+            **({"sla": self.sla} if self.sla else {}),
             "sigmoid": self.sigmoid,
             "params": {k: params[k] for k in sorted(self.params) if self.params[k].stage == 1},
         }
@@ -435,6 +449,19 @@ _SMOTE_PARAMS = {
         5, low=1, help="nearest same-class neighbours SMOTE interpolates towards (Chawla et al.: 5)"
     ),
 }
+_SLA_PARAMS = {
+    "sla_family": Param(
+        "rotation",
+        choices=("rotation", "channel_permutation", "product"),
+        help="transformations: 4 rotations, the 6 RGB channel permutations, or their 24 products",
+    ),
+    "inference": Param(
+        "ag",
+        choices=("si", "ag", "sd"),
+        help="single (identity copy), aggregated (mean joint logit over the copies) or "
+        "self-distilled (a class head trained towards the aggregation) inference",
+    ),
+}
 _LOG_END = Param(0.75, low=0.0, high=1.0, low_open=True, help="conservative-bonus log end")
 _TAU = Param(1.0, low=0.0, help="logit-adjustment temperature")
 _BETA = Param(0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta")
@@ -505,6 +532,34 @@ LOSSES: dict[str, LossComponent] = {
         ),
     ]
 }
+
+
+#: Loss components that equal another one at one value of a parameter: ``component -> (parameter,
+#: value, the component it equals)``. The logit-adjusted loss at tau 1, ``CE(z + log pi, y)``, is
+#: Balanced Softmax (Ren et al., NeurIPS 2020; Menon et al., ICLR 2021, eq. 10 with tau = 1).
+SAME_LOSS: dict[str, tuple[str, float, str]] = {"la": ("tau", 1.0, "balanced-softmax")}
+
+
+def canonical_loss(loss: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A method's loss component and parameters in canonical form (:data:`SAME_LOSS`).
+
+    ``("la", {"tau": 1.0, ...})`` becomes ``("balanced-softmax", {...})`` (the parameter that makes
+    the two equal removed); anything else is returned unchanged. Two methods whose compositions
+    are equal once their losses are canonical train the same function: ``la-loss`` at its default
+    tau 1 is ``balanced-softmax``, under any name.
+
+    Args:
+        loss: the component name (a method's ``composition()["loss"]``).
+        params: the method's resolved hyper-parameters.
+    """
+    rest = dict(params)
+    if loss in SAME_LOSS:
+        key, value, same = SAME_LOSS[loss]
+        v = rest.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and float(v) == value:
+            del rest[key]
+            return same, rest
+    return loss, rest
 
 
 # multi-label losses: logits (N, L), targets (N, L) in {0, 1} or -1 (a hidden label, ignored);
@@ -670,7 +725,55 @@ _STAGE2_COMMON = {
         stage=2,
     ),
 }
+_M2M = {
+    "m2m_f_method": Param(
+        "erm",
+        help="the registry method f is trained with while M2m replaces minority slots (erm: "
+        "cross-entropy; ldam-drw as in the paper's LDAM-DRW + M2m); its own defaults",
+        stage=2,
+    ),
+    "m2m_g_checkpoint": Param(
+        "",
+        help="a model.pt of g (same architecture and classes as the run's model); empty: g is "
+        "the method's first stage (the shared ERM stage)",
+        stage=2,
+    ),
+    "m2m_beta": Param(
+        0.999, low=0.0, high=1.0, high_open=True, help="seed / acceptance beta", stage=2
+    ),
+    "m2m_lambda": Param(0.5, low=0.0, help="weight of f's seed-class logit", stage=2),
+    "m2m_gamma": Param(
+        0.9,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+        help="g's minimal probability of the target class to accept (official run.sh)",
+        stage=2,
+    ),
+    "m2m_steps": Param(10, low=1, help="gradient steps per translation", stage=2),
+    "m2m_step_size": Param(
+        0.1,
+        low=0.0,
+        low_open=True,
+        help="L2 step size in [0, 1]-pixel units (scaled to the standardised inputs)",
+        stage=2,
+    ),
+    "m2m_init_noise": Param(
+        0.5, low=0.0, help="L2 norm of the random start in [0, 1]-pixel units", stage=2
+    ),
+    "m2m_start_fraction": Param(
+        0.8,
+        low=0.0,
+        high=1.0,
+        help="generation (and class-balanced over-sampling) from this fraction of the epochs "
+        "(official: epoch 160 of 200)",
+        stage=2,
+    ),
+}
+
 _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
+    "m2m": _M2M,
     "crt": dict(_STAGE2_COMMON),
     "lws": dict(_STAGE2_COMMON),
     "wb": {
@@ -716,6 +819,7 @@ def compose(
     mix: str | None = None,
     posthoc: str | None = None,
     second_stage: str | None = None,
+    sla: str | None = None,
     defaults: Mapping[str, Any] | None = None,
     where: str = "",
     task: str = "single-label",
@@ -740,6 +844,7 @@ def compose(
         ("mix", mix),
         ("posthoc", posthoc),
         ("second_stage", second_stage),
+        ("sla", sla),
     ):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"config key '{at}.{key}': expected a name, got {value!r}")
@@ -753,6 +858,7 @@ def compose(
             ("mix", mix),
             ("posthoc", posthoc),
             ("second_stage", second_stage),
+            ("sla", sla),
         )
         for key, used in single_only:
             if used is not None:
@@ -766,6 +872,7 @@ def compose(
         ("mix", mix, (None, *get_args(MixKind))),
         ("posthoc", posthoc, (None, *get_args(PosthocKind))),
         ("second_stage", second_stage, (None, *get_args(StageKind))),
+        ("sla", sla, (None, *get_args(SLAKind))),
     ):
         if value not in kinds:
             raise bad(key, value, kinds)
@@ -781,6 +888,15 @@ def compose(
             f"config key '{at}.posthoc': tau-norm normalises a linear classifier's rows; the lws "
             "second stage replaces it by per-class scales (use one or the other)"
         )
+    if sla is not None:
+        for key, used in (("mix", mix), ("posthoc", posthoc), ("second_stage", second_stage)):
+            if used is not None:
+                raise ValueError(
+                    f"config key '{at}.{key}': not available with sla (the model's head predicts "
+                    "(class, transformation) pairs)"
+                )
+        if sampler == "smote":
+            raise ValueError(f"config key '{at}.sampler': smote is not available with sla")
     if (second_stage is not None or posthoc == "tau-norm") and head != "linear":
         what = "second_stage" if second_stage is not None else "posthoc"
         raise ValueError(f"config key '{at}.{what}': needs a linear head, got head {head!r}")
@@ -791,6 +907,8 @@ def compose(
         params.update(_RFS_PARAMS)
     if sampler == "drs":
         params.update(_DRS_PARAMS)
+    if sla is not None:
+        params.update(_SLA_PARAMS if sla == "joint" else {"sla_family": _SLA_PARAMS["sla_family"]})
     if sampler == "smote":
         params.update(_SMOTE_PARAMS)
     for extra in (
@@ -820,6 +938,8 @@ def compose(
         parts.append(f"{sampler} sampling")
     if mix:
         parts.append(mix)
+    if sla:
+        parts.append(f"self-supervised label augmentation ({sla})")
     if second_stage:
         parts.append(f"then {second_stage}")
     if posthoc:
@@ -840,6 +960,7 @@ def compose(
         sigmoid=comp.sigmoid,
         stage1_weight_decay_param="stage1_weight_decay" if second_stage == "wb" else None,
         task=task,
+        sla=sla,  # type: ignore[arg-type]
     )
 
 
@@ -851,6 +972,7 @@ _RECIPE_KEYS = (
     "mix",
     "posthoc",
     "second_stage",
+    "sla",
     "params",
     "description",
 )
@@ -904,6 +1026,7 @@ def recipe_from_dict(name: str, raw: Any, task: str = "single-label") -> Method:
         mix=raw.get("mix"),
         posthoc=raw.get("posthoc"),
         second_stage=raw.get("second_stage"),
+        sla=raw.get("sla"),
         defaults=params,
         description=desc,
         where=at,
@@ -921,6 +1044,8 @@ _EL = "Zhao et al., Well-Classified Examples are Underestimated in Classificatio
 _WB = "Alshammari et al., Long-Tailed Recognition via Weight Balancing, CVPR 2022"
 _TRICKS = "Zhang et al., Bag of Tricks for Long-Tailed Visual Recognition with Deep Convolutional Neural Networks, AAAI 2021"
 _REMIX = "Chou et al., Remix: Rebalanced Mixup, ECCV Workshops 2020"
+_M2M_PAPER = "Kim et al., M2m: Imbalanced Classification via Major-to-minor Translation, CVPR 2020"
+_SLA = "Lee et al., Self-supervised Label Augmentation via Input Transformations, ICML 2020"
 
 _ALL = [
     compose(
@@ -1060,6 +1185,43 @@ _ALL = [
         paper=_REMIX + "; " + _TRICKS,
     ),
     compose(
+        "sla",
+        sla="joint",
+        description="self-supervised label augmentation: one head over (class, rotation) pairs, "
+        "cross-entropy on the 4 rotated copies; aggregated inference (mean joint logit over the "
+        "copies; inference si | ag | sd)",
+        paper=_SLA,
+    ),
+    compose(
+        "sla-mt",
+        sla="mt",
+        description="SLA's multi-task baseline: a class head and a rotation head on shared features, "
+        "cross-entropy on the 4 rotated copies",
+        paper=_SLA,
+    ),
+    compose(
+        "sla-da",
+        sla="da",
+        description="SLA's data-augmentation baseline: every rotated copy labelled with its class",
+        paper=_SLA,
+    ),
+    compose(
+        "m2m",
+        second_stage="m2m",
+        description="major-to-minor translation: g is the ERM stage; f trained from scratch with "
+        "cross-entropy, from 80% of the epochs class-balanced over-sampling with minority slots "
+        "replaced by majority samples translated by 10 steps against g",
+        paper=_M2M_PAPER,
+    ),
+    compose(
+        "m2m-ldam-drw",
+        second_stage="m2m",
+        defaults={"m2m_f_method": "ldam-drw"},
+        description="M2m with f trained by LDAM-DRW (cosine head, margins, deferred re-weighting); "
+        "g the ERM stage",
+        paper=_M2M_PAPER,
+    ),
+    compose(
         "drs",
         sampler="drs",
         description="cross-entropy; instance-balanced sampling, then class-balanced re-sampling for "
@@ -1146,6 +1308,8 @@ METHODS_BY_TASK: dict[str, dict[str, Method]] = {
     "single-label": METHODS,
     "multi-label": MULTILABEL_METHODS,
 }
+# "open-set": longtail.engine.open_set registers OPEN_SET_METHODS here when it is imported (at the
+# end of this module, so that importing either module first works)
 
 
 def resolve_methods(
@@ -1168,3 +1332,8 @@ def check_method_params(
     if name not in table:
         raise ValueError(f"config key 'method_params.{name}': unknown method")
     return table[name].resolve_params(params)
+
+
+import longtail.engine.distill  # noqa: E402  (registers METHODS_BY_TASK["distillation"])
+import longtail.engine.metric_learning  # noqa: E402  (... ["metric-learning"])
+import longtail.engine.open_set  # noqa: E402, F401  (registers METHODS_BY_TASK["open-set"])

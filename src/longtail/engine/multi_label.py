@@ -322,11 +322,14 @@ class MultiLabelTask(Task):
         was_training = model.training
         model.eval()
         num_labels = self.data.num_classes
-        ap = MeanAveragePrecision(num_labels)
-        prf = MultilabelPRF(num_labels)
+        # states on the model's device (the batches' device), as the backend needs for the sync
+        tensors = [*model.parameters(), *model.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        ap = MeanAveragePrecision(num_labels).to(device)
+        prf = MultilabelPRF(num_labels).to(device)
         for b in splits["test"]:
-            scores = model(b.x).float().cpu()
-            targets = b.y.cpu().long()
+            scores = model(b.x).float()
+            targets = b.y.long()
             ap.update(scores, targets)
             prf.update(scores, targets)
         model.train(was_training)

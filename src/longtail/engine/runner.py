@@ -17,13 +17,18 @@ Run-folder layout (only rank 0 writes; every file is written atomically)::
 
 ``results.json``::
 
-    {"dataset": str, "task": "single-label" | "multi-label", "imbalance_factor": float | null,
+    {"dataset": str, "task": "single-label" | "multi-label" | "open-set",
+     "imbalance_factor": float | null,
      "class_counts": [int], "class_names": [str], "num_train": int, "num_test": int,
      "methods": {NAME: {"seeds": [int], "train_seconds": float,
                         "metrics": {METRIC: {"mean": float, "std": float, "values": [float]}}}}}
 
 Multi-label runs: ``class_counts`` are each label's visible positive training examples and the
 metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.engine.multi_label`).
+Open-set runs: seed ``i`` trains on ``open_set.splits[i]`` (the data are built per seed),
+``class_counts`` / ``class_names`` are the first seed's known classes, the metrics are AUROC,
+AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each method's
+``composition.score`` names the score it thresholds (see :mod:`longtail.engine.open_set`).
 ``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
 sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
 (``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
@@ -66,13 +71,34 @@ from longtail.engine.checkpoint import (
 )
 from longtail.engine.config import Config, config_to_dict, save_config
 from longtail.engine.datasets import DataBundle, build_data, write_split
+from longtail.engine.distill import (
+    build_distill_data,
+    distill_finish_config,
+    distill_finish_task,
+    distill_stage_config,
+    distill_stage_task,
+)
 from longtail.engine.methods import METHODS, Method, resolve_methods
+from longtail.engine.metric_learning import (
+    METRIC_LEARNING_METRICS,
+    build_metric_learning_data,
+    metric_finish_config,
+    metric_finish_task,
+    metric_stage_config,
+    metric_stage_task,
+)
 from longtail.engine.multi_label import MULTILABEL_METRICS, MultiLabelTask, build_multilabel_data
+from longtail.engine.open_set import (
+    OPEN_SET_METRICS,
+    OpenSetTask,
+    build_open_set_data,
+    open_set_finish_config,
+)
 from longtail.engine.single_label import (
     SINGLE_LABEL_METRICS,
-    SecondStageTask,
-    SingleLabelTask,
     second_stage_config,
+    single_label_finish_task,
+    single_label_task,
 )
 from longtail.engine.tasks import MetricSpec, Task
 from longtail.engine.trainer import Trainer
@@ -104,6 +130,15 @@ def method_names(cfg: Config) -> list[str]:
         table = resolve_methods(cfg.recipes, cfg.task)
         return [name for name, m in table.items() if m.task == cfg.task]
     return list(cfg.methods)
+
+
+def _data_problem(method: Method, data: DataBundle) -> str | None:
+    """Why ``method`` cannot train on ``data`` (``None``: it can)."""
+    if getattr(method, "sla", None) is not None and not data.is_image:
+        return "needs images (SLA rotates and permutes them); the data are feature vectors"
+    if getattr(method, "sampler", None) == "smote" and data.lazy:
+        return "needs in-memory training data (SMOTE); the image folder is read lazily"
+    return None
 
 
 def run_dir_for(out_dir: Path, method: str, seed: int) -> Path:
@@ -155,6 +190,9 @@ def aggregate(
         }
         if compositions and name in compositions:
             methods[name]["composition"] = dict(compositions[name])
+        if runs and "params" in runs[0]:
+            # the hyper-parameters (equal over seeds): the report marks methods that are the same
+            methods[name]["params"] = dict(runs[0]["params"])
     return {
         "dataset": dataset,
         "task": task,
@@ -189,6 +227,10 @@ class TaskKind:
         finish_task: ``(method, data, config, stage_state, params) -> Task`` runs its second stage
             or post-hoc step from the stage's final weights.
         finish_config: ``(config, method, params) -> Config`` of the finishing run.
+        data_per_seed: the data depend on the seed (open set: seed ``i`` trains on split ``i``),
+            so ``build_data`` gets the seed and the runner builds one data set per seed.
+        stage_config: ``(config, method, params) -> Config`` a first stage trains with (a teacher's
+            own network; ``None``: the run's config).
     """
 
     name: str
@@ -197,6 +239,8 @@ class TaskKind:
     stage_task: Callable[[Method, DataBundle, Config, dict[str, Any]], Task]
     finish_task: Callable[[Method, DataBundle, Config, dict[str, Tensor], dict[str, Any]], Task]
     finish_config: Callable[[Config, Method, Mapping[str, Any]], Config]
+    data_per_seed: bool = False
+    stage_config: Callable[[Config, Method, Mapping[str, Any]], Config] | None = None
 
 
 def _no_finish(*args: Any) -> Any:
@@ -209,8 +253,8 @@ TASK_KINDS: dict[str, TaskKind] = {
         name="single-label",
         metrics=SINGLE_LABEL_METRICS,
         build_data=_single_label_data,
-        stage_task=lambda m, d, c, p: SingleLabelTask(m, d, c, params=p),
-        finish_task=lambda m, d, c, s, p: SecondStageTask(m, d, c, stage_state=s, params=p),
+        stage_task=single_label_task,
+        finish_task=single_label_finish_task,
         finish_config=second_stage_config,
     ),
     "multi-label": TaskKind(
@@ -220,6 +264,33 @@ TASK_KINDS: dict[str, TaskKind] = {
         stage_task=lambda m, d, c, p: MultiLabelTask(m, d, c, params=p),
         finish_task=_no_finish,
         finish_config=_no_finish,
+    ),
+    "open-set": TaskKind(
+        name="open-set",
+        metrics=OPEN_SET_METRICS,
+        build_data=lambda c, variant, seed: build_open_set_data(c, 0 if seed is None else seed),
+        stage_task=lambda m, d, c, p: OpenSetTask(m, d, c, params=p),
+        finish_task=lambda m, d, c, s, p: OpenSetTask(m, d, c, params=p, stage_state=s),
+        finish_config=open_set_finish_config,
+        data_per_seed=True,
+    ),
+    "distillation": TaskKind(
+        name="distillation",
+        metrics=SINGLE_LABEL_METRICS,
+        build_data=build_distill_data,
+        stage_task=distill_stage_task,
+        finish_task=distill_finish_task,
+        finish_config=distill_finish_config,
+        stage_config=distill_stage_config,
+    ),
+    "metric-learning": TaskKind(
+        name="metric-learning",
+        metrics=METRIC_LEARNING_METRICS,
+        build_data=build_metric_learning_data,
+        stage_task=metric_stage_task,
+        finish_task=metric_finish_task,
+        finish_config=metric_finish_config,
+        stage_config=metric_stage_config,
     ),
 }
 
@@ -336,7 +407,9 @@ class _Runs:
     def data(self, variant: str, seed: int) -> DataBundle:
         if self._given_data is not None:
             return self._given_data
-        per_seed = getattr(self.cfg.data, "class_order", "fixed") == "random"
+        per_seed = (
+            self.kind.data_per_seed or getattr(self.cfg.data, "class_order", "fixed") == "random"
+        )
         key = (variant, seed if per_seed else None)
         if key not in self._data:
             bundle = self.kind.build_data(self.cfg, variant, seed if per_seed else None)
@@ -366,11 +439,16 @@ class _Runs:
             self._stages[fp] = (record, state)
             return self._stages[fp]
         bundle = self.data(stage.variant, seed)
-        task = self.kind.stage_task(stage.method, bundle, self.cfg, stage.params)
+        stage_cfg = (
+            self.cfg
+            if self.kind.stage_config is None
+            else self.kind.stage_config(self.cfg, stage.method, stage.params)
+        )
+        task = self.kind.stage_task(stage.method, bundle, stage_cfg, stage.params)
         trainer = Trainer(
             task,
             bundle,
-            self.cfg,
+            stage_cfg,
             seed=seed,
             run_dir=sdir,
             fingerprint=fp,
@@ -573,10 +651,21 @@ def run_benchmark(
         for variant in dict.fromkeys(v for _, _, v in entries):
             for seed in cfg.seeds:
                 runs.data(variant, seed)
+        first = runs.data("long-tailed", cfg.seeds[0])
+        unfit = {n: why for n, m, _ in entries if (why := _data_problem(m, first)) is not None}
+        if unfit and not isinstance(cfg.methods, str):
+            name, why = next(iter(unfit.items()))
+            raise ValueError(f"config key 'methods': {name} {why}")
     except BaseException:
         if main:
             _remove_empty_dirs(created)
         raise
+    if unfit:  # methods: all -> every method the data can run
+        entries = [e for e in entries if e[0] not in unfit]
+        if echo is not None and main:
+            for why in dict.fromkeys(unfit.values()):
+                skipped = ", ".join(n for n, w in unfit.items() if w == why)
+                echo(f"note: skipped {skipped}: {why}")
     problem = None
     if main:
         meta = {
@@ -698,6 +787,9 @@ def run_benchmark(
         compositions={label: m.composition() for label, m, _ in entries},
     )
     results["class_names"] = list(first.class_names)
+    # the file or folder the data were read from, absolute (the report names it); null: bundled
+    source = cfg.data.path or cfg.data.data_dir
+    results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
     results["num_train"] = len(first.train_y)
     results["num_test"] = len(first.test_y)
     results["stages_trained"] = len(runs.trained_stages) + parallel_stages

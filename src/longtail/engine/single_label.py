@@ -33,7 +33,13 @@ from longtail.engine.tasks import (
     Task,
 )
 
-__all__ = ["SecondStageTask", "SingleLabelTask", "second_stage_config"]
+__all__ = [
+    "SecondStageTask",
+    "SingleLabelTask",
+    "second_stage_config",
+    "single_label_finish_task",
+    "single_label_task",
+]
 
 SINGLE_LABEL_METRICS = (
     MetricSpec("balanced_accuracy", "Balanced acc."),
@@ -230,30 +236,29 @@ class SingleLabelTask(Task):
 
         was_training = model.training
         model.eval()
+        # the metric's states live on the model's device (the batches' device), so a process with
+        # an empty shard still synchronises them on the device the backend needs (NCCL: CUDA)
+        tensors = [*model.parameters(), *model.buffers()]
         metric = SingleLabelMetrics(
             self.data.num_classes,
             self.data.group_counts,
             shot_mode=self.config.metrics.shot_mode,  # type: ignore[arg-type]
             n_bins=self.config.metrics.n_bins,
-        )
+        ).to(tensors[0].device if tensors else "cpu")
         for b in splits["test"]:
-            logits = self.predict_logits(model, b.x)
-            metric.update(logits.cpu(), b.y.cpu())
+            metric.update(self.predict_logits(model, b.x), b.y)
         values = metric.compute()
         per_class = metric.per_class()
         cm = metric.confusion()
-        states = metric.states()
+        bins = metric.reliability_diagram_data()
         model.train(was_training)
-        count = states["bin_count"].double()
-        conf = torch.where(count > 0, states["bin_conf"] / count.clamp_min(1), torch.nan)
-        acc = torch.where(count > 0, states["bin_correct"].double() / count.clamp_min(1), torch.nan)
         details = {
             "per_class": _nan_to_none(per_class.tolist()),
             "confusion": cm.tolist(),
             "reliability": {
-                "confidence": _nan_to_none(conf.tolist()),
-                "accuracy": _nan_to_none(acc.tolist()),
-                "count": [int(c) for c in states["bin_count"].tolist()],
+                "confidence": _nan_to_none(bins["confidence"].tolist()),
+                "accuracy": _nan_to_none(bins["accuracy"].tolist()),
+                "count": [int(c) for c in bins["count"].tolist()],
             },
         }
         return Evaluation(metrics={k: float(v) for k, v in values.items()}, details=details)
@@ -270,6 +275,34 @@ class SingleLabelTask(Task):
             head.weight.copy_(tau_normalize(head.weight, tau=self.params["tau"]))
             if head.bias is not None and self.params.get("drop_bias", True):
                 head.bias.zero_()
+
+
+def single_label_task(
+    method: Method, data: DataBundle, config: Config, params: Mapping[str, Any] | None = None
+) -> SingleLabelTask:
+    """The task that trains ``method``'s first stage: :class:`SingleLabelTask`, or
+    :class:`~longtail.engine.sla.SLATask` for a method with self-supervised label augmentation."""
+    if method.sla is not None:
+        from longtail.engine.sla import SLATask
+
+        return SLATask(method, data, config, params=params)
+    return SingleLabelTask(method, data, config, params=params)
+
+
+def single_label_finish_task(
+    method: Method,
+    data: DataBundle,
+    config: Config,
+    stage_state: Mapping[str, Tensor],
+    params: Mapping[str, Any] | None = None,
+) -> SingleLabelTask:
+    """The task of ``method``'s second stage or post-hoc step: :class:`SecondStageTask`, or
+    :class:`~longtail.engine.m2m.M2mTask` (``second_stage="m2m"``)."""
+    if method.second_stage == "m2m":
+        from longtail.engine.m2m import M2mTask
+
+        return M2mTask(method, data, config, stage_state=stage_state, params=params)
+    return SecondStageTask(method, data, config, stage_state=stage_state, params=params)
 
 
 def _sampler(
@@ -303,6 +336,8 @@ def second_stage_config(config: Config, method: Method, params: Mapping[str, Any
     stage. The epoch length is the second stage's sampler's.
     """
     t = config.train
+    if method.second_stage == "m2m":  # f is trained from scratch: the full schedule
+        return config
     if method.second_stage is None:
         train = dataclasses.replace(t, epochs=0, warmup_epochs=0)
     else:

@@ -1,9 +1,14 @@
-"""Metrics for long-tailed, multi-label, open-set and retrieval evaluation (torch only).
+"""Metrics for long-tailed, multi-label, open-set and retrieval evaluation.
 
 Every metric exists as a function of whole tensors and as an accumulating class (``update`` per batch,
-``compute``, ``reset``) whose state is summed (counts) or gathered (per-sample scores) across processes
-when ``torch.distributed`` is initialised. All values are fractions in [0, 1]; undefined values are NaN.
-See ``docs/metrics.md`` for the definitions and conventions.
+``compute``, ``reset``). The classes are ``torchmetrics.Metric`` subclasses (:class:`Metric`): their
+states follow ``.to(device)``, are summed (counts) or gathered (per-sample scores) across processes by
+torchmetrics when ``torch.distributed`` is initialised, and the classes join a
+``torchmetrics.MetricCollection``. torchmetrics computes the confusion matrix, the areas under the
+ROC and precision-recall curves and the multi-label average precision; the rest (many / medium /
+few-shot, balanced accuracy with scikit-learn's convention, ECE with Guo et al.'s bins, OSCR, the
+ML-GCN precision / recall / F1, Recall@K) is computed here. All values are fractions in [0, 1];
+undefined values are NaN. See ``docs/metrics.md`` for the definitions and conventions.
 """
 
 from __future__ import annotations

@@ -1,172 +1,94 @@
-"""Base class of the accumulating metrics and the torch.distributed synchronisation.
+"""Base class of the accumulating metrics: a ``torchmetrics.Metric`` with typed states.
 
-A metric holds two kinds of state:
+Every class of :mod:`longtail.metrics` derives from :class:`Metric`, a :class:`torchmetrics.Metric`
+(hence an ``nn.Module``). Its states are registered with ``add_state``, so they follow
+``.to(device)`` and the module that holds the metric, are reset by ``reset()`` and are synchronised
+by torchmetrics when ``compute()`` runs under ``torch.distributed`` (then a collective call that every
+process must make; the local states are restored afterwards, so ``update()`` may continue). The
+torchmetrics keyword arguments (``sync_on_compute``, ``process_group``, ``dist_sync_fn``,
+``compute_on_cpu``, ...) are accepted by every constructor.
 
-* **sum states**: tensors of fixed shape (confusion matrix counts, histogram bins, TP/FP/FN counts). The
-  value over the whole data set is the elementwise sum of the per-process values, so under
-  ``torch.distributed`` they are combined with one ``all_reduce(SUM)`` each.
-* **cat states**: per-sample tensors appended batch by batch (scores for ranking metrics, embeddings).
-  Under ``torch.distributed`` each process's concatenation is gathered with ``all_gather``; since
-  ``all_gather`` needs equal shapes, the per-process lengths are exchanged first and every process pads
-  to the longest, then the padding is cut off again. Processes may hold different numbers of samples,
-  including none.
+Two kinds of state:
 
-``compute()`` synchronises when ``torch.distributed`` is available and initialised with more than one
-process and ``sync_on_compute`` is true (the default). It is then a *collective* call: every process of
-the group must call it. Synchronisation works on copies: the local state is never modified, so
-``update()`` may continue after ``compute()``.
+* **sum states** (``dist_reduce_fx="sum"``): fixed-shape counts (confusion matrix, calibration bins,
+  TP / FP / FN); the value over all processes is their elementwise sum.
+* **cat states** (``dist_reduce_fx="cat"``): per-sample 1-D tensors appended batch by batch (scores,
+  flags, embeddings) and concatenated in rank order. Row data of several columns (multi-label
+  scores, embeddings) are stored flattened, row-major, with the number of columns in a ``"max"``
+  state, so every cat state is 1-D.
+
+One correction to torchmetrics' synchronisation: a process that saw no sample holds an empty list,
+for which torchmetrics gathers a 1-D placeholder of the metric's default floating dtype (float32).
+Our cat states are float64 or int64, and an ``all_gather`` of different dtypes on different processes
+fails (gloo aborts the process: "Received data size doesn't match expected size"), so
+:meth:`Metric._sync_dist` first puts an empty tensor of the state's own dtype in place of the empty
+list.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any, Generic, TypeVar
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
-import torch.distributed as dist
+import torchmetrics
 from torch import Tensor
-
-T = TypeVar("T")
-M = TypeVar("M", bound="Metric[Any]")
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 
-def _distributed_active(group: Any) -> bool:
-    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1)
+class Metric(torchmetrics.Metric):
+    """A ``torchmetrics.Metric`` whose values are fractions in [0, 1] (NaN where undefined).
 
-
-def sync_sum(t: Tensor, group: Any = None) -> Tensor:
-    """Elementwise sum of ``t`` over all processes (on a copy; ``t`` is left untouched)."""
-    if not _distributed_active(group):
-        return t
-    out = t.clone()
-    if out.dtype == torch.bool:
-        out = out.to(torch.int64)
-    dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
-    return out
-
-
-def sync_cat(t: Tensor, group: Any = None) -> Tensor:
-    """Concatenation along dim 0 of ``t`` from all processes, in rank order.
-
-    The per-process tensors may differ in length (dim 0, possibly 0); their other dimensions must agree
-    across the processes that hold at least one row.
-    """
-    if not _distributed_active(group):
-        return t
-    world = dist.get_world_size(group)
-    dtype = t.dtype
-    local = t.to(torch.uint8) if dtype == torch.bool else t
-    shape = torch.tensor(list(local.shape), dtype=torch.int64, device=local.device)
-    shapes = [torch.zeros_like(shape) for _ in range(world)]
-    dist.all_gather(shapes, shape, group=group)
-    lengths = [int(s[0]) for s in shapes]
-    trailing = {tuple(int(x) for x in s[1:]) for s, n in zip(shapes, lengths, strict=True) if n > 0}
-    if not trailing:
-        return t
-    if len(trailing) > 1:
-        raise RuntimeError(
-            f"cannot gather metric state: per-process trailing shapes differ {trailing}"
-        )
-    (tail,) = trailing
-    max_len = max(lengths)
-    send = local.new_zeros((max_len, *tail))
-    if local.shape[0]:
-        send[: local.shape[0]] = local
-    recv = [torch.empty_like(send) for _ in range(world)]
-    dist.all_gather(recv, send, group=group)
-    out = torch.cat([r[:n] for r, n in zip(recv, lengths, strict=True)])
-    return out.to(dtype)
-
-
-class Metric(ABC, Generic[T]):
-    """Accumulating metric: ``update(...)`` per batch, ``compute()`` at the end, ``reset()`` to start over.
-
-    Attributes:
-        sync_on_compute: if true (default) ``compute()`` combines the states of all processes when
-            ``torch.distributed`` is initialised with world size > 1. Set to false for a local value.
-        process_group: the process group to synchronise over (``None`` = the default group).
+    Subclasses register their states with :meth:`_add_sum_state` and :meth:`_add_cat_state` and
+    read a cat state with :meth:`_cat`; accessors other than ``compute()`` that need the states of
+    every process read them inside ``with self._synced():``.
     """
 
-    sync_on_compute: bool = True
-    process_group: Any = None
+    is_differentiable: bool | None = False
+    higher_is_better: bool | None = True
+    full_state_update: bool | None = False
+    plot_lower_bound: float | None = 0.0
+    plot_upper_bound: float | None = 1.0
 
-    def __init__(self) -> None:
-        self._sum_defaults: dict[str, Tensor] = {}
-        self._sum_states: dict[str, Tensor] = {}
-        self._cat_specs: dict[str, tuple[int, torch.dtype]] = {}
-        self._cat_states: dict[str, list[Tensor]] = {}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cat_dtypes: dict[str, torch.dtype] = {}
 
-    # -- state registration ---------------------------------------------------------------------
     def _add_sum_state(self, name: str, default: Tensor) -> None:
-        self._sum_defaults[name] = default.clone()
-        self._sum_states[name] = default.clone()
+        self.add_state(name, default=default, dist_reduce_fx="sum")
 
-    def _add_cat_state(self, name: str, ndim: int, dtype: torch.dtype) -> None:
-        self._cat_specs[name] = (ndim, dtype)
-        self._cat_states[name] = []
+    def _add_cat_state(self, name: str, dtype: torch.dtype) -> None:
+        self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._cat_dtypes[name] = dtype
 
-    def _accumulate(self, name: str, value: Tensor) -> None:
-        cur = self._sum_states[name]
-        if cur.device != value.device:
-            cur = cur.to(value.device)
-        self._sum_states[name] = cur + value.to(cur.dtype)
+    def _cat(self, name: str) -> Tensor:
+        """The cat state ``name`` as one 1-D tensor (empty, of the state's dtype, if no sample)."""
+        value = getattr(self, name)
+        if isinstance(value, Tensor):  # already concatenated by a synchronisation
+            return value.to(self._cat_dtypes[name])
+        if value:
+            return torch.cat(value).to(self._cat_dtypes[name])
+        return torch.zeros(0, dtype=self._cat_dtypes[name], device=self.device)
 
-    def _append(self, name: str, value: Tensor) -> None:
-        ndim, dtype = self._cat_specs[name]
-        if value.ndim != ndim:  # pragma: no cover - guarded by the public update() checks
-            raise ValueError(
-                f"state {name} expects {ndim}-D tensors, got shape {tuple(value.shape)}"
-            )
-        self._cat_states[name].append(value.detach().to(dtype))
+    def _sync_dist(
+        self,
+        dist_sync_fn: Callable[..., Any] = gather_all_tensors,
+        process_group: Any | None = None,
+    ) -> None:
+        # see the module docstring: an empty cat state is gathered as an empty tensor of its dtype
+        for name, dtype in self._cat_dtypes.items():
+            value = getattr(self, name)
+            if isinstance(value, list) and not value:
+                setattr(self, name, [torch.zeros(0, dtype=dtype, device=self.device)])
+        super()._sync_dist(dist_sync_fn, process_group)
 
-    def _local_cat(self, name: str) -> Tensor:
-        parts = self._cat_states[name]
-        if parts:
-            return torch.cat(parts)
-        ndim, dtype = self._cat_specs[name]
-        return torch.zeros((0,) * ndim, dtype=dtype)
-
-    # -- public API -----------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Return every state to its initial (empty) value."""
-        for name, default in self._sum_defaults.items():
-            self._sum_states[name] = default.clone()
-        for name in self._cat_states:
-            self._cat_states[name] = []
-
-    def states(self, sync: bool | None = None) -> dict[str, Tensor]:
-        """The current states (sum states and concatenated cat states), synchronised if requested.
-
-        Args:
-            sync: synchronise across processes; ``None`` = ``self.sync_on_compute``. Synchronisation
-                happens only when ``torch.distributed`` is initialised with world size > 1, and never
-                modifies the local state.
-        """
-        do_sync = self.sync_on_compute if sync is None else sync
-        group = self.process_group
-        out: dict[str, Tensor] = {}
-        for name, value in self._sum_states.items():
-            out[name] = sync_sum(value, group) if do_sync else value
-        for name in self._cat_states:
-            local = self._local_cat(name)
-            out[name] = sync_cat(local, group) if do_sync else local
-        return out
-
-    def compute(self) -> T:
-        """The metric over everything seen since the last ``reset()`` (on all processes, see class doc)."""
-        return self._compute(self.states())
-
-    @abstractmethod
-    def _compute(self, states: dict[str, Tensor]) -> T:
-        """The metric from (already synchronised) states. Must not modify ``states``."""
-
-    def to(self: M, device: torch.device | str) -> M:
-        """Move every state to ``device`` (e.g. the CUDA device NCCL needs); returns ``self``."""
-        for name, value in self._sum_states.items():
-            self._sum_states[name] = value.to(device)
-        for name, parts in self._cat_states.items():
-            self._cat_states[name] = [p.to(device) for p in parts]
-        return self
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+    @contextlib.contextmanager
+    def _synced(self) -> Iterator[None]:
+        """The states of all processes inside the block (as in ``compute()``), local ones after it."""
+        self.sync(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync)
+        try:
+            yield
+        finally:
+            if self._is_synced:
+                self.unsync()

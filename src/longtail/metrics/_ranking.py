@@ -1,42 +1,27 @@
-"""Tie-aware ranking primitives shared by the multi-label and open-set metrics (private).
+"""Ranking helpers shared by the multi-label and open-set metrics (private).
 
-All work in float64 on 1-D tensors and return Python floats (NaN when undefined).
+The areas under the ROC and precision-recall curves are torchmetrics' (``binary_auroc``,
+``binary_average_precision``, ``multilabel_average_precision``). Those functions apply a sigmoid to
+scores outside [0, 1], which saturates (in float64 every score above ~37 becomes 1.0, in float32
+above ~17) and so turns distinct scores into ties. The areas depend only on the order of the scores
+and their ties, so :func:`dense_ranks` hands them the scores' dense ranks scaled to [0, 1] instead:
+the same order, the same ties, and nothing to transform.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
 
-def binary_average_precision(scores: Tensor, positive: Tensor) -> float:
-    """Average precision as ``sklearn.metrics.average_precision_score``.
-
-    ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds in decreasing order, where a
-    threshold ``t`` predicts positive for every score ``>= t`` (equal scores enter together) and ``R_0 = 0``.
-    NaN if there is no positive.
-    """
-    pos = positive.to(torch.bool)
-    n_pos = int(pos.sum())
-    if n_pos == 0:
-        return math.nan
-    s = scores.to(torch.float64)
-    order = torch.argsort(s, descending=True, stable=True)
-    s_sorted = s[order]
-    y = pos[order].to(torch.float64)
-    tps = torch.cumsum(y, 0)
-    fps = torch.cumsum(1.0 - y, 0)
-    # last index of each group of equal scores
-    last = torch.ones_like(s_sorted, dtype=torch.bool)
-    last[:-1] = s_sorted[1:] != s_sorted[:-1]
-    tp = tps[last]
-    fp = fps[last]
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    d_recall = torch.diff(recall, prepend=recall.new_zeros(1))
-    return float((d_recall * precision).sum())
+def dense_ranks(scores: Tensor) -> Tensor:
+    """float64 ranks in [0, 1] of ``scores`` (any shape): equal scores get equal ranks, the lowest
+    score 0 and the highest 1 (all 0 if every score is the same)."""
+    if scores.numel() == 0:
+        return scores.to(torch.float64)
+    values, inverse = torch.unique(scores, sorted=True, return_inverse=True)
+    ranks: Tensor = inverse.to(torch.float64) / max(values.numel() - 1, 1)
+    return ranks
 
 
 def pairwise_greater_fraction(high: Tensor, low: Tensor) -> float:
@@ -46,7 +31,7 @@ def pairwise_greater_fraction(high: Tensor, low: Tensor) -> float:
     in ``sklearn.metrics.roc_auc_score``). Runs in O(n log n) via ``searchsorted``.
     """
     if high.numel() == 0 or low.numel() == 0:
-        return math.nan
+        return float("nan")
     return pairwise_greater_count(high, low) / (high.numel() * low.numel())
 
 

@@ -12,11 +12,19 @@ with ``acc(B_b)`` the accuracy and ``conf(B_b)`` the mean confidence of the bin.
 nothing; an empty input gives NaN. The softmax is computed in float64. Logits must be finite (NaN and
 +-inf raise ``ValueError``: ``softmax`` of a row holding ``inf`` is NaN and would silently turn the
 accumulated ECE into NaN).
+
+This is not torchmetrics' ``MulticlassCalibrationError(norm="l1")``, on purpose. torchmetrics bins
+``[lo, hi)`` (a confidence on an inner edge goes to the upper bin) and puts a confidence of exactly 1
+in a bin of its own; a saturated softmax reaches 1.0 (logit gap above ~37 in float64), and then the
+values differ: confidences 1.0 (wrong) and 0.9526 twice (right) give 0.302 here and 0.365 there. It
+also keeps every sample's confidence as state where the bin sums here are a fixed (n_bins,) size.
+Without confidences on a bin edge or at 1 the two agree (a test checks both facts).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -118,35 +126,41 @@ def reliability_diagram_data(logits: Tensor, target: Tensor, n_bins: int = 15) -
     return _reliability(*_ece_bin_sums(lg, tg, nb))
 
 
-class ExpectedCalibrationError(Metric[float]):
-    """Accumulated ECE. State: per-bin count, confidence sum and correct count (all sum states).
+class ExpectedCalibrationError(Metric):
+    """Accumulated ECE. States: per-bin count, confidence sum and correct count (all sum states).
 
     Args:
         n_bins: number of equal-width bins (default 15).
     """
 
-    def __init__(self, n_bins: int = 15) -> None:
-        super().__init__()
-        self.n_bins = check_positive_int("n_bins", n_bins)
-        self._add_sum_state("bin_count", torch.zeros(n_bins, dtype=torch.int64))
-        self._add_sum_state("bin_conf", torch.zeros(n_bins, dtype=torch.float64))
-        self._add_sum_state("bin_correct", torch.zeros(n_bins, dtype=torch.int64))
+    higher_is_better = False
+    bin_count: Tensor
+    bin_conf: Tensor
+    bin_correct: Tensor
+
+    def __init__(self, n_bins: int = 15, **kwargs: Any) -> None:
+        nb = check_positive_int("n_bins", n_bins)
+        super().__init__(**kwargs)
+        self.n_bins = nb
+        self._add_sum_state("bin_count", torch.zeros(nb, dtype=torch.int64))
+        self._add_sum_state("bin_conf", torch.zeros(nb, dtype=torch.float64))
+        self._add_sum_state("bin_correct", torch.zeros(nb, dtype=torch.int64))
 
     def update(self, logits: Tensor, target: Tensor) -> None:
-        """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int."""
+        """Add a batch: ``logits`` (B, C) finite float, ``target`` (B,) int."""
         lg, tg, nb = _checked(logits, target, self.n_bins)
         count, conf, correct = _ece_bin_sums(lg, tg, nb)
-        self._accumulate("bin_count", count)
-        self._accumulate("bin_conf", conf)
-        self._accumulate("bin_correct", correct)
+        self.bin_count += count
+        self.bin_conf += conf
+        self.bin_correct += correct
 
-    def _compute(self, states: dict[str, Tensor]) -> float:
-        return _ece_from_bins(states["bin_count"], states["bin_conf"], states["bin_correct"])
+    def compute(self) -> float:
+        return _ece_from_bins(self.bin_count, self.bin_conf, self.bin_correct)
 
     def reliability_diagram_data(self) -> dict[str, Tensor]:
         """Accumulated per-bin data, see :func:`reliability_diagram_data` (synchronised like compute)."""
-        s = self.states()
-        return _reliability(s["bin_count"], s["bin_conf"], s["bin_correct"])
+        with self._synced():
+            return _reliability(self.bin_count, self.bin_conf, self.bin_correct)
 
-    def __repr__(self) -> str:
-        return f"ExpectedCalibrationError(n_bins={self.n_bins})"
+    def extra_repr(self) -> str:
+        return f"n_bins={self.n_bins}"

@@ -2,15 +2,20 @@
 
 All take ``logits`` of shape (N, C) (any real scores; only the arg-max matters, ties go to the lowest class
 index as in ``torch.argmax``) and integer ``target`` of shape (N,) with values in ``[0, C)``. Everything is
-derived from the confusion matrix ``M`` (rows = true class, columns = predicted class)::
+derived from the confusion matrix ``M`` (rows = true class, columns = predicted class), counted by
+torchmetrics (``multiclass_confusion_matrix``)::
 
     accuracy             = trace(M) / sum(M)
     recall_c             = M[c, c] / sum_j M[c, j]                    (NaN if class c is absent from target)
     balanced_accuracy    = mean of recall_c over classes present in target   (= 1 - balanced error rate)
     shot accuracy (g)    = mean of recall_c over classes c in group g that are present in target
 
-Values are fractions in [0, 1]. An empty input gives NaN for the ratios. Balanced accuracy equals
-``sklearn.metrics.balanced_accuracy_score`` (which also averages only over classes present in ``y_true``).
+Values are fractions in [0, 1], computed in float64. An empty input gives NaN for the ratios. Balanced
+accuracy equals ``sklearn.metrics.balanced_accuracy_score`` (which also averages only over classes
+present in ``y_true``). torchmetrics' ``MulticlassAccuracy(average="macro")`` differs: it averages over
+the classes present in the target *or predicted*, a class absent from the target but predicted
+counting with recall 0 (``[0, 0, 1, 2]`` predicted for ``[0, 0, 1, 1]`` gives 0.5 there, 0.75 here), and
+it computes in float32; so balanced accuracy is reduced here from the torchmetrics confusion matrix.
 Many / medium / few-shot follows the ImageNet-LT protocol (Liu et al., "Large-Scale Long-Tailed
 Recognition in an Open World", CVPR 2019): > 100, 20-100 and < 20 training images per class.
 """
@@ -18,10 +23,11 @@ Recognition in an Open World", CVPR 2019): > 100, 20-100 and < 20 training image
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from longtail.metrics._base import Metric
 from longtail.metrics._checks import (
@@ -36,7 +42,6 @@ from longtail.metrics._checks import (
 from longtail.metrics.calibration import _FINITE_WHY, _ece_bin_sums, _ece_from_bins, _reliability
 
 ShotMode = Literal["thresholds", "terciles"]
-T = TypeVar("T")
 SHOT_KEYS = ("many", "medium", "few")
 
 __all__ = [
@@ -67,10 +72,10 @@ def _checked(logits: object, target: object, num_classes: object) -> tuple[Tenso
     return lg, tg, c
 
 
-def _confusion(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
-    idx = target.long() * num_classes + pred.long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
+def _confusion(logits: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """(C, C) int64 counts of (true, arg-max) pairs; the inputs are already checked."""
+    return multiclass_confusion_matrix(
+        logits.detach(), target, num_classes=num_classes, validate_args=False
     )
 
 
@@ -159,7 +164,7 @@ def confusion_matrix(logits: Tensor, target: Tensor, *, num_classes: int | None 
         num_classes: optional, must equal C if given.
     """
     lg, tg, c = _checked(logits, target, num_classes)
-    return _confusion(lg.argmax(dim=1), tg, c)
+    return _confusion(lg, tg, c)
 
 
 def accuracy(logits: Tensor, target: Tensor) -> float:
@@ -216,70 +221,101 @@ def shot_accuracy(
     groups = shot_groups(
         counts, mode=mode, many_threshold=many_threshold, few_threshold=few_threshold
     )
-    return _shot_from_recall(_recall_from_confusion(_confusion(lg.argmax(dim=1), tg, c)), groups)
+    return _shot_from_recall(_recall_from_confusion(_confusion(lg, tg, c)), groups)
 
 
 # ---------------------------------------------------------------------------------------------------
-# accumulating classes
+# accumulating classes (torchmetrics Metrics)
 # ---------------------------------------------------------------------------------------------------
-class _ConfusionBased(Metric[T]):
-    """Shared state: a (C, C) int64 confusion matrix (a sum state)."""
+class _ConfusionBased(Metric):
+    """Shared state: the (C, C) int64 confusion matrix ``confmat`` (a sum state)."""
 
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self._add_sum_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64))
+    confmat: Tensor
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        c = check_positive_int("num_classes", num_classes)
+        super().__init__(**kwargs)
+        self.num_classes = c
+        self._add_sum_state("confmat", torch.zeros(c, c, dtype=torch.int64))
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int."""
         lg, tg, _ = _checked(logits, target, self.num_classes)
-        self._accumulate("confmat", _confusion(lg.argmax(dim=1), tg, self.num_classes))
+        self.confmat += _confusion(lg, tg, self.num_classes)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_classes={self.num_classes})"
-
-
-class ConfusionMatrix(_ConfusionBased[Tensor]):
-    """Accumulated confusion matrix (C, C) int64, rows = true class, columns = predicted class."""
-
-    def _compute(self, states: dict[str, Tensor]) -> Tensor:
-        return states["confmat"].clone()
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}"
 
 
-class PerClassAccuracy(_ConfusionBased[Tensor]):
+class ConfusionMatrix(_ConfusionBased):
+    """Accumulated confusion matrix (C, C) int64, rows = true class, columns = predicted class.
+
+    The same counts as ``torchmetrics.classification.MulticlassConfusionMatrix(num_classes)`` (and the
+    same state, ``confmat``), with this package's input checks.
+    """
+
+    higher_is_better = None
+    plot_upper_bound = None
+
+    def compute(self) -> Tensor:
+        return self.confmat.clone()
+
+
+class PerClassAccuracy(_ConfusionBased):
     """Accumulated per-class accuracy (recall), float64 (C,), NaN for classes never seen in target."""
 
-    def _compute(self, states: dict[str, Tensor]) -> Tensor:
-        return _recall_from_confusion(states["confmat"])
+    def compute(self) -> Tensor:
+        return _recall_from_confusion(self.confmat)
 
 
-class BalancedAccuracy(_ConfusionBased[float]):
-    """Accumulated balanced accuracy (mean per-class recall over classes present in target)."""
+class BalancedAccuracy(_ConfusionBased):
+    """Accumulated balanced accuracy: mean per-class recall over the classes present in target.
 
-    def _compute(self, states: dict[str, Tensor]) -> float:
-        return _nanmean(_recall_from_confusion(states["confmat"]))
+    Equals ``sklearn.metrics.balanced_accuracy_score``; differs from torchmetrics'
+    ``MulticlassAccuracy(average="macro")`` when a class absent from the target is predicted (see the
+    module docstring).
+    """
+
+    def compute(self) -> float:
+        return _nanmean(_recall_from_confusion(self.confmat))
 
 
-class Accuracy(Metric[float]):
-    """Accumulated top-1 accuracy. State: number correct and number seen (sum states)."""
+class Accuracy(Metric):
+    """Accumulated top-1 accuracy. States: number correct and number seen (sum states)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    correct: Tensor
+    total: Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._add_sum_state("correct", torch.zeros((), dtype=torch.int64))
         self._add_sum_state("total", torch.zeros((), dtype=torch.int64))
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int."""
         lg, tg, _ = _checked(logits, target, None)
-        self._accumulate("correct", (lg.argmax(dim=1) == tg).sum())
-        self._accumulate("total", torch.tensor(tg.numel(), dtype=torch.int64, device=tg.device))
+        self.correct += (lg.argmax(dim=1) == tg).sum()
+        self.total += tg.numel()
 
-    def _compute(self, states: dict[str, Tensor]) -> float:
-        total = int(states["total"])
-        return math.nan if total == 0 else int(states["correct"]) / total
+    def compute(self) -> float:
+        total = int(self.total)
+        return math.nan if total == 0 else int(self.correct) / total
 
 
-class ShotAccuracy(_ConfusionBased[dict[str, float]]):
+class _ShotGroups(Metric):
+    """The many / medium / few class masks, held as non-persistent buffers (they follow ``.to``)."""
+
+    def _register_groups(self, groups: dict[str, Tensor]) -> None:
+        for key in SHOT_KEYS:
+            self.register_buffer(f"{key}_classes", groups[key], persistent=False)
+
+    @property
+    def groups(self) -> dict[str, Tensor]:
+        """``{"many", "medium", "few"}``: boolean (C,) masks of the classes of each group."""
+        return {key: getattr(self, f"{key}_classes") for key in SHOT_KEYS}
+
+
+class ShotAccuracy(_ShotGroups, _ConfusionBased):
     """Accumulated many / medium / few-shot accuracy; see :func:`shot_accuracy` for the arguments."""
 
     def __init__(
@@ -289,28 +325,34 @@ class ShotAccuracy(_ConfusionBased[dict[str, float]]):
         mode: ShotMode = "thresholds",
         many_threshold: float = 100,
         few_threshold: float = 20,
+        **kwargs: Any,
     ) -> None:
         counts = check_counts("train_class_counts", train_class_counts)
-        self.groups = shot_groups(
+        groups = shot_groups(
             counts, mode=mode, many_threshold=many_threshold, few_threshold=few_threshold
         )
+        super().__init__(counts.numel(), **kwargs)
         self.mode = mode
-        super().__init__(counts.numel())
+        self._register_groups(groups)
 
-    def _compute(self, states: dict[str, Tensor]) -> dict[str, float]:
-        return _shot_from_recall(_recall_from_confusion(states["confmat"]), self.groups)
+    def compute(self) -> dict[str, float]:
+        return _shot_from_recall(_recall_from_confusion(self.confmat), self.groups)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, mode={self.mode!r}"
 
 
-class SingleLabelMetrics(Metric[dict[str, float]]):
+class SingleLabelMetrics(_ShotGroups):
     """Everything the long-tail protocol reports, from one stream of ``(logits, target)`` batches.
 
     ``compute()`` returns exactly the keys ``"balanced_accuracy"``, ``"accuracy"``, ``"many"``,
     ``"medium"``, ``"few"`` and ``"ece"`` (floats in [0, 1], NaN where undefined: no samples, or a
     shot group without classes). ``per_class()`` gives the per-class accuracy (C,), ``confusion()`` the
-    confusion matrix (C, C) and ``reliability_diagram_data()`` the per-bin calibration data.
+    confusion matrix (C, C) and ``reliability_diagram_data()`` the per-bin calibration data; like
+    ``compute()`` they combine the states of all processes under ``torch.distributed``.
 
-    State (all sum states, so distributed synchronisation is one ``all_reduce`` each): the confusion
-    matrix and, for ECE, per-bin sample count, confidence sum and correct count.
+    States (all sum states): the confusion matrix and, for the ECE, per-bin sample count, confidence
+    sum and correct count.
 
     Args:
         num_classes: C.
@@ -319,6 +361,11 @@ class SingleLabelMetrics(Metric[dict[str, float]]):
         n_bins: number of equal-width confidence bins of the ECE (default 15).
     """
 
+    confmat: Tensor
+    bin_count: Tensor
+    bin_conf: Tensor
+    bin_correct: Tensor
+
     def __init__(
         self,
         num_classes: int,
@@ -326,56 +373,58 @@ class SingleLabelMetrics(Metric[dict[str, float]]):
         *,
         shot_mode: ShotMode = "thresholds",
         n_bins: int = 15,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        counts = check_counts("train_class_counts", train_class_counts, num_classes)
-        self.n_bins = check_positive_int("n_bins", n_bins)
-        self.groups = shot_groups(counts, mode=shot_mode)
+        c = check_positive_int("num_classes", num_classes)
+        counts = check_counts("train_class_counts", train_class_counts, c)
+        nb = check_positive_int("n_bins", n_bins)
+        groups = shot_groups(counts, mode=shot_mode)
+        super().__init__(**kwargs)
+        self.num_classes = c
+        self.n_bins = nb
         self.shot_mode = shot_mode
-        self._add_sum_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64))
-        self._add_sum_state("bin_count", torch.zeros(n_bins, dtype=torch.int64))
-        self._add_sum_state("bin_conf", torch.zeros(n_bins, dtype=torch.float64))
-        self._add_sum_state("bin_correct", torch.zeros(n_bins, dtype=torch.int64))
+        self._register_groups(groups)
+        self._add_sum_state("confmat", torch.zeros(c, c, dtype=torch.int64))
+        self._add_sum_state("bin_count", torch.zeros(nb, dtype=torch.int64))
+        self._add_sum_state("bin_conf", torch.zeros(nb, dtype=torch.float64))
+        self._add_sum_state("bin_correct", torch.zeros(nb, dtype=torch.int64))
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         """Add a batch: ``logits`` (B, C) finite float, ``target`` (B,) int in ``[0, C)``."""
         lg, tg, _ = _checked(logits, target, self.num_classes)
         lg = check_finite("logits", lg.detach(), _FINITE_WHY)
-        self._accumulate("confmat", _confusion(lg.argmax(dim=1), tg, self.num_classes))
+        self.confmat += _confusion(lg, tg, self.num_classes)
         count, conf, correct = _ece_bin_sums(lg, tg, self.n_bins)
-        self._accumulate("bin_count", count)
-        self._accumulate("bin_conf", conf)
-        self._accumulate("bin_correct", correct)
+        self.bin_count += count
+        self.bin_conf += conf
+        self.bin_correct += correct
 
-    def _compute(self, states: dict[str, Tensor]) -> dict[str, float]:
-        cm = states["confmat"]
-        recall = _recall_from_confusion(cm)
+    def compute(self) -> dict[str, float]:
+        recall = _recall_from_confusion(self.confmat)
         shots = _shot_from_recall(recall, self.groups)
         return {
             "balanced_accuracy": _nanmean(recall),
-            "accuracy": _accuracy_from_confusion(cm),
+            "accuracy": _accuracy_from_confusion(self.confmat),
             "many": shots["many"],
             "medium": shots["medium"],
             "few": shots["few"],
-            "ece": _ece_from_bins(states["bin_count"], states["bin_conf"], states["bin_correct"]),
+            "ece": _ece_from_bins(self.bin_count, self.bin_conf, self.bin_correct),
         }
 
     def per_class(self) -> Tensor:
         """Per-class accuracy (C,) float64, NaN for classes not seen; synchronised like ``compute()``."""
-        return _recall_from_confusion(self.states()["confmat"])
+        with self._synced():
+            return _recall_from_confusion(self.confmat)
 
     def confusion(self) -> Tensor:
         """Confusion matrix (C, C) int64 (rows true, columns predicted); synchronised like ``compute()``."""
-        return self.states()["confmat"].clone()
+        with self._synced():
+            return self.confmat.clone()
 
     def reliability_diagram_data(self) -> dict[str, Tensor]:
         """Per-bin ECE data (see :func:`~longtail.metrics.reliability_diagram_data`), synchronised."""
-        s = self.states()
-        return _reliability(s["bin_count"], s["bin_conf"], s["bin_correct"])
+        with self._synced():
+            return _reliability(self.bin_count, self.bin_conf, self.bin_correct)
 
-    def __repr__(self) -> str:
-        return (
-            f"SingleLabelMetrics(num_classes={self.num_classes}, shot_mode={self.shot_mode!r}, "
-            f"n_bins={self.n_bins})"
-        )
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, shot_mode={self.shot_mode!r}, n_bins={self.n_bins}"

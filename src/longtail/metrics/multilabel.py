@@ -7,7 +7,13 @@ positive nor negative, neither counted as predictions nor as misses.
 * ``AP_l`` is ``sklearn.metrics.average_precision_score`` of label l over the samples with a known
   target: ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds (equal scores form one
   threshold, so ties are handled as sklearn does). Only the ranking of the scores matters.
-  ``mAP = mean of AP_l over the labels with at least one positive`` (other labels have no AP).
+  ``mAP = mean of AP_l over the labels with at least one positive`` (other labels have no AP: NaN).
+  It is torchmetrics' ``multilabel_average_precision(..., average=None, ignore_index=-1)`` (the
+  computation of ``MultilabelAveragePrecision``), given the scores' dense ranks in [0, 1] instead of
+  the scores (see :mod:`longtail.metrics._ranking`: torchmetrics would apply a sigmoid, which
+  saturates, and it would do so per batch in an accumulating ``MultilabelAveragePrecision``) and only
+  the labels with a positive (torchmetrics gives 0 with a warning for the others). torchmetrics
+  counts in float32, so AP agrees with sklearn to about 1e-7.
 * At a threshold (default 0.5 on ``sigmoid(scores)``; predicted positive iff ``p >= threshold``), with
   per-label counts ``TP_l, FP_l, FN_l`` (Wang et al. / ML-GCN, Chen et al. CVPR 2019; ASL, Ridnik et al.
   ICCV 2021)::
@@ -26,9 +32,11 @@ positive nor negative, neither counted as predictions nor as misses.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import multilabel_average_precision
 
 from longtail.metrics._base import Metric
 from longtail.metrics._checks import (
@@ -37,7 +45,7 @@ from longtail.metrics._checks import (
     check_positive_int,
     check_probability,
 )
-from longtail.metrics._ranking import binary_average_precision
+from longtail.metrics._ranking import dense_ranks
 
 __all__ = [
     "MeanAveragePrecision",
@@ -61,11 +69,19 @@ def _checked(
 
 
 def _ap_per_label(scores: Tensor, targets: Tensor) -> Tensor:
-    n_labels = scores.shape[1] if scores.ndim == 2 else 0
-    out = torch.full((n_labels,), math.nan, dtype=torch.float64)
-    for j in range(n_labels):
-        known = targets[:, j] >= 0
-        out[j] = binary_average_precision(scores[known, j], targets[known, j] == 1)
+    """(L,) float64 AP of checked (N, L) scores and targets; NaN for labels without a positive."""
+    out = torch.full((scores.shape[1],), math.nan, dtype=torch.float64, device=scores.device)
+    labels = torch.nonzero((targets == 1).any(dim=0)).flatten()
+    if labels.numel():
+        ap = multilabel_average_precision(
+            dense_ranks(scores[:, labels]),
+            targets[:, labels],
+            num_labels=labels.numel(),
+            average=None,
+            ignore_index=-1,
+            validate_args=False,
+        )
+        out[labels] = ap.to(torch.float64).reshape(-1)
     return out
 
 
@@ -144,41 +160,58 @@ def multilabel_prf(
     return _prf_from_counts(*_prf_counts(sc, tg, thr, from_logits))
 
 
-class MeanAveragePrecision(Metric[float]):
-    """Accumulated mAP. State: the scores and targets of every sample (cat states, gathered on sync).
+class MeanAveragePrecision(Metric):
+    """Accumulated mAP. States: the scores and targets of every sample (cat states, flattened).
 
     Args:
-        num_labels: L; if given, every batch must have L columns.
+        num_labels: L; if given, every batch must have L columns (otherwise every batch must have the
+            columns of the first one).
     """
 
-    def __init__(self, num_labels: int | None = None) -> None:
-        super().__init__()
-        self.num_labels = (
-            None if num_labels is None else check_positive_int("num_labels", num_labels)
-        )
-        self._add_cat_state("scores", 2, torch.float64)
-        self._add_cat_state("targets", 2, torch.int64)
+    scores: list[Tensor]
+    targets: list[Tensor]
+    width: Tensor
+
+    def __init__(self, num_labels: int | None = None, **kwargs: Any) -> None:
+        n = None if num_labels is None else check_positive_int("num_labels", num_labels)
+        super().__init__(**kwargs)
+        self.num_labels = n
+        self._add_cat_state("scores", torch.float64)
+        self._add_cat_state("targets", torch.int64)
+        # the number of columns: L, or 0 until the first batch (a process without samples keeps 0)
+        self.add_state("width", torch.tensor(n or 0, dtype=torch.int64), dist_reduce_fx="max")
 
     def update(self, scores: Tensor, targets: Tensor) -> None:
         """Add a batch: ``scores`` (B, L) float, ``targets`` (B, L) in {-1, 0, 1}."""
         sc, tg = _checked(scores, targets, self.num_labels)
-        self._append("scores", sc)
-        self._append("targets", tg)
+        width = int(self.width)
+        if width and sc.shape[1] != width:
+            raise ValueError(f"scores has {sc.shape[1]} columns but earlier batches had {width}")
+        self.width.fill_(sc.shape[1])
+        self.scores.append(sc.detach().to(torch.float64).flatten())
+        self.targets.append(tg.flatten())
 
-    def _compute(self, states: dict[str, Tensor]) -> float:
-        return _nanmean(_ap_per_label(states["scores"], states["targets"]))
+    def _matrices(self) -> tuple[Tensor, Tensor]:
+        """The (N, L) scores and targets (N = 0 and L = 0 before any batch without ``num_labels``)."""
+        width = int(self.width)
+        scores, targets = self._cat("scores"), self._cat("targets")
+        rows = scores.numel() // width if width else 0
+        return scores.reshape(rows, width), targets.reshape(rows, width)
+
+    def compute(self) -> float:
+        return _nanmean(_ap_per_label(*self._matrices()))
 
     def per_label(self) -> Tensor:
-        """Accumulated per-label AP (L,) float64, NaN for labels without a positive."""
-        s = self.states()
-        return _ap_per_label(s["scores"], s["targets"])
+        """Accumulated per-label AP (L,) float64, NaN for labels without a positive; synchronised."""
+        with self._synced():
+            return _ap_per_label(*self._matrices())
 
-    def __repr__(self) -> str:
-        return f"MeanAveragePrecision(num_labels={self.num_labels})"
+    def extra_repr(self) -> str:
+        return f"num_labels={self.num_labels}"
 
 
-class MultilabelPRF(Metric[dict[str, float]]):
-    """Accumulated CP / CR / CF1 / OP / OR / OF1. State: per-label TP, FP, FN counts (sum states).
+class MultilabelPRF(Metric):
+    """Accumulated CP / CR / CF1 / OP / OR / OF1. States: per-label TP, FP, FN counts (sum states).
 
     Args:
         num_labels: L.
@@ -186,29 +219,35 @@ class MultilabelPRF(Metric[dict[str, float]]):
         from_logits: see :func:`multilabel_prf` (default True).
     """
 
+    tp: Tensor
+    fp: Tensor
+    fn: Tensor
+
     def __init__(
-        self, num_labels: int, *, threshold: float = 0.5, from_logits: bool = True
+        self, num_labels: int, *, threshold: float = 0.5, from_logits: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__()
-        self.num_labels = check_positive_int("num_labels", num_labels)
-        self.threshold = check_probability("threshold", threshold)
+        n = check_positive_int("num_labels", num_labels)
+        thr = check_probability("threshold", threshold)
+        super().__init__(**kwargs)
+        self.num_labels = n
+        self.threshold = thr
         self.from_logits = bool(from_logits)
         for name in ("tp", "fp", "fn"):
-            self._add_sum_state(name, torch.zeros(num_labels, dtype=torch.int64))
+            self._add_sum_state(name, torch.zeros(n, dtype=torch.int64))
 
     def update(self, scores: Tensor, targets: Tensor) -> None:
         """Add a batch: ``scores`` (B, L) float, ``targets`` (B, L) in {-1, 0, 1}."""
         sc, tg = _checked(scores, targets, self.num_labels)
         tp, fp, fn = _prf_counts(sc, tg, self.threshold, self.from_logits)
-        self._accumulate("tp", tp)
-        self._accumulate("fp", fp)
-        self._accumulate("fn", fn)
+        self.tp += tp
+        self.fp += fp
+        self.fn += fn
 
-    def _compute(self, states: dict[str, Tensor]) -> dict[str, float]:
-        return _prf_from_counts(states["tp"], states["fp"], states["fn"])
+    def compute(self) -> dict[str, float]:
+        return _prf_from_counts(self.tp, self.fp, self.fn)
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"MultilabelPRF(num_labels={self.num_labels}, threshold={self.threshold}, "
-            f"from_logits={self.from_logits})"
+            f"num_labels={self.num_labels}, threshold={self.threshold}, "
+            f"from_logits={self.from_logits}"
         )

@@ -9,6 +9,12 @@ a *known score* is the opposite (the maximum logit or softmax probability).
 * ``open_set_aupr``: average precision (``sklearn.metrics.average_precision_score``) with the known
   samples as positives and the negated score (``"aupr_in"``), and with the unknown samples as positives
   and the score itself (``"aupr_out"``).
+
+  Both are torchmetrics' ``binary_auroc`` / ``binary_average_precision`` (the computations of
+  ``BinaryAUROC`` / ``BinaryAveragePrecision``) of the scores' dense ranks in [0, 1] (torchmetrics
+  would apply a saturating sigmoid to scores outside [0, 1], see :mod:`longtail.metrics._ranking`);
+  they are NaN, not torchmetrics' 0 with a warning, when a group is empty. torchmetrics counts in
+  float32: the values agree with sklearn to about 1e-7.
 * ``oscr``: Open-Set Classification Rate (Dhamija, Günther & Boult, "Reducing Network Agnostophobia",
   NeurIPS 2018), as reported by ARPL (Chen et al., TPAMI 2021). A sample is *accepted* when its known
   score is ``>= theta``. For each ``theta``::
@@ -32,9 +38,11 @@ Undefined values (no known or no unknown sample) are NaN.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from longtail.metrics._base import Metric
 from longtail.metrics._checks import (
@@ -45,7 +53,7 @@ from longtail.metrics._checks import (
     check_labels,
     check_positive_int,
 )
-from longtail.metrics._ranking import binary_average_precision, pairwise_greater_fraction
+from longtail.metrics._ranking import dense_ranks, pairwise_greater_fraction
 
 __all__ = [
     "OpenSetMetrics",
@@ -62,14 +70,23 @@ def _checked_scores(unknown_scores: object, is_unknown: object) -> tuple[Tensor,
 
 
 def _auroc(scores: Tensor, unk: Tensor) -> float:
-    return pairwise_greater_fraction(scores[unk], scores[~unk])
+    if bool(unk.all()) or not bool(unk.any()):
+        return math.nan
+    return float(binary_auroc(dense_ranks(scores), unk.long(), validate_args=False))
+
+
+def _average_precision(scores: Tensor, positive: Tensor) -> float:
+    if not bool(positive.any()):
+        return math.nan
+    return float(
+        binary_average_precision(dense_ranks(scores), positive.long(), validate_args=False)
+    )
 
 
 def _aupr(scores: Tensor, unk: Tensor) -> dict[str, float]:
-    s = scores.to(torch.float64)
     return {
-        "aupr_in": binary_average_precision(-s, ~unk),
-        "aupr_out": binary_average_precision(s, unk),
+        "aupr_in": _average_precision(-scores, ~unk),
+        "aupr_out": _average_precision(scores, unk),
     }
 
 
@@ -147,7 +164,7 @@ def oscr(
     return _oscr(_known_scores(kl, softmax), correct, _known_scores(ul, softmax))
 
 
-class OpenSetMetrics(Metric[dict[str, float]]):
+class OpenSetMetrics(Metric):
     """Accumulated open-set metrics: AUROC, AUPR-in, AUPR-out, OSCR and closed-set accuracy.
 
     ``update(logits, target)`` takes the logits (B, C) of a mixed batch and ``target`` (B,) with the
@@ -155,8 +172,8 @@ class OpenSetMetrics(Metric[dict[str, float]]):
     is the maximum logit (or softmax probability if ``softmax=True``) and the unknown score its negation,
     unless ``unknown_scores`` (B,) are passed to ``update``; then OSCR thresholds on ``-unknown_scores``.
 
-    State: per-sample unknown score, unknown flag and correctness (cat states, gathered on sync).
-    ``compute()`` returns ``{"auroc", "aupr_in", "aupr_out", "oscr", "closed_set_accuracy"}``.
+    States: per-sample unknown score (float64), unknown flag and correctness (int64 0 / 1); cat
+    states. ``compute()`` returns ``{"auroc", "aupr_in", "aupr_out", "oscr", "closed_set_accuracy"}``.
 
     Args:
         num_classes: C (number of known classes = logit columns).
@@ -164,14 +181,18 @@ class OpenSetMetrics(Metric[dict[str, float]]):
     """
 
     KEYS = ("auroc", "aupr_in", "aupr_out", "oscr", "closed_set_accuracy")
+    scores: list[Tensor]
+    unknown: list[Tensor]
+    correct: list[Tensor]
 
-    def __init__(self, num_classes: int, *, softmax: bool = False) -> None:
-        super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
+    def __init__(self, num_classes: int, *, softmax: bool = False, **kwargs: Any) -> None:
+        c = check_positive_int("num_classes", num_classes)
+        super().__init__(**kwargs)
+        self.num_classes = c
         self.softmax = bool(softmax)
-        self._add_cat_state("scores", 1, torch.float64)
-        self._add_cat_state("unknown", 1, torch.bool)
-        self._add_cat_state("correct", 1, torch.bool)
+        self._add_cat_state("scores", torch.float64)
+        self._add_cat_state("unknown", torch.int64)
+        self._add_cat_state("correct", torch.int64)
 
     def update(self, logits: Tensor, target: Tensor, unknown_scores: Tensor | None = None) -> None:
         """Add a batch: ``logits`` (B, C) float, ``target`` (B,) int (-1 = unknown), optional scores."""
@@ -195,12 +216,14 @@ class OpenSetMetrics(Metric[dict[str, float]]):
                     f"unknown_scores has {sc.shape[0]} entries but logits has batch size {lg.shape[0]}"
                 )
         unk = tg < 0
-        self._append("scores", sc)
-        self._append("unknown", unk)
-        self._append("correct", (lg.argmax(dim=1) == tg) & ~unk)
+        self.scores.append(sc.detach().to(torch.float64))
+        self.unknown.append(unk.long())
+        self.correct.append(((lg.argmax(dim=1) == tg) & ~unk).long())
 
-    def _compute(self, states: dict[str, Tensor]) -> dict[str, float]:
-        sc, unk, correct = states["scores"], states["unknown"], states["correct"]
+    def compute(self) -> dict[str, float]:
+        sc = self._cat("scores")
+        unk = self._cat("unknown").bool()
+        correct = self._cat("correct").bool()
         aupr = _aupr(sc, unk)
         n_known = int((~unk).sum())
         known_ness = -sc
@@ -212,5 +235,5 @@ class OpenSetMetrics(Metric[dict[str, float]]):
             "closed_set_accuracy": math.nan if n_known == 0 else int(correct.sum()) / n_known,
         }
 
-    def __repr__(self) -> str:
-        return f"OpenSetMetrics(num_classes={self.num_classes}, softmax={self.softmax})"
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, softmax={self.softmax}"

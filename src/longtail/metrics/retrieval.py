@@ -15,7 +15,7 @@ infinite point are NaN or inf and would make the ranking meaningless).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -102,38 +102,52 @@ def recall_at_k(
     return _recall(emb, lab, kk, dist)
 
 
-class RecallAtK(Metric[dict[int, float]]):
-    """Accumulated Recall@K. State: embeddings and labels of every sample (cat states, gathered on sync).
+class RecallAtK(Metric):
+    """Accumulated Recall@K. States: embeddings (flattened) and labels of every sample (cat states).
+
+    torchmetrics' ``RetrievalRecall`` ranks given documents per query id; this metric ranks every
+    sample against all the others by distance, which torchmetrics has no metric for.
 
     Args:
         ks: the k values (default (1, 2, 4, 8)).
         distance: ``"euclidean"`` (default) or ``"cosine"``.
     """
 
+    embeddings: list[Tensor]
+    labels: list[Tensor]
+    width: Tensor
+
     def __init__(
-        self, ks: Sequence[int] = (1, 2, 4, 8), *, distance: Distance = "euclidean"
+        self, ks: Sequence[int] = (1, 2, 4, 8), *, distance: Distance = "euclidean", **kwargs: Any
     ) -> None:
-        super().__init__()
-        self.ks = _check_ks(ks)
-        self.distance = _check_distance(distance)
-        self._add_cat_state("embeddings", 2, torch.float64)
-        self._add_cat_state("labels", 1, torch.int64)
+        kk = _check_ks(ks)
+        dist = _check_distance(distance)
+        super().__init__(**kwargs)
+        self.ks = kk
+        self.distance = dist
+        self._add_cat_state("embeddings", torch.float64)
+        self._add_cat_state("labels", torch.int64)
+        # the embedding dimension D, 0 until the first batch (a process without samples keeps 0)
+        self.add_state("width", torch.zeros((), dtype=torch.int64), dist_reduce_fx="max")
 
     def update(self, embeddings: Tensor, labels: Tensor) -> None:
         """Add a batch: ``embeddings`` (B, D) float, ``labels`` (B,) int."""
         emb = check_finite("embeddings", check_float_matrix("embeddings", embeddings), _FINITE_WHY)
         lab = check_labels("labels", labels, emb.shape[0], None)
-        if self._cat_states["embeddings"]:
-            d = self._cat_states["embeddings"][0].shape[1]
-            if emb.shape[1] != d:
-                raise ValueError(
-                    f"embeddings has dimension {emb.shape[1]} but earlier batches had {d}"
-                )
-        self._append("embeddings", emb)
-        self._append("labels", lab)
+        width = int(self.width)
+        if width and emb.shape[1] != width:
+            raise ValueError(
+                f"embeddings has dimension {emb.shape[1]} but earlier batches had {width}"
+            )
+        self.width.fill_(emb.shape[1])
+        self.embeddings.append(emb.detach().to(torch.float64).flatten())
+        self.labels.append(lab)
 
-    def _compute(self, states: dict[str, Tensor]) -> dict[int, float]:
-        return _recall(states["embeddings"], states["labels"], self.ks, self.distance)
+    def compute(self) -> dict[int, float]:
+        width = int(self.width)
+        emb = self._cat("embeddings")
+        emb = emb.reshape(emb.numel() // width if width else 0, width)
+        return _recall(emb, self._cat("labels"), self.ks, self.distance)
 
-    def __repr__(self) -> str:
-        return f"RecallAtK(ks={self.ks}, distance={self.distance!r})"
+    def extra_repr(self) -> str:
+        return f"ks={self.ks}, distance={self.distance!r}"
