@@ -126,7 +126,7 @@ def main() -> None:
     if erm is not None and bal is not None:
         print("### Does the teacher's balance carry over? Few-shot and balanced accuracy\n")
         print(
-            "| Student | Few, erm teacher | Few, la-loss teacher | Bal. acc., erm teacher "
+            "| Row | Few, erm teacher | Few, la-loss teacher | Bal. acc., erm teacher "
             "| Bal. acc., la-loss teacher |"
         )
         print("|---|---|---|---|---|")

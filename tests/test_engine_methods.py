@@ -285,3 +285,15 @@ def test_image_methods_with_augmentation_train() -> None:
     result = Trainer(SingleLabelTask(METHODS["ldam-drw"], data, cfg), data, cfg, seed=0).fit()
     assert result is not None
     assert math.isfinite(result.metrics["balanced_accuracy"])
+
+
+@pytest.mark.parametrize("task", methods_module.TASKS)
+def test_cli_lists_every_method_of_every_task(
+    task: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longtail.cli import main
+
+    assert main(["methods", "--task", task]) == 0
+    out = capsys.readouterr().out
+    for name in methods_module.METHODS_BY_TASK[task]:
+        assert f"\n{name} " in "\n" + out, (task, name)

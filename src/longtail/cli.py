@@ -8,7 +8,7 @@
     longtail train CONFIG [--method M] [--seed S] [--data-dir DIR] [--out DIR] [--resume]
                    [--epochs N] [--set KEY=VALUE ...]
     longtail report RUN_DIR
-    longtail methods [--task single-label|multi-label]
+    longtail methods [--task single-label|multi-label|open-set|distillation|metric-learning]
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--task",
         default="single-label",
-        choices=("single-label", "multi-label"),
+        choices=("single-label", "multi-label", "open-set", "distillation", "metric-learning"),
         help="the task whose methods to list (default: single-label)",
     )
     return parser
@@ -172,11 +172,14 @@ def _cmd_methods(task: str = "single-label") -> int:
         ]
         parts += [
             f"{k}={comp[k]}"
-            for k in ("head", "mix", "second_stage", "posthoc")
-            if comp[k] not in (None, "linear")
+            for k in ("head", "mix", "second_stage", "posthoc", "sla")
+            if comp.get(k) not in (None, "linear")
         ]
         print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
         print(f"{' ' * width}    = {' '.join(parts)}")
+    if task not in ("single-label", "multi-label"):
+        print(f"\n({task} methods are presets; their hyper-parameters are set in method_params.)")
+        return 0
     if task == "multi-label":
         print(
             "\nCompose your own in a config's `recipes:` section (with task: multi-label) from: "
@@ -186,9 +189,9 @@ def _cmd_methods(task: str = "single-label") -> int:
     print(
         "\nCompose your own in a config's `recipes:` section from: "
         f"loss {{{', '.join(TASK_LOSSES[task])}}}, drw {{true, false}}, "
-        "sampler {instance, class-balanced, sqrt, progressive}, head {linear, cosine}, "
-        "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb} "
-        "(see docs/cli.md; multi-label methods: longtail methods --task multi-label)."
+        "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
+        "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
+        "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."
     )
     return 0
 

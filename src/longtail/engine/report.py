@@ -1339,6 +1339,14 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     )
     counts = results["class_counts"]
     read = _data_phrase(results, cfg)
+    shown = {  # the metrics some method defines (the table drops the others)
+        s["name"]
+        for s in metric_specs(results)
+        if any(
+            m["metrics"].get(s["name"], {}).get("mean") is not None
+            for m in results["methods"].values()
+        )
+    }
     if results.get("task") == "multi-label":
         names = results.get("class_names") or []
         hidden = float(data.get("hide_fraction", 0.0) or 0.0)
@@ -1385,6 +1393,17 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
             "class (seed `subset_seed`; its rows / files are listed in `split.json`), so it "
             "follows the data's own class distribution"
         )
+    elif results.get("task") == "metric-learning":
+        test_txt = (
+            "retrieval is evaluated on the test images of the classes not seen in training; "
+            "Recall@K: a query counts if one of its K nearest neighbours (itself excluded) has "
+            "its class"
+        )
+    elif results.get("task") == "open-set":
+        test_txt = (
+            "the test set is the known classes' test images plus the unknown classes' (each seed "
+            "runs one split of known / unknown classes)"
+        )
     elif dataset == "image-folder":
         test_txt = "the test set is the `test/` folder"
     else:
@@ -1399,11 +1418,18 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
         f"{_counts_text(counts)} ({profile}); {test_txt}. " + model,
         "",
         "Mean ± sample std over seeds, in percent, at the last epoch (no model selection on the "
-        "test set). Best of each column in **bold** (lowest for ECE). Many / medium / few: "
+        "test set). Best of each column in **bold**"
+        + (" (lowest for ECE)" if "ece" in shown else "")
+        + "."
         + (
-            "thirds of the classes by training count."
-            if shot == "terciles"
-            else "more than 100, 20 to 100, fewer than 20 training images."
+            " Many / medium / few: "
+            + (
+                "thirds of the classes by training count."
+                if shot == "terciles"
+                else "more than 100, 20 to 100, fewer than 20 training images."
+            )
+            if "many" in shown
+            else ""
         ),
     ]
     if "balanced" in results["methods"]:
