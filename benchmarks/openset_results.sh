@@ -2,8 +2,9 @@
 # The open-set tables of docs/results.md: the five-split protocol (configs/openset_fashion_mnist.yaml)
 # and open long-tailed recognition at imbalance factors 100 and 10
 # (configs/openset_lt_fashion_mnist.yaml), one after the other on one core (--jobs 1, one thread),
-# then the tables and the inference cost. Resumable: rerun the same command after an interruption
-# (finished (method, split) pairs are reused, an interrupted one continues from its checkpoint).
+# then the tables, the AUROC per many / medium / few group and the inference cost. Resumable:
+# rerun the same command after an interruption (finished (method, split) pairs are reused, an
+# interrupted one continues from its checkpoint).
 #   bash benchmarks/openset_results.sh [FASHION_MNIST_DIR] [OUT_ROOT]
 set -euo pipefail
 DATA=${1:-../shared/data/fashion-mnist}
@@ -23,4 +24,5 @@ run lt_if10 configs/openset_lt_fashion_mnist.yaml --set data.imbalance_factor=10
   --set name=openset_lt_fashion_mnist_if10
 echo "== $(date +%H:%M:%S) done"
 python benchmarks/openset_tables.py "$OUT"
-python benchmarks/openset_speed.py --data-dir "$DATA" --run "$OUT/openset"
+python benchmarks/openset_shot_auroc.py "$OUT/lt_if100" "$OUT/lt_if10"
+python benchmarks/openset_speed.py --data-dir "$DATA" --run "$OUT/openset" --rounds 15

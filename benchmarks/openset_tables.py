@@ -10,7 +10,7 @@ in percent (best of a column in bold):
   method thresholded the other score (from the evaluation details);
 - per imbalance factor: AUROC, OSCR, closed-set accuracy and many / medium / few;
 - the effect of logit adjustment: each method against its ``-la`` twin (AUROC, closed-set and
-  few-shot accuracy, with the change).
+  few-shot accuracy, with the change: mean ± std over the splits of the paired differences).
 """
 
 from __future__ import annotations
@@ -87,7 +87,21 @@ def split_table(root: Path, results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def paired_change(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> str:
+    """Mean ± sample std over the splits of the per-split difference ``b - a`` (points)."""
+    va = (a["metrics"].get(metric) or {}).get("values") or []
+    vb = (b["metrics"].get(metric) or {}).get("values") or []
+    diffs = [100 * (y - x) for x, y in zip(va, vb, strict=False) if x is not None and y is not None]
+    if not diffs:
+        return "n/a"
+    mean = sum(diffs) / len(diffs)
+    std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
+    return f"{mean:+.1f} ± {std:.1f}"
+
+
 def la_table(results: Mapping[str, Any]) -> str:
+    """Each method against its ``-la`` twin; the change is the mean ± std of the paired per-split
+    differences (the same split, known classes and seed)."""
     methods = results["methods"]
     lines = [
         "| Method | AUROC | with LA | change | Closed-set acc. | with LA | change | Few | with LA "
@@ -100,10 +114,11 @@ def la_table(results: Mapping[str, Any]) -> str:
             continue
         row = [name]
         for key in ("auroc", "closed_set_accuracy", "few"):
-            a, ta = cell(methods[name], key)
-            b, tb = cell(methods[twin], key)
-            change = "n/a" if a is None or b is None else f"{100 * (b - a):+.1f}"
-            row += [ta, tb, change]
+            row += [
+                cell(methods[name], key)[1],
+                cell(methods[twin], key)[1],
+                paired_change(methods[name], methods[twin], key),
+            ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -358,10 +358,20 @@ def test_score_direction_and_metrics() -> None:
 def test_shot_groups_when_known_classes_are_long_tailed() -> None:
     logits = torch.eye(6) * 5
     target = torch.tensor([0, 1, 2, 3, 4, 0])  # class 5's image taken as class 0: few-shot miss
-    m, _ = open_set_evaluation(
-        logits, target, torch.zeros(2, 6), score="max-logit", group_counts=[60, 50, 40, 30, 20, 10]
+    unknown = torch.full((2, 6), 2.0)  # max logit 2: between the known images' 5 and 0
+    unknown[1, 3] = 6.0  # one unknown image scored above every known one
+    m, d = open_set_evaluation(
+        logits, target, unknown, score="max-logit", group_counts=[60, 50, 40, 30, 20, 10]
     )
     assert m["many"] == pytest.approx(0.75) and m["medium"] == 1.0 and m["few"] == 1.0
+    # every known image has max logit 5: in each group, one unknown image is below, one above
+    assert d["auroc_by_shot"] == {"many": 0.5, "medium": 0.5, "few": 0.5}
+    low = logits.clone()
+    low[4] *= 0.1  # the only few-shot (class 4) image now scores 0.5: below both unknown images
+    _, d = open_set_evaluation(
+        low, target, unknown, score="max-logit", group_counts=[60, 50, 40, 30, 20, 10]
+    )
+    assert d["auroc_by_shot"]["few"] == 0.0 and d["auroc_by_shot"]["many"] == 0.5
 
 
 def test_maximum_softmax_and_maximum_logit_differ() -> None:

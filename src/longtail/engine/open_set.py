@@ -201,7 +201,8 @@ def open_set_evaluation(
     Returns:
         ``(metrics, details)``: the :data:`OPEN_SET_METRICS` (fractions; NaN where undefined) and
         the JSON-serialisable details (score, per-class accuracy, AUROC of both scores, histograms
-        of the score, ROC curve).
+        of the score, ROC curve, and for long-tailed known classes ``auroc_by_shot``: the AUROC of
+        the unknown images against the known test images of each many / medium / few group).
     """
     from longtail.metrics import open_set_aupr, open_set_auroc, oscr, shot_groups
 
@@ -227,12 +228,18 @@ def open_set_evaluation(
         "closed_set_accuracy": float(correct.double().mean()) if len(ky) else math.nan,
     }
     counts = [int(v) for v in group_counts]
+    auroc_by_shot: dict[str, float | None] = {}
     if len(set(counts)) > 1:
         groups = shot_groups(counts, mode=shot_mode)  # type: ignore[arg-type]
         pc = torch.tensor(per_class, dtype=torch.float64)
         for name, mask in groups.items():
             vals = pc[mask.bool() & ~torch.isnan(pc)]
             metrics[name] = float(vals.mean()) if vals.numel() else math.nan
+            # unknown images against the known test images of this group only
+            in_group = mask.bool()[ky] if len(ky) else torch.zeros(0, dtype=torch.bool)
+            keep = torch.cat([in_group, torch.ones(len(s_unknown), dtype=torch.bool)])
+            value = open_set_auroc(unknown_scores[keep], is_unknown[keep])
+            auroc_by_shot[name] = None if math.isnan(value) else value
     else:
         metrics.update(many=math.nan, medium=math.nan, few=math.nan)
     by_score = {}
@@ -248,6 +255,7 @@ def open_set_evaluation(
         "auroc_by_score": {k: None if math.isnan(v) else v for k, v in by_score.items()},
         "score_histogram": _histogram(s_known, s_unknown, HISTOGRAM_BINS),
         "roc": _roc_on_grid(unknown_scores, is_unknown, ROC_GRID),
+        "auroc_by_shot": auroc_by_shot,
         "num_known": len(s_known),
         "num_unknown": len(s_unknown),
     }
