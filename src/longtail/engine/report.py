@@ -1201,6 +1201,11 @@ def _m2m(ctx: ReportContext) -> list[Section]:
         xs = range(len(gen))
         ax.bar(xs, gen, color="#bbbbbb", label="translated")
         ax.bar(xs, acc, color="#1f77b4", label="accepted")
+        for x_, g_, a_ in zip(xs, gen, acc, strict=True):
+            if g_:
+                ax.annotate(
+                    str(a_), (x_, g_), ha="center", va="bottom", fontsize=7, color="#1f77b4"
+                )
         ax.set_xticks(list(xs), [names[k] if k < len(names) else str(k) for k in xs])
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
         ax.set_xlabel("target class (head to tail)")
@@ -1211,9 +1216,9 @@ def _m2m(ctx: ReportContext) -> list[Section]:
         Section(
             "M2m translations per class",
             ctx.save(fig, "m2m_counts.png"),
-            "Minority slots translated from a larger class (grey) and accepted (blue: g's "
-            "probability of the target reached gamma and the Bernoulli draw passed), per target "
-            "class, summed over the generating epochs of seed 0.",
+            "Minority slots translated from a larger class (grey) and accepted (blue, the number "
+            "above each bar: g's probability of the target reached gamma and the Bernoulli draw "
+            "passed), per target class, summed over the generating epochs of seed 0.",
         )
     )
     for m, info in found.items():
