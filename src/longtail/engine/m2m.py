@@ -37,15 +37,10 @@ from longtail.engine.methods import METHODS, Method
 from longtail.engine.single_label import SingleLabelTask, _sampler
 from longtail.engine.tasks import Batch, Evaluation, Setup, StepOutput
 
-__all__ = ["M2mTask", "m2m_config"]
+__all__ = ["M2mTask"]
 
 #: Accepted samples kept for the report's grid.
 GRID_SAMPLES = 16
-
-
-def m2m_config(config: Config) -> Config:
-    """f's schedule: the run's full training section (f is trained from scratch)."""
-    return dataclasses.replace(config)
 
 
 def _f_method(method: Method, params: Mapping[str, Any]) -> Method:
@@ -68,7 +63,8 @@ class M2mTask(SingleLabelTask):
     Args:
         method: the ``m2m`` method (its parameters are M2m's).
         data: the run's data.
-        config: f's configuration (:func:`m2m_config`).
+        config: f's configuration: the run's own (full schedule; see
+            :func:`~longtail.engine.single_label.second_stage_config`).
         stage_state: g's weights (the method's first stage), unless ``m2m_g_checkpoint`` is set.
         params: the method's resolved parameters.
     """
