@@ -1,7 +1,9 @@
 """Choose one hyper-parameter of a method on a validation split held out of the training data.
 
 The test set is never read. From the long-tailed training set of a config, ``--val-fraction`` of every
-class (at least one image) is held out, stratified, with ``--split-seed``; the method is trained on the
+class is held out, stratified, with ``--split-seed`` (:func:`longtail.engine.datasets.hold_out_validation`,
+the split of ``data.validation_fraction``; ``longtail bench --set data.validation_fraction=F`` does the
+same for every method of a config, with seed ``data.subset_seed + 3``); the method is trained on the
 rest for each value of ``--grid`` and scored on the held-out images (balanced accuracy: the mean of
 per-class recalls, so the rare classes count as much as the frequent ones). Prints a table and the
 best value; use it as a ``method_params`` override and say so.
@@ -22,35 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from longtail.engine.config import load_config
-from longtail.engine.datasets import DataBundle, build_data
+from longtail.engine.datasets import build_data, hold_out_validation
 from longtail.engine.methods import resolve_methods
 from longtail.engine.runner import train_method
-
-
-def validation_split(data: DataBundle, fraction: float, seed: int) -> DataBundle:
-    """``data`` with ``fraction`` of every training class moved to the test split (stratified)."""
-    g = torch.Generator().manual_seed(seed)
-    train_idx, val_idx = [], []
-    for c in range(data.num_classes):
-        members = torch.nonzero(data.train_y == c).flatten()
-        members = members[torch.randperm(len(members), generator=g)]
-        k = max(1, round(fraction * len(members)))
-        val_idx.append(members[:k])
-        train_idx.append(members[k:])
-    tr, va = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
-    counts = [int((data.train_y[tr] == c).sum()) for c in range(data.num_classes)]
-    return dataclasses.replace(
-        data,
-        train_x=data.train_x[tr],
-        train_y=data.train_y[tr],
-        test_x=data.train_x[va],
-        test_y=data.train_y[va],
-        class_counts=counts,
-        group_counts=counts,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"data.data_dir": args.data_dir} if args.data_dir else {}
     cfg = load_config(args.config, overrides)
     method = resolve_methods(cfg.recipes)[args.method]
-    data = validation_split(build_data(cfg.data), args.val_fraction, args.split_seed)
+    data = hold_out_validation(build_data(cfg.data), args.val_fraction, args.split_seed)
     print(
         f"train {len(data.train_y)} images {data.class_counts}, validation {len(data.test_y)}",
         file=sys.stderr,

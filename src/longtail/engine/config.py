@@ -158,6 +158,14 @@ class DataConfig:
     pair_test_per_class: int = _f(
         100, ge=1, doc="fashion-pairs: test images per pair class (balanced test set)"
     )
+    validation_fraction: float | None = _f(
+        None,
+        gt=0.0,
+        lt=1.0,
+        doc="hold out this share of every class of the training subset and evaluate on it "
+        "instead of the test set (for choosing hyper-parameters without the test set); null: "
+        "evaluate on the test set",
+    )
     balanced_reference: bool = _f(
         False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
     )
@@ -837,6 +845,11 @@ def _check_task_data(cfg: Config) -> None:
         raise ConfigError(
             "config key 'data.hidden_as': only used with task multi-label and "
             f"data.hide_fraction > 0, got {d.hidden_as!r}"
+        )
+    if d.validation_fraction is not None and cfg.task == "metric-learning":
+        raise ConfigError(
+            "config key 'data.validation_fraction': not available for task metric-learning (its "
+            "evaluation classes are unseen in training, so the training data holds none of them)"
         )
     if not multi and d.hide_fraction > 0:
         raise ConfigError(

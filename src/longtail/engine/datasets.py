@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,11 @@ __all__ = [
     "DataBundle",
     "build_data",
     "class_order_permutation",
+    "hold_out_validation",
     "load_table_multilabel",
     "standardise_features",
     "stratified_split",
+    "validation_indices",
     "write_split",
 ]
 
@@ -115,6 +117,8 @@ class DataBundle:
         split: the hold-out made when the data has no test set (``test``: row indices or file
             names, plus how it was drawn); written to ``split.json`` by :func:`write_split`.
         num_workers: ``DataLoader`` workers for the lazy datasets.
+        evaluated_on: ``"test"``, or ``"validation"`` when the evaluation splits were held out of
+            the training data (``data.validation_fraction``, see :func:`hold_out_validation`).
     """
 
     name: str
@@ -131,6 +135,7 @@ class DataBundle:
     eval_datasets: dict[str, Dataset[Any]] = field(default_factory=dict)
     split: dict[str, Any] | None = None
     num_workers: int = 0
+    evaluated_on: str = "test"
 
     @property
     def lazy(self) -> bool:
@@ -404,6 +409,88 @@ def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[T
         test.append(members[:k])
         train.append(members[k:])
     return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def validation_indices(train_y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """``(kept, held_out)`` indices of the training examples for ``data.validation_fraction``.
+
+    Single-label (``train_y`` of shape ``(N,)``): :func:`stratified_split` with ``fraction`` and
+    generator seed ``seed`` (every class keeps at least one training example and, with two or
+    more, gives at least one). Multi-label (``(N, L)``): ``round(fraction * N)`` rows drawn by
+    ``torch.randperm`` with that seed (at least one, and at least one row kept).
+    """
+    if train_y.ndim == 1:
+        try:
+            return stratified_split(train_y, fraction, seed)
+        except ValueError:
+            raise ValueError(
+                f"data.validation_fraction: must be in (0, 1), got {fraction!r}"
+            ) from None
+    n = len(train_y)
+    if not 0.0 < fraction < 1.0 or n < 2:
+        raise ValueError(
+            f"data.validation_fraction: needs a value in (0, 1) and at least 2 training examples, "
+            f"got {fraction!r} with {n}"
+        )
+    k = min(n - 1, max(1, math.floor(fraction * n + 0.5)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return perm[k:].sort().values, perm[:k].sort().values
+
+
+def hold_out_validation(bundle: DataBundle, fraction: float, seed: int) -> DataBundle:
+    """The bundle with a validation split of its training data in place of its test set.
+
+    The held-out examples (:func:`validation_indices`) leave the training set and become the
+    ``test`` split, so a run evaluates without reading the test set. ``class_counts`` are the
+    counts left for training; ``group_counts`` (which classes are many / medium / few) are kept.
+    The inputs keep the standardisation of the full training subset (its per-channel or
+    per-feature mean and std include the held-out examples; no labels are involved).
+
+    Raises:
+        ValueError: naming ``data.validation_fraction``: the bundle has evaluation splits besides
+            ``test`` (a task must hold those out itself), a fraction outside ``(0, 1)``, or a class
+            left without training examples.
+    """
+    from longtail.data import class_counts
+
+    if bundle.evaluated_on == "validation":
+        return bundle
+    if bundle.extra_splits or set(bundle.eval_datasets) - {"test"}:
+        extra = sorted(set(bundle.extra_splits) | (set(bundle.eval_datasets) - {"test"}))
+        raise ValueError(
+            f"data.validation_fraction: this data also evaluates split(s) {extra}, which a "
+            "validation split of the training data cannot stand in for"
+        )
+    keep, held = validation_indices(bundle.train_y, fraction, seed)
+    train_y, val_y = bundle.train_y[keep].contiguous(), bundle.train_y[held].contiguous()
+    counts = bundle.class_counts
+    if train_y.ndim == 1:
+        counts = [int(c) for c in class_counts(train_y, bundle.num_classes)]
+        if min(counts) == 0:
+            raise ValueError(
+                f"data.validation_fraction: leaves a class without training examples "
+                f"(counts {counts})"
+            )
+    updates: dict[str, Any] = {
+        "train_y": train_y,
+        "test_y": val_y,
+        "class_counts": counts,
+        "evaluated_on": "validation",
+    }
+    if bundle.train_dataset is not None:
+        ds = bundle.train_dataset
+        subset = getattr(ds, "subset", None)
+        if callable(subset):
+            updates["train_dataset"], val_ds = subset(keep), subset(held)
+        else:
+            from torch.utils.data import Subset
+
+            updates["train_dataset"], val_ds = Subset(ds, keep.tolist()), Subset(ds, held.tolist())
+        updates["eval_datasets"] = {"test": val_ds}
+    else:
+        updates["train_x"] = bundle.train_x[keep].contiguous()
+        updates["test_x"] = bundle.train_x[held].contiguous()
+    return replace(bundle, **updates)
 
 
 def write_split(bundle: DataBundle, run_dir: str | os.PathLike[str]) -> Path | None:

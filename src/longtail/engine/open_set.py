@@ -562,7 +562,12 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
             ``seeds`` (no split for this seed), or a data problem naming its config key.
     """
     from longtail.data import class_counts
-    from longtail.engine.datasets import _as_images, _load_raw, _training_indices
+    from longtail.engine.datasets import (
+        _as_images,
+        _load_raw,
+        _training_indices,
+        validation_indices,
+    )
 
     splits = (cfg.open_set or OpenSetConfig()).splits
     if not 0 <= seed < len(splits):
@@ -577,11 +582,29 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
     k = len(known)
     relabel = torch.full((num_classes,), -1, dtype=torch.long)
     relabel[torch.tensor(known)] = torch.arange(k)
-    y_pool, y_test = relabel[y_pool.long()], relabel[y_test.long()]
+    y_pool_all = y_pool.long()
+    y_pool, y_test = relabel[y_pool_all], relabel[y_test.long()]
     in_pool = y_pool >= 0
+    x_other, y_other = x_pool[~in_pool], y_pool_all[~in_pool]
     x_pool, y_pool = x_pool[in_pool], y_pool[in_pool]
     idx, lt_counts = _training_indices(cfg.data, y_pool, k, balanced=False, seed=None)
     x_train, y_train = x_pool[idx], y_pool[idx]
+    fraction = cfg.data.validation_fraction
+    if fraction is not None:
+        # known: a stratified share of the training subset; unknown: as many training images
+        # per unknown class as the known classes give on average (the test set is not read)
+        keep, held = validation_indices(y_train, fraction, cfg.data.subset_seed + 3)
+        x_test, y_test = x_train[held], y_train[held]
+        x_train, y_train = x_train[keep], y_train[keep]
+        per_class = max(1, math.ceil(len(held) / k))
+        gen = torch.Generator().manual_seed(cfg.data.subset_seed + 4)
+        picks = []
+        for c in torch.unique(y_other).tolist():
+            members = torch.nonzero(y_other == c).flatten()
+            picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+        chosen = torch.cat(picks).sort().values
+        x_test = torch.cat([x_test, x_other[chosen]])
+        y_test = torch.cat([y_test, torch.full((len(chosen),), -1, dtype=torch.long)])
     counts = [int(c) for c in class_counts(y_train, k)]
     if min(counts) == 0:
         raise ValueError(f"data: a known class has no training images (counts {counts})")
@@ -605,6 +628,7 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
         group_counts=lt_counts,
         imbalance_factor=cfg.data.imbalance_factor,
         extra_splits={"unknown": (x_test[~is_known].contiguous(), y_test[~is_known].contiguous())},
+        evaluated_on="test" if fraction is None else "validation",
     )
 
 

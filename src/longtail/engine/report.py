@@ -1333,6 +1333,24 @@ def _title(name: str, results: Mapping[str, Any], cfg: Mapping[str, Any]) -> str
     return f"{name}: {results['dataset']}{where}, {results['task']}"
 
 
+def _validation_text(results: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    """What a run with ``data.validation_fraction`` evaluated on (the test set was not read)."""
+    fraction = data.get("validation_fraction", "?")
+    if results.get("task") == "open-set":
+        return (
+            f"**evaluated on a validation split, not the test set**: {fraction} of each known "
+            "class held out of the training subset, plus as many training images per unknown "
+            "class (`data.validation_fraction`)"
+        )
+    unit = "class" if results.get("task") != "multi-label" else "the training rows"
+    return (
+        f"**evaluated on a validation split, not the test set**: {fraction} of "
+        + ("each class" if unit == "class" else unit)
+        + f" held out of the training subset ({results.get('num_test', '?')} examples, "
+        "`data.validation_fraction`)"
+    )
+
+
 def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     """The paragraphs above the table: the data, the model, how to read the table."""
     data = cfg.get("data", {})
@@ -1369,6 +1387,11 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
                     "complete."
                 )
                 if hidden
+                else ""
+            )
+            + (
+                f" Metrics {_validation_text(results, data).replace('**evaluated', '**are of', 1)}."
+                if results.get("evaluated_on") == "validation"
                 else ""
             )
             + " "
@@ -1413,6 +1436,8 @@ def _intro(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
         test_txt = "the test set is the `test/` folder"
     else:
         test_txt = "the test set is balanced"
+    if results.get("evaluated_on") == "validation":
+        test_txt = _validation_text(results, data)
     if if_txt is None:
         profile = _profile(counts, shot)
     else:

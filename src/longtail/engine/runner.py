@@ -70,7 +70,7 @@ from longtail.engine.checkpoint import (
     save_checkpoint,
 )
 from longtail.engine.config import Config, config_to_dict, save_config
-from longtail.engine.datasets import DataBundle, build_data, write_split
+from longtail.engine.datasets import DataBundle, build_data, hold_out_validation, write_split
 from longtail.engine.distill import (
     build_distill_data,
     distill_finish_config,
@@ -413,6 +413,9 @@ class _Runs:
         key = (variant, seed if per_seed else None)
         if key not in self._data:
             bundle = self.kind.build_data(self.cfg, variant, seed if per_seed else None)
+            fraction = getattr(self.cfg.data, "validation_fraction", None)
+            if fraction is not None:
+                bundle = hold_out_validation(bundle, fraction, self.cfg.data.subset_seed + 3)
             from longtail.engine.config import check_config_against_data
 
             check_config_against_data(
@@ -792,6 +795,8 @@ def run_benchmark(
     results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
     results["num_train"] = len(first.train_y)
     results["num_test"] = len(first.test_y)
+    # "validation": the metrics are of a split held out of the training data, not the test set
+    results["evaluated_on"] = first.evaluated_on
     results["stages_trained"] = len(runs.trained_stages) + parallel_stages
     if main:
         atomic_write_json(out / "results.json", results)
