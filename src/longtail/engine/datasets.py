@@ -86,6 +86,7 @@ __all__ = [
     "hold_out_validation",
     "load_table_multilabel",
     "standardise_features",
+    "standardise_images",
     "stratified_split",
     "validation_indices",
     "write_split",
@@ -252,6 +253,18 @@ def _as_images(x: Tensor) -> Tensor:
     return x / 255.0 if x.max() > 1.0 else x
 
 
+def standardise_images(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
+    """Images (``ndim >= 3``): to float ``(N, C, H, W)`` in ``[0, 1]``, then standardised with the
+    training images' per-channel mean and std (std at least ``1e-6``); anything else: float32 as
+    loaded. Both results are contiguous."""
+    if x_train.ndim < 3:
+        return x_train.float().contiguous(), x_test.float().contiguous()
+    x_train, x_test = _as_images(x_train), _as_images(x_test)
+    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return ((x_train - mean) / std).contiguous(), ((x_test - mean) / std).contiguous()
+
+
 def class_order_permutation(num_classes: int, seed: int, subset_seed: int) -> list[int]:
     """The classes in the order they receive the long-tailed counts (``data.class_order: random``).
 
@@ -309,16 +322,10 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
     counts = [int(c) for c in class_counts(y_train, num_classes)]
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
-    if x_train.ndim >= 3:
-        x_train, x_test = _as_images(x_train), _as_images(x_test)
-        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x_train = ((x_train - mean) / std).contiguous()
-        x_test = ((x_test - mean) / std).contiguous()
-    elif cfg.dataset in _OWN_VECTORS:
+    if x_train.ndim < 3 and cfg.dataset in _OWN_VECTORS:
         x_train, x_test = standardise_features(x_train, x_test)
     else:
-        x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
+        x_train, x_test = standardise_images(x_train, x_test)
     return DataBundle(
         name=cfg.dataset,
         train_x=x_train,

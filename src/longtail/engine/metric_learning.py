@@ -170,7 +170,7 @@ def build_metric_learning_data(
             :func:`_check_teacher_checkpoint`).
     """
     from longtail.data import class_counts
-    from longtail.engine.datasets import _as_images, _load_raw, _training_indices
+    from longtail.engine.datasets import _load_raw, _training_indices, standardise_images
 
     ml = _ml(cfg)
     x_pool, y_pool, x_test, y_test, names = _load_raw(cfg.data)
@@ -201,13 +201,7 @@ def build_metric_learning_data(
         raise ValueError(f"data: a seen class has no training images (counts {counts})")
     unseen = relabel[y_test.long()] < 0
     x_test, y_test = x_test[unseen], y_test[unseen].long()
-    if x_train.ndim >= 3:
-        x_train, x_test = _as_images(x_train), _as_images(x_test)
-        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    else:
-        x_train, x_test = x_train.float(), x_test.float()
+    x_train, x_test = standardise_images(x_train, x_test)
     bundle = DataBundle(
         name=cfg.data.dataset,
         train_x=x_train.contiguous(),

@@ -563,9 +563,9 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
     """
     from longtail.data import class_counts
     from longtail.engine.datasets import (
-        _as_images,
         _load_raw,
         _training_indices,
+        standardise_images,
         validation_indices,
     )
 
@@ -608,14 +608,7 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
     counts = [int(c) for c in class_counts(y_train, k)]
     if min(counts) == 0:
         raise ValueError(f"data: a known class has no training images (counts {counts})")
-    if x_train.ndim >= 3:
-        x_train, x_test = _as_images(x_train), _as_images(x_test)
-        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x_train = ((x_train - mean) / std).contiguous()
-        x_test = ((x_test - mean) / std).contiguous()
-    else:
-        x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
+    x_train, x_test = standardise_images(x_train, x_test)
     is_known = y_test >= 0
     return DataBundle(
         name=cfg.data.dataset,
