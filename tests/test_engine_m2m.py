@@ -42,6 +42,34 @@ def test_sampler_switches_to_class_balanced_at_generation() -> None:
     assert torch.equal(task.sampler(2, seed=1, rank=0, world_size=1), cb.global_indices())
 
 
+@pytest.mark.parametrize("oversample", [None, True, False])
+def test_m2m_ldam_drw_keeps_instance_sampling_unless_asked(oversample: bool | None) -> None:
+    """LDAM-DRW re-weights from the same epoch on; by default its M2m keeps instance-balanced
+    batches (the official LDAM-DRW command runs with --no_over), ``m2m_oversample`` switches."""
+    data = tiny_vectors()
+    params = dict(_FAST) if oversample is None else {**_FAST, "m2m_oversample": oversample}
+    task = M2mTask(
+        METHODS["m2m-ldam-drw"],
+        data,
+        tiny_config(epochs=4),
+        stage_state=_g_state(data),
+        params=params,
+    )
+    inst = ltdata.InstanceBalancedSampler(data.train_y, seed=1)
+    cb = ltdata.ClassBalancedSampler(data.train_y, seed=1)
+    for epoch in (1, 2, 3):
+        inst.set_epoch(epoch)
+        cb.set_epoch(epoch)
+        expected = cb if oversample and epoch >= task.start_epoch else inst
+        assert torch.equal(
+            task.sampler(epoch, seed=1, rank=0, world_size=1), expected.global_indices()
+        )
+    plain = M2mTask(
+        METHODS["m2m"], data, tiny_config(epochs=4), stage_state=_g_state(data), params=_FAST
+    )
+    assert plain.m2m["m2m_oversample"] is True and task.start_epoch == 2
+
+
 def test_f_trains_with_its_method_and_g_stays_frozen() -> None:
     data = tiny_vectors()
     g_state = _g_state(data)

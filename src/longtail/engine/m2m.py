@@ -6,7 +6,9 @@ usual and shared (``erm``'s plain cross-entropy stage): that model is ``g``. Its
 hyper-parameters of the registry method ``m2m_f_method`` (``erm``; ``ldam-drw`` for
 ``m2m-ldam-drw``). Before epoch ``round(m2m_start_fraction * epochs)`` (160 of 200 in the official
 code) f trains like that method alone; from it on, batches are drawn class-balanced (the official
-over-sampling loader) and every batch goes through :class:`longtail.adversarial.M2mGenerator`:
+over-sampling loader; ``m2m_oversample: false`` keeps f's own sampler, the default of
+``m2m-ldam-drw``, whose DRW weights already re-balance) and every batch goes through
+:class:`longtail.adversarial.M2mGenerator`:
 minority slots are replaced, with probability ``1 - n_k / n_max``, by majority samples of the batch
 translated towards the slot's class by ``m2m_steps`` L2-normalised steps minimising
 ``CE(g(x), k) + m2m_lambda * f(x)_{k0}`` (accepted when ``g``'s probability of k reaches
@@ -159,7 +161,8 @@ class M2mTask(SingleLabelTask):
         )
 
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
-        kind = self.method.sampler if epoch < self.start_epoch else "class-balanced"
+        oversample = bool(self.m2m["m2m_oversample"]) and epoch >= self.start_epoch
+        kind = "class-balanced" if oversample else self.method.sampler
         return _sampler(
             kind, self.data.train_y, self.config.train.epochs, epoch, seed, rank, world_size
         )

@@ -762,6 +762,13 @@ _M2M = {
     "m2m_init_noise": Param(
         0.5, low=0.0, help="L2 norm of the random start in [0, 1]-pixel units", stage=2
     ),
+    "m2m_oversample": Param(
+        True,
+        help="from the start of generation, draw batches class-balanced (the official "
+        "over-sampling loader, on unless --no_over); false keeps f's own sampler (instance-"
+        "balanced for ldam-drw, whose official command runs with --no_over and re-weights instead)",
+        stage=2,
+    ),
     "m2m_start_fraction": Param(
         0.8,
         low=0.0,
@@ -1216,9 +1223,9 @@ _ALL = [
     compose(
         "m2m-ldam-drw",
         second_stage="m2m",
-        defaults={"m2m_f_method": "ldam-drw"},
-        description="M2m with f trained by LDAM-DRW (cosine head, margins, deferred re-weighting); "
-        "g the ERM stage",
+        defaults={"m2m_f_method": "ldam-drw", "m2m_oversample": False},
+        description="M2m with f trained by LDAM-DRW (cosine head, margins, deferred re-weighting) on "
+        "instance-balanced batches (DRW re-balances; no over-sampling on top); g the ERM stage",
         paper=_M2M_PAPER,
     ),
     compose(
