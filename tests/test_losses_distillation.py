@@ -635,3 +635,28 @@ def test_bad_chunk_size_and_reduction() -> None:
         RKDLoss(chunk_size=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum' for RKDLoss"):
         RKDLoss(reduction="none")
+
+
+def test_rkd_angle_float32_keeps_skinny_triangles_accurate() -> None:
+    """A close pair far from the rest (distance ratio 1e5) at an offset of 1e3: the float32 cosines
+    match the float64 inner products of unit difference vectors (a law-of-cosines shortcut in
+    float32 misses by 1e-2 here)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 16, generator=g, dtype=torch.float64) * 50 + 1e3
+    x[1] = x[0] + 5e-4 * torch.randn(16, generator=g, dtype=torch.float64)
+    t = torch.randn(10, 8, generator=g, dtype=torch.float64)
+    x32, t32 = x.float(), t.float()  # the reference sees the same (rounded) points
+    want = F.smooth_l1_loss(
+        _unit_cosines(x32.double()), _unit_cosines(t32.double()), reduction="none", beta=1.0
+    )
+    got = rkd_angle_loss(x32, t32, reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, atol=2e-6, rtol=0)
+
+
+def _unit_cosines(e: torch.Tensor) -> torch.Tensor:
+    """float64 reference: ``[v, j, k]`` inner products of the unit vectors ``e_j - e_v``, ``e_k - e_v``."""
+    diff = e.unsqueeze(0) - e.unsqueeze(1)
+    norm = diff.norm(dim=2, keepdim=True)
+    unit = torch.where(norm > 1e-6, diff / norm.clamp_min(1e-6), torch.zeros(()))
+    return unit @ unit.transpose(1, 2)
