@@ -71,6 +71,21 @@ def test_validation_indices_multilabel_rows() -> None:
     assert torch.equal(torch.cat([keep, held]).sort().values, torch.arange(40))
 
 
+def test_hold_out_validation_multilabel_counts_the_kept_positives() -> None:
+    y = (torch.rand(40, 4, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    y[:, 3] = 0.0
+    y[:2, 3] = 1.0  # a rare label: 2 positives
+    bundle = _bundle(y, class_counts=[int(c) for c in y.sum(0)])
+    for seed in range(6):
+        keep, _ = validation_indices(y, 0.25, seed)
+        kept = [int(c) for c in (y[keep] == 1).sum(0)]
+        if min(kept) == 0:
+            with pytest.raises(ValueError, match=r"data\.validation_fraction.*without training"):
+                hold_out_validation(bundle, 0.25, seed)
+        else:
+            assert hold_out_validation(bundle, 0.25, seed).class_counts == kept
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_validation_indices_reject_a_bad_fraction(fraction: float) -> None:
     with pytest.raises(ValueError, match=r"data\.validation_fraction"):
@@ -207,6 +222,14 @@ def test_multilabel_table_run_on_a_validation_split(tmp_path: Path) -> None:
     results = run_benchmark(config_from_dict(raw), tmp_path / "run", progress=False, echo=None)
     assert results["evaluated_on"] == "validation"
     assert results["num_train"] == 36 and results["num_test"] == 9  # 45 training rows, 20% held
+    # held out before the labels are hidden: complete validation labels, hidden training entries
+    from longtail.engine.multi_label import build_multilabel_data
+
+    bundle = build_multilabel_data(config_from_dict(raw).data)
+    assert bundle.evaluated_on == "validation"
+    assert set(bundle.test_y.unique().tolist()) == {0.0, 1.0}
+    assert (bundle.train_y == -1).any()
+    assert bundle.class_counts == [int(c) for c in (bundle.train_y == 1).sum(0)]
     assert "validation split, not the test set" in (tmp_path / "run" / "report.md").read_text()
 
 
@@ -223,3 +246,32 @@ def test_config_refuses_validation_for_metric_learning() -> None:
 def test_config_rejects_a_bad_validation_fraction(value: object) -> None:
     with pytest.raises(ConfigError, match=r"data\.validation_fraction"):
         config_from_dict({"data": {"dataset": "digits", "validation_fraction": value}})
+
+
+def test_config_refuses_validation_with_a_balanced_reference_or_a_teacher_checkpoint() -> None:
+    with pytest.raises(ConfigError, match=r"data\.balanced_reference"):
+        config_from_dict(
+            {"data": {"dataset": "digits", "validation_fraction": 0.2, "balanced_reference": True}}
+        )
+    raw = yaml.safe_load(
+        (Path(__file__).parents[1] / "configs/distill_fashion_mnist_lt.yaml").read_text()
+    )
+    raw["data"]["validation_fraction"] = 0.2
+    config_from_dict(raw)  # a teacher trained as a stage of the run: fine
+    raw["distill"]["teacher"]["checkpoint"] = "teacher.pt"
+    with pytest.raises(ConfigError, match=r"distill\.teacher\.checkpoint"):
+        config_from_dict(raw)
+
+
+def test_fingerprints_of_runs_without_the_key_are_unchanged() -> None:
+    """Older run folders resume: an unset key is not in the config dict (nor the stage blob);
+    a set one is, so a stage trained without the hold-out is never reused with it."""
+    from longtail.engine.config import config_to_dict
+    from longtail.engine.runner import _stage_blob
+
+    plain = config_from_dict({"data": {"dataset": "digits"}})
+    held = config_from_dict({"data": {"dataset": "digits", "validation_fraction": 0.2}})
+    assert "validation_fraction" not in config_to_dict(plain)["data"]
+    assert config_to_dict(held)["data"]["validation_fraction"] == 0.2
+    assert _stage_blob(plain) != _stage_blob(held)
+    assert config_from_dict(config_to_dict(plain)) == plain

@@ -846,11 +846,26 @@ def _check_task_data(cfg: Config) -> None:
             "config key 'data.hidden_as': only used with task multi-label and "
             f"data.hide_fraction > 0, got {d.hidden_as!r}"
         )
-    if d.validation_fraction is not None and cfg.task == "metric-learning":
-        raise ConfigError(
-            "config key 'data.validation_fraction': not available for task metric-learning (its "
-            "evaluation classes are unseen in training, so the training data holds none of them)"
-        )
+    if d.validation_fraction is not None:
+        if cfg.task == "metric-learning":
+            raise ConfigError(
+                "config key 'data.validation_fraction': not available for task metric-learning "
+                "(its evaluation classes are unseen in training, so the training data holds none "
+                "of them)"
+            )
+        if d.balanced_reference:
+            raise ConfigError(
+                "config key 'data.balanced_reference': not available with "
+                "data.validation_fraction (the reference draws its own balanced training set, so "
+                "it would be scored on other held-out examples than the methods)"
+            )
+        teacher = cfg.distill.teacher if cfg.distill is not None else None
+        if teacher is not None and teacher.checkpoint is not None:
+            raise ConfigError(
+                "config key 'distill.teacher.checkpoint': not available with "
+                "data.validation_fraction (a teacher trained elsewhere may have seen the held-out "
+                "examples; leave the checkpoint out to train the teacher as a stage of the run)"
+            )
     if not multi and d.hide_fraction > 0:
         raise ConfigError(
             f"config key 'data.hide_fraction': hides multi-label entries; got {d.hide_fraction} "
@@ -1077,6 +1092,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     for key in ("distill", "metric_learning"):
         if out.get(key) is None:
             out.pop(key, None)
+    if out["data"].get("validation_fraction") is None:
+        out["data"].pop("validation_fraction", None)  # likewise: older run folders still resume
     return out
 
 

@@ -470,14 +470,15 @@ def hold_out_validation(bundle: DataBundle, fraction: float, seed: int) -> DataB
         )
     keep, held = validation_indices(bundle.train_y, fraction, seed)
     train_y, val_y = bundle.train_y[keep].contiguous(), bundle.train_y[held].contiguous()
-    counts = bundle.class_counts
     if train_y.ndim == 1:
         counts = [int(c) for c in class_counts(train_y, bundle.num_classes)]
-        if min(counts) == 0:
-            raise ValueError(
-                f"data.validation_fraction: leaves a class without training examples "
-                f"(counts {counts})"
-            )
+    else:  # multi-label: the visible positives per label
+        counts = [int(c) for c in (train_y == 1).sum(dim=0).tolist()]
+    if min(counts) == 0:
+        raise ValueError(
+            f"data.validation_fraction: leaves a class without training examples (counts "
+            f"{counts})"
+        )
     updates: dict[str, Any] = {
         "train_y": train_y,
         "test_y": val_y,

@@ -194,6 +194,15 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
             x_train, y_train, x_test, y_test, names, name = _load_tiles(cfg)
         else:
             raise ValueError(f"data.dataset: {cfg.dataset!r} is not a multi-label data set")
+    evaluated_on = "test"
+    if cfg.validation_fraction is not None:
+        # held out before hiding: the validation labels are complete, as the test labels are
+        from longtail.engine.datasets import validation_indices
+
+        keep, held = validation_indices(y_train, cfg.validation_fraction, cfg.subset_seed + 3)
+        x_test, y_test = x_train[held].contiguous(), y_train[held].contiguous()
+        x_train, y_train = x_train[keep].contiguous(), y_train[keep]
+        evaluated_on = "validation"
     value = -1.0 if cfg.hidden_as == "unknown" else 0.0
     y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2, value=value)
     counts = positive_counts(y_train)
@@ -218,6 +227,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         group_counts=counts,
         imbalance_factor=cfg.imbalance_factor,
         split=split,
+        evaluated_on=evaluated_on,
     )
 
 

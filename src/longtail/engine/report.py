@@ -1340,14 +1340,13 @@ def _validation_text(results: Mapping[str, Any], data: Mapping[str, Any]) -> str
         return (
             f"**evaluated on a validation split, not the test set**: {fraction} of each known "
             "class held out of the training subset, plus as many training images per unknown "
-            "class (`data.validation_fraction`)"
+            "class (`data.validation_fraction`; where this report says test, read validation)"
         )
-    unit = "class" if results.get("task") != "multi-label" else "the training rows"
+    unit = "each class" if results.get("task") != "multi-label" else "the training rows"
     return (
-        f"**evaluated on a validation split, not the test set**: {fraction} of "
-        + ("each class" if unit == "class" else unit)
-        + f" held out of the training subset ({results.get('num_test', '?')} examples, "
-        "`data.validation_fraction`)"
+        f"**evaluated on a validation split, not the test set**: {fraction} of {unit} held out of "
+        f"the training subset ({results.get('num_test', '?')} examples, "
+        "`data.validation_fraction`; where this report says test, read validation)"
     )
 
 
