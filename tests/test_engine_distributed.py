@@ -18,8 +18,8 @@ from longtail.cli import main
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torchrun(cfg: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc_per_node=2 -m longtail train CFG --out OUT`` on CPU (gloo)."""
+def _torchrun(cfg: Path, out: Path, command: str = "train") -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node=2 -m longtail COMMAND CFG --out OUT`` on CPU (gloo)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"), OMP_NUM_THREADS="1")
     return subprocess.run(
         [
@@ -30,7 +30,7 @@ def _torchrun(cfg: Path, out: Path) -> subprocess.CompletedProcess[str]:
             "--nproc_per_node=2",
             "-m",
             "longtail",
-            "train",
+            command,
             str(cfg),
             "--out",
             str(out),

@@ -931,23 +931,31 @@ class OpenSetTask(Task):
     def _confusing_sample_updates(
         self, model: nn.Module, x: Tensor, y: Tensor, epoch: int
     ) -> list[Update]:
-        """ARPL+CS: discriminator, generator, classifier (the ARPL code's order and losses)."""
+        """ARPL+CS: discriminator, generator, classifier (the ARPL code's order and losses).
+
+        Under DDP each update makes exactly one forward pass through the wrapper of the module it
+        updates (DDP allows one forward per backward); every other pass in the update goes through
+        the plain module, whose parameters are the same tensors, so their gradients reach the
+        wrapper's all-reduce hooks of that backward (or, for modules not updated here, are
+        discarded by their own next ``zero_grad``).
+        """
         from longtail.losses import confusing_sample_loss
 
         gen, disc = self.gen, self.disc
         assert gen is not None and disc is not None
+        gen_local, disc_local, model_local = _unwrap(gen), _unwrap(disc), _unwrap(model)
         n = y.shape[0]
         noise_dim = int(self.params["noise_dim"])
         beta = float(self.params["cs_weight"])
         noise = torch.randn(n, noise_dim).to(x.device)
         ones, zeros = x.new_ones(n), x.new_zeros(n)
-        head: Any = _unwrap(model).head
+        head: Any = model_local.head
         points: Tensor = head.points
 
         def disc_step() -> StepOutput:
             with torch.no_grad():
-                fake = gen(noise)
-            real_logit, fake_logit = disc(x).float(), disc(fake).float()
+                fake = gen_local(noise)
+            real_logit, fake_logit = disc(x).float(), disc_local(fake).float()
             loss = F.binary_cross_entropy_with_logits(
                 real_logit, ones.float()
             ) + F.binary_cross_entropy_with_logits(fake_logit, zeros.float())
@@ -955,9 +963,11 @@ class OpenSetTask(Task):
 
         def gen_step() -> StepOutput:
             fake = gen(noise)
-            adversarial = F.binary_cross_entropy_with_logits(disc(fake).float(), ones.float())
-            with _batch_norm_eval(model):
-                features, _ = model(fake, return_features=True)
+            adversarial = F.binary_cross_entropy_with_logits(
+                disc_local(fake).float(), ones.float()
+            )
+            with _batch_norm_eval(model_local):
+                features, _ = model_local(fake, return_features=True)
             confusion = confusing_sample_loss(features, points)
             return StepOutput(
                 loss=adversarial + beta * confusion,
@@ -967,9 +977,9 @@ class OpenSetTask(Task):
         def classifier_step() -> StepOutput:
             loss, logits = self._classifier_loss(model, x, y, epoch)
             with torch.no_grad():
-                fake = gen(torch.randn(n, noise_dim).to(x.device))
-            with _batch_norm_eval(model):
-                features, _ = model(fake, return_features=True)
+                fake = gen_local(torch.randn(n, noise_dim).to(x.device))
+            with _batch_norm_eval(model_local):
+                features, _ = model_local(fake, return_features=True)
             total = loss + beta * confusing_sample_loss(features, points)
             return StepOutput(loss=total, logits=logits.detach(), targets=y)
 
