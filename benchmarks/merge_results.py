@@ -25,9 +25,10 @@ from longtail.engine.report import format_table
 from longtail.engine.runner import TASK_KINDS, aggregate
 
 
-def _entries(run_dir: Path, names: list[str]) -> dict[str, Any]:
+def _entries(run_dir: Path, names: list[str], task: str) -> dict[str, Any]:
     """``results.json``-style entries of ``names``, aggregated from ``<method>/seed_*/result.json``
-    (so a run stopped before writing ``results.json`` still counts)."""
+    (so a run stopped before writing ``results.json`` still counts), with the metrics of ``task``
+    and each method's composition as the run's ``results.json`` records it (if written)."""
     per_run: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         files = sorted((run_dir / name).glob("seed_*/result.json"))
@@ -35,26 +36,43 @@ def _entries(run_dir: Path, names: list[str]) -> dict[str, Any]:
             raise SystemExit(f"{run_dir}: no results of {name!r}")
         per_run[name] = [json.loads(f.read_text()) for f in files]
     first = next(iter(per_run.values()))[0]
+    written = run_dir / "results.json"
+    recorded = json.loads(written.read_text())["methods"] if written.is_file() else {}
+    compositions = {
+        n: recorded[n]["composition"]
+        for n in names
+        if n in recorded and "composition" in recorded[n]
+    }
     return aggregate(
         per_run,
         dataset="",
-        task="single-label",
+        task=task,
         imbalance_factor=None,
         class_counts=first["class_counts"],
-        metric_specs=TASK_KINDS["single-label"].metrics,
+        metric_specs=TASK_KINDS[task].metrics,
+        compositions=compositions or None,
     )
 
 
 def merge(parts: list[tuple[Path, list[str]]]) -> dict[str, Any]:
     merged: dict[str, Any] | None = None
     for run_dir, names in parts:
-        res = _entries(run_dir, names)
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        task = cfg.get("task", "single-label")
+        res = _entries(run_dir, names, task)
         if merged is None:
             merged = {k: v for k, v in res.items() if k != "methods"}
             merged["dataset"] = cfg["data"]["dataset"]
             merged["imbalance_factor"] = cfg["data"]["imbalance_factor"]
+            written = run_dir / "results.json"
+            if written.is_file():  # class names, data source, sizes of the first run
+                first = json.loads(written.read_text())
+                for key in ("class_names", "data_source", "num_train", "num_test"):
+                    if key in first:
+                        merged[key] = first[key]
             merged["methods"] = {}
+        elif task != merged["task"]:
+            raise SystemExit(f"{run_dir}: task {task!r}, the first run's is {merged['task']!r}")
         for name, entry in res["methods"].items():
             if name != "balanced" and res["class_counts"] != merged["class_counts"]:
                 raise SystemExit(f"{run_dir}: class counts differ from the first run")
