@@ -73,6 +73,7 @@ def test_joint_loss_with_logit_adjustment_uses_the_class_prior() -> None:
 def test_inference(inference: str) -> None:
     task = _task("sla", inference=inference)
     model, b, _ = _step(task)
+    model.eval()  # inference: batch norm with running statistics (each copy's output its own)
     got = task.predict_logits(model, b.x)
     if inference == "si":
         ref = model(b.x)[:, : N * M].unflatten(1, (N, M))[:, :, 0]

@@ -142,8 +142,11 @@ class SLATask(SingleLabelTask):
 
         n, m = self.n, self.m
         if self.sla_kind == "joint" and self.inference == "ag":
-            z = model(sla_transforms(x, self.family).flatten(0, 1)).float()
-            logits = sla_aggregate_logits(z[:, : n * m], m)
+            # one forward per transformation (batches of x's size): on a CPU, 4 passes of 512
+            # images take about 2/3 of the time of one pass of 2048, and the peak memory is x's
+            copies = sla_transforms(x, self.family)  # (B, M, C, H, W)
+            z = torch.stack([model(copies[:, j]).float() for j in range(m)], dim=1)
+            logits = sla_aggregate_logits(z[..., : n * m], m)
         else:
             z = model(x).float()
             if self.sla_kind == "joint":
