@@ -476,8 +476,7 @@ def hold_out_validation(bundle: DataBundle, fraction: float, seed: int) -> DataB
         counts = [int(c) for c in (train_y == 1).sum(dim=0).tolist()]
     if min(counts) == 0:
         raise ValueError(
-            f"data.validation_fraction: leaves a class without training examples (counts "
-            f"{counts})"
+            f"data.validation_fraction: leaves a class without training examples (counts {counts})"
         )
     updates: dict[str, Any] = {
         "train_y": train_y,

@@ -963,9 +963,7 @@ class OpenSetTask(Task):
 
         def gen_step() -> StepOutput:
             fake = gen(noise)
-            adversarial = F.binary_cross_entropy_with_logits(
-                disc_local(fake).float(), ones.float()
-            )
+            adversarial = F.binary_cross_entropy_with_logits(disc_local(fake).float(), ones.float())
             with _batch_norm_eval(model_local):
                 features, _ = model_local(fake, return_features=True)
             confusion = confusing_sample_loss(features, points)
