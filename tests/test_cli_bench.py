@@ -46,8 +46,10 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
         "num_train",
         "num_test",
         "data_source",
+        "evaluated_on",
     }
     assert results["data_source"] is None  # the bundled digits: no file read
+    assert results["evaluated_on"] == "test"  # no data.validation_fraction
     specs = {s["name"]: s for s in results["metric_specs"]}
     assert specs["balanced_accuracy"]["higher_is_better"] and not specs["ece"]["higher_is_better"]
     assert results["dataset"] == "digits"
