@@ -32,6 +32,9 @@ def gloo_group(rank: int, port: int, world_size: int = 2) -> Iterator[None]:
     )
     try:
         yield
+        # every rank done with its collectives before any tears the group down (a rank that
+        # destroys its gloo context while the other still talks to it can abort the other)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
