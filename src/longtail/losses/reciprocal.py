@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..heads import prototype_distances, reciprocal_distances
+from ..heads import _check_points, prototype_distances, reciprocal_distances
 from ._common import (
     Reduction,
     VectorLike,
@@ -63,20 +63,9 @@ def _check_common(
     check_reduction(reduction)
     t = check_positive("temperature", temperature)
     w = check_nonnegative(weight_name, weight)
-    if not isinstance(features, Tensor):
-        raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
-    if not isinstance(points, Tensor):
-        raise TypeError(f"{points_name} must be a torch.Tensor, got {type(points).__name__}")
-    if not features.is_floating_point():
-        raise TypeError(f"features must be a floating-point tensor, got dtype {features.dtype}")
-    if not points.is_floating_point():
-        raise TypeError(f"{points_name} must be a floating-point tensor, got dtype {points.dtype}")
-    if features.ndim != 2:
-        raise ValueError(f"features must have shape (N, D), got {tuple(features.shape)}")
-    if points.ndim != 3:
-        raise ValueError(f"{points_name} must have shape (C, M, D), got {tuple(points.shape)}")
+    features, points = _check_points(features, points, points_name)
     # the target is checked against (N, C) logits without allocating them
-    shape_only = features.new_empty(()).expand(features.shape[0], max(points.shape[0], 1))
+    shape_only = features.new_empty(()).expand(features.shape[0], points.shape[0])
     _, y = check_single_label(shape_only, target, logits_name="features / points")
     return _upcast(features), y, _upcast(points), t, w
 
