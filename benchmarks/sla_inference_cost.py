@@ -54,15 +54,30 @@ def main() -> None:
         torch.manual_seed(0)
         model = task.build_model().eval()
         tasks[name], models[name] = task, model
-    times: dict[str, list[float]] = {k: [] for k in names}
+    from longtail.sla import sla_aggregate_logits, sla_transforms
+
+    ag = tasks["sla"]
+    m = ag.m  # type: ignore[attr-defined]
+
+    def stacked() -> None:
+        """Aggregated inference as one stacked batch of B * M images (the earlier way)."""
+        z = models["sla"](sla_transforms(x, ag.family).flatten(0, 1)).float()  # type: ignore[attr-defined]
+        sla_aggregate_logits(z[:, : 10 * m], m)
+
+    stacked_key = "sla, one stacked batch"
+    times: dict[str, list[float]] = {k: [] for k in [*names, stacked_key]}
     with torch.no_grad():
         for name in names:  # warm-up
             tasks[name].predict_logits(models[name], x)
+        stacked()
         for _ in range(args.repeats):
             for name in names:
                 t0 = time.perf_counter()
                 tasks[name].predict_logits(models[name], x)
                 times[name].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            stacked()
+            times[stacked_key].append(time.perf_counter() - t0)
     base = statistics.median(times["erm"])
     print(f"batch {n}, {args.repeats} repeats, 1 thread, torch {torch.__version__}")
     print("| method | inference | ms / batch | relative to erm |")
@@ -82,6 +97,10 @@ def main() -> None:
         )
         med = statistics.median(times[name])
         print(f"| {name} | {how} | {1000 * med:.1f} | {med / base:.2f}x |")
+    med = statistics.median(times[stacked_key])
+    print(
+        f"| {stacked_key} | 4 copies in one batch of {n * m} | {1000 * med:.1f} | {med / base:.2f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -143,7 +143,8 @@ class SLATask(SingleLabelTask):
         n, m = self.n, self.m
         if self.sla_kind == "joint" and self.inference == "ag":
             # one forward per transformation (batches of x's size): on a CPU, 4 passes of 512
-            # images take about 2/3 of the time of one pass of 2048, and the peak memory is x's
+            # images take about 0.7x the time of one pass of 2048 (benchmarks/sla_inference_cost.py),
+            # and the peak memory is one batch's
             copies = sla_transforms(x, self.family)  # (B, M, C, H, W)
             z = torch.stack([model(copies[:, j]).float() for j in range(m)], dim=1)
             logits = sla_aggregate_logits(z[..., : n * m], m)
