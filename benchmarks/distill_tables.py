@@ -65,8 +65,8 @@ def _recall_references(run: Path, data_dir: str | None, seeds: list[int]) -> lis
     import torch
 
     from longtail.engine.config import load_config
-    from longtail.engine.metric_learning import build_embedding_net, build_metric_learning_data
     from longtail.metrics import recall_at_k
+    from longtail.tracks.metric_learning.task import build_embedding_net, build_metric_learning_data
 
     overrides = {} if data_dir is None else {"data.data_dir": data_dir}
     cfg = load_config(run / "config.yaml", overrides)

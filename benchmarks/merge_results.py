@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
+from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.report import format_table
-from longtail.engine.runner import TASK_KINDS, aggregate
+from longtail.engine.runner import aggregate
 
 
 def _entries(run_dir: Path, names: list[str], task: str) -> dict[str, Any]:

@@ -28,8 +28,8 @@ import torch
 from longtail.engine.config import config_from_dict
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import MULTILABEL_METHODS
-from longtail.engine.multi_label import MultiLabelTask
 from longtail.engine.trainer import Trainer
+from longtail.tracks.multi_label.task import MultiLabelTask
 
 CASES: dict[str, dict[str, Any]] = {
     "CNN, 1x28x28, 10 labels (fashion-tiles)": {

@@ -2,7 +2,7 @@
 
 For every method and split of an open-set run folder with long-tailed known classes, the script
 loads the final weights (``<method>/seed_<s>/model.pt``), evaluates them again with
-:func:`longtail.engine.open_set.open_set_evaluation` and prints the AUROC of the unknown test images
+:func:`longtail.tracks.open_set.task.open_set_evaluation` and prints the AUROC of the unknown test images
 against the known test images of each many / medium / few group (``details.auroc_by_shot``, which
 newer runs record themselves), mean ± sample std over the splits. An AUROC below 50 means the
 group's known images score *lower* than the unknown ones.
@@ -22,7 +22,7 @@ import torch
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.config import load_config
 from longtail.engine.methods import resolve_methods
-from longtail.engine.open_set import OpenSetTask, build_open_set_data, open_set_evaluation
+from longtail.tracks.open_set.task import OpenSetTask, build_open_set_data, open_set_evaluation
 
 
 def _fmt(values: list[float]) -> str:

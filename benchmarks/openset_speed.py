@@ -30,8 +30,8 @@ import torch
 
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.config import load_config
-from longtail.engine.open_set import OpenSetTask, build_open_set_data, known_score
 from longtail.engine.runner import method_names
+from longtail.tracks.open_set.task import OpenSetTask, build_open_set_data, known_score
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import torch
 from longtail.engine.config import load_config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import METHODS, resolve_methods
-from longtail.engine.single_label import single_label_task
+from longtail.tracks.single_label.task import single_label_task
 
 
 def main() -> None:

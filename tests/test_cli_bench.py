@@ -165,8 +165,8 @@ def test_resume_continues_an_interrupted_pair(tmp_path: Path) -> None:
     from longtail.engine.config import load_config
     from longtail.engine.datasets import build_data
     from longtail.engine.runner import stage_dir_for, stage_of
-    from longtail.engine.tasks import SingleLabelTask
     from longtail.engine.trainer import Trainer
+    from longtail.tracks.single_label import SingleLabelTask
 
     cfg_path = _config(tmp_path, data={"dataset": "digits", "imbalance_factor": 10})
     cfg = load_config(cfg_path, {"methods": ["erm"], "seeds": [0], "train.epochs": 3})

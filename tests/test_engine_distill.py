@@ -19,18 +19,19 @@ from longtail.cli import main
 from longtail.engine.checkpoint import save_checkpoint
 from longtail.engine.config import ConfigError, config_from_dict, load_config
 from longtail.engine.datasets import DataBundle
-from longtail.engine.distill import (
+from longtail.engine.kinds import TASK_KINDS
+from longtail.engine.methods import resolve_methods
+from longtail.engine.runner import run_benchmark
+from longtail.engine.tasks import Batch
+from longtail.engine.trainer import Trainer
+from longtail.losses import dkd_loss, kd_loss, rkd_angle_loss, rkd_distance_loss
+from longtail.tracks.distillation.task import (
     DISTILL_METHODS,
     DistillTask,
     build_distill_data,
     distill_stage_config,
     distill_stage_task,
 )
-from longtail.engine.methods import METHODS_BY_TASK, resolve_methods
-from longtail.engine.runner import TASK_KINDS, run_benchmark
-from longtail.engine.tasks import Batch
-from longtail.engine.trainer import Trainer
-from longtail.losses import dkd_loss, kd_loss, rkd_angle_loss, rkd_distance_loss
 from test_engine_fixtures import tiny_images
 
 CONFIG = REPO_ROOT / "configs" / "distill_fashion_mnist_lt.yaml"
@@ -107,7 +108,7 @@ def _student_task(
 
 
 def test_registered_with_the_runner_and_the_config() -> None:
-    assert METHODS_BY_TASK["distillation"] is DISTILL_METHODS
+    assert TASK_KINDS["distillation"].methods is DISTILL_METHODS
     assert list(DISTILL_METHODS) == [
         "teacher",
         "student",

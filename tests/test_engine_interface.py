@@ -16,12 +16,6 @@ from torch import Tensor, nn
 from host_reads import count_host_reads
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.methods import METHODS, recipe_from_dict
-from longtail.engine.single_label import (
-    SecondStageTask,
-    SingleLabelTask,
-    second_stage_config,
-    single_label_finish_task,
-)
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -33,6 +27,12 @@ from longtail.engine.tasks import (
     Update,
 )
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label.task import (
+    SecondStageTask,
+    SingleLabelTask,
+    second_stage_config,
+    single_label_finish_task,
+)
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 

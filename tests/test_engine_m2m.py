@@ -11,11 +11,11 @@ import torch
 
 from longtail import data as ltdata
 from longtail.engine.checkpoint import save_checkpoint
-from longtail.engine.m2m import M2mTask
 from longtail.engine.methods import METHODS
 from longtail.engine.runner import train_method
-from longtail.engine.single_label import SingleLabelTask, single_label_finish_task
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label.m2m import M2mTask
+from longtail.tracks.single_label.task import SingleLabelTask, single_label_finish_task
 from test_engine_fixtures import tiny_config, tiny_vectors
 
 # accept nearly every translation (beta 0.5: the Bernoulli passes), generate from epoch 2 of 4

@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from longtail.engine import methods as methods_module
 from longtail.engine.augment import random_crop, random_flip
+from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import METHODS, Method, Param
 from longtail.engine.models import CNN, MLP, ResNet32, build_model
 from longtail.engine.schedule import LRSchedule
-from longtail.engine.single_label import SingleLabelTask, single_label_task
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label.task import SingleLabelTask, single_label_task
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 REQUIRED = {
@@ -287,7 +288,7 @@ def test_image_methods_with_augmentation_train() -> None:
     assert math.isfinite(result.metrics["balanced_accuracy"])
 
 
-@pytest.mark.parametrize("task", methods_module.TASKS)
+@pytest.mark.parametrize("task", list(TASK_KINDS))
 def test_cli_lists_every_method_of_every_task(
     task: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -295,5 +296,5 @@ def test_cli_lists_every_method_of_every_task(
 
     assert main(["methods", "--task", task]) == 0
     out = capsys.readouterr().out
-    for name in methods_module.METHODS_BY_TASK[task]:
+    for name in TASK_KINDS[task].methods:
         assert f"\n{name} " in "\n" + out, (task, name)

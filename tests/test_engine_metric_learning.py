@@ -18,8 +18,12 @@ from data_fixtures import REPO_ROOT, write_idx_folder
 from longtail.cli import main
 from longtail.engine.checkpoint import save_checkpoint
 from longtail.engine.config import ConfigError, config_from_dict, load_config
-from longtail.engine.methods import METHODS_BY_TASK
-from longtail.engine.metric_learning import (
+from longtail.engine.kinds import TASK_KINDS
+from longtail.engine.tasks import Batch
+from longtail.engine.trainer import Trainer
+from longtail.losses import mine_triplets, rkd_angle_loss, rkd_distance_loss
+from longtail.metrics import recall_at_k
+from longtail.tracks.metric_learning.task import (
     METRIC_LEARNING_METHODS,
     EmbeddingNet,
     MetricLearningTask,
@@ -28,11 +32,6 @@ from longtail.engine.metric_learning import (
     metric_stage_task,
     pk_batches,
 )
-from longtail.engine.runner import TASK_KINDS
-from longtail.engine.tasks import Batch
-from longtail.engine.trainer import Trainer
-from longtail.losses import mine_triplets, rkd_angle_loss, rkd_distance_loss
-from longtail.metrics import recall_at_k
 
 CONFIG = REPO_ROOT / "configs" / "metric_fashion_mnist.yaml"
 
@@ -96,7 +95,7 @@ def _teacher_state(data: Any, cfg: Any) -> dict[str, torch.Tensor]:
 
 
 def test_registered_with_the_runner() -> None:
-    assert METHODS_BY_TASK["metric-learning"] is METRIC_LEARNING_METHODS
+    assert TASK_KINDS["metric-learning"].methods is METRIC_LEARNING_METHODS
     assert list(METRIC_LEARNING_METHODS) == ["teacher", "triplet", "rkd-d", "rkd-a", "rkd-da"]
     kind = TASK_KINDS["metric-learning"]
     assert [m.name for m in kind.metrics] == [f"recall_at_{k}" for k in (1, 2, 4, 8)]

@@ -13,14 +13,15 @@ import yaml
 
 from longtail.cli import main
 from longtail.engine.config import ConfigError, config_from_dict
-from longtail.engine.methods import METHODS_BY_TASK, MULTILABEL_METHODS, resolve_methods
-from longtail.engine.multi_label import (
+from longtail.engine.kinds import TASK_KINDS
+from longtail.engine.methods import MULTILABEL_METHODS, resolve_methods
+from longtail.engine.trainer import Trainer
+from longtail.tracks.multi_label.task import (
     MultiLabelTask,
     build_multilabel_data,
     hide_labels,
     tail_labels,
 )
-from longtail.engine.trainer import Trainer
 from test_engine_fixtures import LABELS, write_mulan
 
 
@@ -47,7 +48,7 @@ def write_config(tmp_path: Path, raw: dict[str, Any]) -> Path:
 
 def test_registry_has_the_issue_methods() -> None:
     assert set(MULTILABEL_METHODS) == {"bce", "focal", "asl", "cb-bce", "cb-focal", "hill", "rfs"}
-    assert METHODS_BY_TASK["multi-label"] is MULTILABEL_METHODS
+    assert TASK_KINDS["multi-label"].methods is MULTILABEL_METHODS
     for m in MULTILABEL_METHODS.values():
         assert m.task == "multi-label" and m.description and m.paper
     assert MULTILABEL_METHODS["asl"].defaults == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}

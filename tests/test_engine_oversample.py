@@ -8,7 +8,7 @@ import torch
 from longtail import data as ltdata
 from longtail.data import smote_oversample
 from longtail.engine.methods import METHODS
-from longtail.engine.single_label import SingleLabelTask
+from longtail.tracks.single_label.task import SingleLabelTask
 from test_engine_fixtures import tiny_config, tiny_vectors
 
 

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from longtail.engine.methods import METHODS, recipe_from_dict
 from longtail.engine.runner import train_method
-from longtail.engine.single_label import single_label_task
-from longtail.engine.sla import SLATask
 from longtail.engine.tasks import Batch
+from longtail.tracks.single_label.sla import SLATask
+from longtail.tracks.single_label.task import single_label_task
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 N, M = 3, 4  # tiny_images: 3 classes; rotations

@@ -20,16 +20,16 @@ from longtail.engine.config import ConfigError, config_from_dict
 from longtail.engine.methods import METHODS, recipe_from_dict
 from longtail.engine.report import format_table
 from longtail.engine.runner import train_method
-from longtail.engine.single_label import (
+from longtail.engine.tasks import Batch
+from longtail.engine.trainer import Trainer
+from longtail.heads import CosineClassifier, LearnableWeightScaling
+from longtail.tracks.single_label.task import (
     SecondStageTask,
     SingleLabelTask,
     prior_bias,
     second_stage_config,
     single_label_task,
 )
-from longtail.engine.tasks import Batch
-from longtail.engine.trainer import Trainer
-from longtail.heads import CosineClassifier, LearnableWeightScaling
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 

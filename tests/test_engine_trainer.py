@@ -19,8 +19,8 @@ import yaml
 
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.methods import METHODS, LossContext, Method
-from longtail.engine.tasks import SingleLabelTask
 from longtail.engine.trainer import NonFiniteLossError, RunResult, Trainer
+from longtail.tracks.single_label import SingleLabelTask
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

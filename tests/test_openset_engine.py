@@ -18,8 +18,13 @@ import yaml
 from data_fixtures import REPO_ROOT, write_idx_folder
 from longtail.cli import main
 from longtail.engine.config import ConfigError, config_from_dict, load_config
-from longtail.engine.methods import METHODS_BY_TASK, TASKS, resolve_methods
-from longtail.engine.open_set import (
+from longtail.engine.kinds import TASK_KINDS
+from longtail.engine.methods import resolve_methods
+from longtail.engine.runner import stage_of
+from longtail.engine.tasks import Batch, StepOutput, Update
+from longtail.engine.trainer import Trainer, _Optim
+from longtail.tracks.open_set.report import open_set_sections
+from longtail.tracks.open_set.task import (
     OPEN_SET_METHODS,
     OPEN_SET_METRICS,
     OpenSetTask,
@@ -28,10 +33,6 @@ from longtail.engine.open_set import (
     open_set_evaluation,
     strong_augment,
 )
-from longtail.engine.report_open_set import open_set_sections
-from longtail.engine.runner import TASK_KINDS, stage_of
-from longtail.engine.tasks import Batch, StepOutput, Update
-from longtail.engine.trainer import Trainer, _Optim
 
 CONFIG = REPO_ROOT / "configs" / "openset_fashion_mnist.yaml"
 LT_CONFIG = REPO_ROOT / "configs" / "openset_lt_fashion_mnist.yaml"
@@ -79,7 +80,7 @@ def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_registry_methods_scores_and_shared_stages(idx_dir: Path) -> None:
-    assert "open-set" in TASKS and METHODS_BY_TASK["open-set"] is OPEN_SET_METHODS
+    assert TASK_KINDS["open-set"].methods is OPEN_SET_METHODS
     assert "open-set" in TASK_KINDS and TASK_KINDS["open-set"].data_per_seed
     expected = {"softmax", "mls", "mls-strong", "gcpl", "rpl", "arpl", "arpl-cs"}
     assert expected | {"softmax-la", "mls-la", "rpl-la", "arpl-la"} == set(OPEN_SET_METHODS)

@@ -20,10 +20,10 @@ from longtail.data import ImageFolderDataset, image_channel_stats, load_table, s
 from longtail.engine.config import ConfigError, config_from_dict
 from longtail.engine.datasets import build_data, stratified_split, write_split
 from longtail.engine.methods import METHODS
-from longtail.engine.multi_label import build_multilabel_data
 from longtail.engine.report import _profile
-from longtail.engine.single_label import SingleLabelTask
 from longtail.engine.trainer import Trainer
+from longtail.tracks.multi_label.task import build_multilabel_data
+from longtail.tracks.single_label.task import SingleLabelTask
 
 COUNTS = {"ant": 10, "bee": 6, "cat": 3}
 

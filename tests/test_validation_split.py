@@ -166,7 +166,7 @@ def test_digits_run_evaluates_on_the_validation_split(tmp_path: Path) -> None:
 
 def test_open_set_validation_holds_out_known_and_unknown_training_images(tmp_path: Path) -> None:
     from data_fixtures import write_idx_folder
-    from longtail.engine.open_set import build_open_set_data
+    from longtail.tracks.open_set.task import build_open_set_data
 
     # every training image has a dark corner pixel, every test image a bright one: the split
     # evaluated must hold only training images
@@ -223,7 +223,7 @@ def test_multilabel_table_run_on_a_validation_split(tmp_path: Path) -> None:
     assert results["evaluated_on"] == "validation"
     assert results["num_train"] == 36 and results["num_test"] == 9  # 45 training rows, 20% held
     # held out before the labels are hidden: complete validation labels, hidden training entries
-    from longtail.engine.multi_label import build_multilabel_data
+    from longtail.tracks.multi_label.task import build_multilabel_data
 
     bundle = build_multilabel_data(config_from_dict(raw).data)
     assert bundle.evaluated_on == "validation"

@@ -151,16 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--task",
         default="single-label",
-        choices=("single-label", "multi-label", "open-set", "distillation", "metric-learning"),
-        help="the task whose methods to list (default: single-label)",
+        help="the task kind whose methods to list: single-label (default), multi-label, "
+        "open-set, distillation, metric-learning or a plug-in's",
     )
     return parser
 
 
 def _cmd_methods(task: str = "single-label") -> int:
-    from longtail.engine.methods import METHODS_BY_TASK, ML_LOSSES, TASK_LOSSES
+    from longtail.engine.kinds import TASK_KINDS
 
-    methods = METHODS_BY_TASK[task]
+    if task not in TASK_KINDS:
+        raise ValueError(f"--task: must be one of {list(TASK_KINDS)}, got {task!r}")
+    kind = TASK_KINDS[task]
+    methods = kind.methods
     width = max(len(n) for n in methods)
     for name, m in methods.items():
         defaults = ", ".join(f"{k}={v}" for k, v in m.defaults.items())
@@ -177,22 +180,10 @@ def _cmd_methods(task: str = "single-label") -> int:
         ]
         print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
         print(f"{' ' * width}    = {' '.join(parts)}")
-    if task not in ("single-label", "multi-label"):
+    if kind.recipe_help:
+        print(f"\n{kind.recipe_help}")
+    else:
         print(f"\n({task} methods are presets; their hyper-parameters are set in method_params.)")
-        return 0
-    if task == "multi-label":
-        print(
-            "\nCompose your own in a config's `recipes:` section (with task: multi-label) from: "
-            f"loss {{{', '.join(ML_LOSSES)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
-        )
-        return 0
-    print(
-        "\nCompose your own in a config's `recipes:` section from: "
-        f"loss {{{', '.join(TASK_LOSSES[task])}}}, drw {{true, false}}, "
-        "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
-        "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
-        "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."
-    )
     return 0
 
 

@@ -3,10 +3,10 @@
 - :mod:`~longtail.engine.config`: YAML configs, validated (errors name the key).
 - :mod:`~longtail.engine.methods`: the method registry ``METHODS``.
 - :mod:`~longtail.engine.tasks`: the :class:`Task` interface (setup, updates, metric specs).
-- :mod:`~longtail.engine.single_label`: :class:`SingleLabelTask` and :class:`SecondStageTask`.
-- :mod:`~longtail.engine.open_set`: :class:`OpenSetTask`, the open-set methods and protocol.
-- :mod:`~longtail.engine.distill`: :class:`DistillTask`, a teacher stage and its students.
-- :mod:`~longtail.engine.metric_learning`: :class:`MetricLearningTask`, triplet teachers, RKD students.
+- :mod:`~longtail.tracks.single_label.task`: :class:`SingleLabelTask` and :class:`SecondStageTask`.
+- :mod:`~longtail.tracks.open_set.task`: :class:`OpenSetTask`, the open-set methods and protocol.
+- :mod:`~longtail.tracks.distillation.task`: :class:`DistillTask`, a teacher stage and its students.
+- :mod:`~longtail.tracks.metric_learning.task`: :class:`MetricLearningTask`, triplet teachers, RKD students.
 - :mod:`~longtail.engine.trainer`: the resumable, deterministic, DDP-aware training loop.
 - :mod:`~longtail.engine.runner`: benchmarks over methods and seeds; the run folder.
 - :mod:`~longtail.engine.report`: ``report.md`` and plots.
@@ -18,9 +18,10 @@ The library modules (losses, data, metrics, heads, adjust) never import the engi
 
 from __future__ import annotations
 
+from longtail.engine.classifier import ClassifierTask
 from longtail.engine.config import Config, ConfigError, config_from_dict, load_config
 from longtail.engine.datasets import DataBundle, build_data
-from longtail.engine.distill import DistillTask
+from longtail.engine.kinds import TASK_KINDS, TaskKind, register_task_kind
 from longtail.engine.methods import (
     LOSSES,
     METHODS,
@@ -31,12 +32,9 @@ from longtail.engine.methods import (
     recipe_from_dict,
     resolve_methods,
 )
-from longtail.engine.metric_learning import MetricLearningTask
 from longtail.engine.models import CNN, MLP, Classifier, ResNet32, build_model
-from longtail.engine.open_set import OpenSetTask
 from longtail.engine.runner import run_benchmark
 from longtail.engine.schedule import LRSchedule
-from longtail.engine.single_label import SecondStageTask, SingleLabelTask
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -54,30 +52,28 @@ __all__ = [
     "LOSSES",
     "METHODS",
     "MLP",
+    "TASK_KINDS",
     "Batch",
     "Classifier",
+    "ClassifierTask",
     "Config",
     "ConfigError",
     "DataBundle",
-    "DistillTask",
     "Evaluation",
     "LRSchedule",
     "LossComponent",
     "LossContext",
     "Method",
-    "MetricLearningTask",
     "MetricSpec",
     "NonFiniteLossError",
-    "OpenSetTask",
     "OptimizerSpec",
     "Param",
     "ResNet32",
     "RunResult",
-    "SecondStageTask",
     "Setup",
-    "SingleLabelTask",
     "StepOutput",
     "Task",
+    "TaskKind",
     "Trainer",
     "Update",
     "build_data",
@@ -85,6 +81,7 @@ __all__ = [
     "config_from_dict",
     "load_config",
     "recipe_from_dict",
+    "register_task_kind",
     "resolve_methods",
     "run_benchmark",
 ]

@@ -55,10 +55,12 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
+
+from longtail.engine.kinds import TASK_KINDS
 
 __all__ = [
     "Config",
@@ -88,7 +90,7 @@ class ConfigError(ValueError):
 
 def _meta(
     *,
-    choices: tuple[Any, ...] | None = None,
+    choices: Collection[Any] | None = None,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
@@ -385,8 +387,8 @@ class Config:
     name: str = _f("digits_lt", doc="run name (run-folder prefix, report title)")
     task: str = _f(
         "single-label",
-        choices=("single-label", "multi-label", "open-set", "distillation", "metric-learning"),
-        doc="task kind",
+        choices=TASK_KINDS,
+        doc="task kind (a registered track: longtail.engine.kinds.TASK_KINDS)",
     )
     methods: list[str] | str = field(
         default="all", metadata=_meta(doc="'all' or a list of method names")
@@ -661,7 +663,7 @@ def _check_open_set(cfg: Config) -> None:
     """``task: open-set``: the splits (known classes), the seeds that pick them, what it refuses.
 
     What needs the data (a class out of range, no unknown class left) is checked when the data are
-    built (:func:`longtail.engine.open_set.build_open_set_data`), before any training.
+    built (:func:`longtail.tracks.open_set.task.build_open_set_data`), before any training.
     """
     d = cfg.data
     if cfg.task != "open-set":

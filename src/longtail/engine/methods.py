@@ -20,7 +20,7 @@ The first three (and mixing) define the first training stage; methods whose firs
 Multi-label methods (``task: multi-label``) are compositions too, of a multi-label loss component
 (:data:`ML_LOSSES`: ``bce``, ``focal``, ``asl``, ``cb-bce``, ``cb-focal``, ``hill``) and a sampler
 (``instance`` or ``rfs``, repeat-factor sampling); their presets are :data:`MULTILABEL_METHODS`.
-:data:`METHODS_BY_TASK` maps each task to its registry.
+Each task kind's presets are its :attr:`TaskKind.methods <longtail.engine.kinds.TaskKind.methods>`.
 
 ``METHODS`` holds the presets (the papers' recipes); a config's ``recipes`` section composes new ones
 (:func:`recipe_from_dict`), validated like every other key. The contract test trains every preset, so
@@ -44,14 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from longtail.engine.kinds import TASK_KINDS, task_kind
+
 __all__ = [
     "LOSSES",
     "METHODS",
-    "METHODS_BY_TASK",
     "ML_LOSSES",
     "MULTILABEL_METHODS",
     "SAME_LOSS",
-    "TASKS",
     "LossComponent",
     "LossContext",
     "Method",
@@ -64,9 +64,6 @@ __all__ = [
 ]
 
 SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
-TaskName = Literal["single-label", "multi-label", "open-set", "distillation", "metric-learning"]
-#: The task kinds that have a method registry.
-TASKS: tuple[str, ...] = get_args(TaskName)
 #: The samplers of each task (``rfs``: repeat-factor sampling of multi-label data).
 _TASK_SAMPLERS: dict[str, tuple[str, ...]] = {
     "single-label": ("instance", "class-balanced", "sqrt", "progressive", "drs", "smote"),
@@ -1005,7 +1002,7 @@ def recipe_from_dict(name: str, raw: Any, task: str = "single-label") -> Method:
             f"config key '{at}': a recipe name must be a file name other than 'balanced', "
             "'stages' and 'plots'"
         )
-    if name in METHODS_BY_TASK.get(task, METHODS):
+    if name in (TASK_KINDS[task].methods if task in TASK_KINDS else METHODS):
         raise ValueError(f"config key '{at}': {name!r} is a registry method; choose another name")
     if not isinstance(raw, Mapping):
         raise ValueError(f"config key '{at}': expected a mapping, got {raw!r}")
@@ -1311,21 +1308,11 @@ _ML_ALL = [
 #: Every registered multi-label method, by name, in display order.
 MULTILABEL_METHODS: dict[str, Method] = {m.name: m for m in _ML_ALL}
 #: The method registry of each task.
-METHODS_BY_TASK: dict[str, dict[str, Method]] = {
-    "single-label": METHODS,
-    "multi-label": MULTILABEL_METHODS,
-}
-# "open-set": longtail.engine.open_set registers OPEN_SET_METHODS here when it is imported (at the
-# end of this module, so that importing either module first works)
-
-
 def resolve_methods(
     recipes: Mapping[str, Any] | None = None, task: str = "single-label"
 ) -> dict[str, Method]:
     """The registry presets of ``task`` plus the config's composed ``recipes`` (validated)."""
-    if task not in METHODS_BY_TASK:
-        raise ValueError(f"config key 'task': must be one of {list(METHODS_BY_TASK)}, got {task!r}")
-    out = dict(METHODS_BY_TASK[task])
+    out = dict(task_kind(task).methods)
     for name, raw in (recipes or {}).items():
         out[name] = recipe_from_dict(name, raw, task)
     return out
@@ -1340,7 +1327,3 @@ def check_method_params(
         raise ValueError(f"config key 'method_params.{name}': unknown method")
     return table[name].resolve_params(params)
 
-
-import longtail.engine.distill  # noqa: E402  (registers METHODS_BY_TASK["distillation"])
-import longtail.engine.metric_learning  # noqa: E402  (... ["metric-learning"])
-import longtail.engine.open_set  # noqa: E402, F401  (registers METHODS_BY_TASK["open-set"])

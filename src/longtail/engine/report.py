@@ -1160,7 +1160,7 @@ register_section("multi-label", _per_label_ap)
 
 def _open_set(ctx: ReportContext) -> list[Section]:
     """Open set: the score distributions and ROC curves (``engine/report_open_set.py``)."""
-    from longtail.engine.report_open_set import open_set_sections
+    from longtail.tracks.open_set.report import open_set_sections
 
     return [
         Section(caption.split(":")[0], path, caption)

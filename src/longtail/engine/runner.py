@@ -24,11 +24,11 @@ Run-folder layout (only rank 0 writes; every file is written atomically)::
                         "metrics": {METRIC: {"mean": float, "std": float, "values": [float]}}}}}
 
 Multi-label runs: ``class_counts`` are each label's visible positive training examples and the
-metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.engine.multi_label`).
+metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.tracks.multi_label.task`).
 Open-set runs: seed ``i`` trains on ``open_set.splits[i]`` (the data are built per seed),
 ``class_counts`` / ``class_names`` are the first seed's known classes, the metrics are AUROC,
 AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each method's
-``composition.score`` names the score it thresholds (see :mod:`longtail.engine.open_set`).
+``composition.score`` names the score it thresholds (see :mod:`longtail.tracks.open_set.task`).
 ``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
 sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
 (``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
@@ -70,37 +70,10 @@ from longtail.engine.checkpoint import (
     save_checkpoint,
 )
 from longtail.engine.config import Config, config_to_dict, save_config
-from longtail.engine.datasets import DataBundle, build_data, hold_out_validation, write_split
-from longtail.engine.distill import (
-    build_distill_data,
-    distill_finish_config,
-    distill_finish_task,
-    distill_stage_config,
-    distill_stage_task,
-)
+from longtail.engine.datasets import DataBundle, hold_out_validation, write_split
+from longtail.engine.kinds import TASK_KINDS, TaskKind
 from longtail.engine.methods import METHODS, Method, resolve_methods
-from longtail.engine.metric_learning import (
-    METRIC_LEARNING_METRICS,
-    build_metric_learning_data,
-    metric_finish_config,
-    metric_finish_task,
-    metric_stage_config,
-    metric_stage_task,
-)
-from longtail.engine.multi_label import MULTILABEL_METRICS, MultiLabelTask, build_multilabel_data
-from longtail.engine.open_set import (
-    OPEN_SET_METRICS,
-    OpenSetTask,
-    build_open_set_data,
-    open_set_finish_config,
-)
-from longtail.engine.single_label import (
-    SINGLE_LABEL_METRICS,
-    second_stage_config,
-    single_label_finish_task,
-    single_label_task,
-)
-from longtail.engine.tasks import MetricSpec, Task
+from longtail.engine.tasks import MetricSpec
 from longtail.engine.trainer import Trainer
 
 __all__ = [
@@ -204,95 +177,6 @@ def aggregate(
         ],
         "methods": methods,
     }
-
-
-def _single_label_data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
-    kwargs: dict[str, Any] = {"balanced": variant == "balanced"}
-    if seed is not None:
-        kwargs["seed"] = seed
-    return build_data(cfg.data, **kwargs)
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """How the runner drives one ``task:`` of a config: its data, its two task phases, its metrics.
-
-    Attributes:
-        name: the config's ``task`` value.
-        metrics: the metric specs of its evaluations (table, bold best, gap to the reference).
-        build_data: ``(config, variant, seed or None) -> DataBundle``; ``variant`` is
-            ``"long-tailed"`` or ``"balanced"`` (the reference), ``seed`` is given when the data
-            depends on the training seed (``data.class_order: random``).
-        stage_task: ``(method, data, config, params) -> Task`` trains a method's first stage.
-        finish_task: ``(method, data, config, stage_state, params) -> Task`` runs its second stage
-            or post-hoc step from the stage's final weights.
-        finish_config: ``(config, method, params) -> Config`` of the finishing run.
-        data_per_seed: the data depend on the seed (open set: seed ``i`` trains on split ``i``),
-            so ``build_data`` gets the seed and the runner builds one data set per seed.
-        stage_config: ``(config, method, params) -> Config`` a first stage trains with (a teacher's
-            own network; ``None``: the run's config).
-    """
-
-    name: str
-    metrics: tuple[MetricSpec, ...]
-    build_data: Callable[[Config, str, int | None], DataBundle]
-    stage_task: Callable[[Method, DataBundle, Config, dict[str, Any]], Task]
-    finish_task: Callable[[Method, DataBundle, Config, dict[str, Tensor], dict[str, Any]], Task]
-    finish_config: Callable[[Config, Method, Mapping[str, Any]], Config]
-    data_per_seed: bool = False
-    stage_config: Callable[[Config, Method, Mapping[str, Any]], Config] | None = None
-
-
-def _no_finish(*args: Any) -> Any:
-    raise ValueError("multi-label methods have no second stage or post-hoc step")
-
-
-#: The task kinds the runner knows, by ``Config.task``; a new track registers its own here.
-TASK_KINDS: dict[str, TaskKind] = {
-    "single-label": TaskKind(
-        name="single-label",
-        metrics=SINGLE_LABEL_METRICS,
-        build_data=_single_label_data,
-        stage_task=single_label_task,
-        finish_task=single_label_finish_task,
-        finish_config=second_stage_config,
-    ),
-    "multi-label": TaskKind(
-        name="multi-label",
-        metrics=MULTILABEL_METRICS,
-        build_data=lambda c, variant, seed: build_multilabel_data(c.data),
-        stage_task=lambda m, d, c, p: MultiLabelTask(m, d, c, params=p),
-        finish_task=_no_finish,
-        finish_config=_no_finish,
-    ),
-    "open-set": TaskKind(
-        name="open-set",
-        metrics=OPEN_SET_METRICS,
-        build_data=lambda c, variant, seed: build_open_set_data(c, 0 if seed is None else seed),
-        stage_task=lambda m, d, c, p: OpenSetTask(m, d, c, params=p),
-        finish_task=lambda m, d, c, s, p: OpenSetTask(m, d, c, params=p, stage_state=s),
-        finish_config=open_set_finish_config,
-        data_per_seed=True,
-    ),
-    "distillation": TaskKind(
-        name="distillation",
-        metrics=SINGLE_LABEL_METRICS,
-        build_data=build_distill_data,
-        stage_task=distill_stage_task,
-        finish_task=distill_finish_task,
-        finish_config=distill_finish_config,
-        stage_config=distill_stage_config,
-    ),
-    "metric-learning": TaskKind(
-        name="metric-learning",
-        metrics=METRIC_LEARNING_METRICS,
-        build_data=build_metric_learning_data,
-        stage_task=metric_stage_task,
-        finish_task=metric_finish_task,
-        finish_config=metric_finish_config,
-        stage_config=metric_stage_config,
-    ),
-}
 
 
 def _stage_blob(cfg: Config) -> dict[str, Any]:

@@ -49,6 +49,7 @@ How the tracks plug in without touching the loop:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ __all__ = [
     "StepOutput",
     "Task",
     "Update",
+    "nan_to_none",
 ]
 
 
@@ -245,10 +247,6 @@ class Task(ABC):
         """Restore what :meth:`state_dict` returned."""
 
 
-def __getattr__(name: str) -> Any:
-    # SingleLabelTask moved to longtail.engine.single_label; keep the old import path working
-    if name == "SingleLabelTask":
-        from longtail.engine.single_label import SingleLabelTask
-
-        return SingleLabelTask
-    raise AttributeError(name)
+def nan_to_none(values: Iterable[float | None]) -> list[float | None]:
+    """``values`` as floats with NaN (and ``None``) as ``None``: JSON-safe evaluation details."""
+    return [None if (v is None or math.isnan(v)) else float(v) for v in values]

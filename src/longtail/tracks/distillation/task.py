@@ -55,20 +55,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.engine.classifier import ClassifierTask as SingleLabelTask
 from longtail.engine.config import Config, ConfigError, DistillConfig, ModelConfig
 from longtail.engine.datasets import DataBundle, build_data
+from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import (
     METHODS,
-    METHODS_BY_TASK,
     LossContext,
     Method,
     Param,
     recipe_from_dict,
 )
 from longtail.engine.models import Classifier, build_model
-from longtail.engine.single_label import SingleLabelTask, single_label_task
 from longtail.engine.tasks import Batch, Setup, StepOutput, Task
-from longtail.engine.teacher_student import TeacherStudentMethod, load_teacher_state, load_weights
+from longtail.engine.teacher import TeacherStudentMethod, load_teacher_state, load_weights
 
 __all__ = [
     "DISTILL_METHODS",
@@ -196,7 +196,6 @@ _DISTILL_ALL = [
 
 #: The distillation methods by name (``METHODS_BY_TASK["distillation"]``).
 DISTILL_METHODS: dict[str, Method] = {m.name: m for m in _DISTILL_ALL}
-METHODS_BY_TASK["distillation"] = DISTILL_METHODS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,6 +298,13 @@ class _LoadedTeacher(SingleLabelTask):
 
 
 _CKPT = "distill.teacher.checkpoint"
+
+
+def single_label_task(
+    method: Method, data: DataBundle, config: Config, params: Mapping[str, Any]
+) -> Task:
+    """The single-label track's first-stage task of ``method`` (found through the registry)."""
+    return TASK_KINDS["single-label"].stage_task(method, data, config, dict(params))
 
 
 def distill_stage_task(

@@ -36,7 +36,7 @@ while all triplets keep improving. Students are trained from scratch with the ru
 =============  ====================================================================================
 
 The teacher is the first stage, shared by every RKD student of a seed (see
-:mod:`longtail.engine.distill` for the stage's identity and ``teacher.checkpoint``).
+:mod:`longtail.tracks.distillation.task` for the stage's identity and ``teacher.checkpoint``).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ from torch import Tensor, nn
 from longtail.engine import distributed as D
 from longtail.engine.config import Config, ConfigError, MetricLearningConfig, ModelConfig
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import METHODS_BY_TASK, LossContext, Method, Param
+from longtail.engine.methods import LossContext, Method, Param
 from longtail.engine.tasks import Batch, Evaluation, MetricSpec, Setup, StepOutput, Task
-from longtail.engine.teacher_student import TeacherStudentMethod, load_teacher_state, load_weights
+from longtail.engine.teacher import TeacherStudentMethod, load_teacher_state, load_weights
 
 __all__ = [
     "METRIC_LEARNING_METHODS",
@@ -152,7 +152,6 @@ _ALL = [
 ]
 #: The metric-learning methods by name (``METHODS_BY_TASK["metric-learning"]``).
 METRIC_LEARNING_METHODS: dict[str, Method] = {m.name: m for m in _ALL}
-METHODS_BY_TASK["metric-learning"] = METRIC_LEARNING_METHODS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,7 +322,7 @@ class MetricLearningTask(Task):
     student with RKD (and optionally its own triplet loss) against the frozen teacher.
 
     Args:
-        method: a :class:`~longtail.engine.distill.TeacherStudentMethod` of
+        method: a :class:`~longtail.tracks.distillation.task.TeacherStudentMethod` of
             :data:`METRIC_LEARNING_METHODS`.
         config: the run's configuration.
         params: the method's parameters.

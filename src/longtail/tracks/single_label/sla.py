@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.engine.classifier import ClassifierTask as SingleLabelTask
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.models import build_model
-from longtail.engine.single_label import SingleLabelTask
 from longtail.engine.tasks import Batch, StepOutput
 
 __all__ = ["SLATask"]

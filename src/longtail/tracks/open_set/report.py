@@ -1,7 +1,7 @@
 """The open-set plots of a run folder: known vs unknown score distributions and ROC curves.
 
 :func:`open_set_sections` reads each ``<method>/seed_<s>/result.json`` of an open-set run (its
-evaluation ``details``, see :func:`longtail.engine.open_set.open_set_evaluation`) and writes
+evaluation ``details``, see :func:`longtail.tracks.open_set.task.open_set_evaluation`) and writes
 
 - ``plots/open_set_scores.png``: for every method, the histograms (densities) of the thresholded
   score on the known and on the unknown test images of the first seed's split, with that split's

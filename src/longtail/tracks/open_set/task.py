@@ -46,7 +46,7 @@ accuracy on the known test images; and, when the known classes' training counts 
 of the many / medium / few-shot known classes (``metrics.shot_mode``; NaN otherwise). The
 evaluation ``details`` hold the score's name, the AUROC of both scores, histograms of the known and
 unknown scores and the ROC curve on a fixed FPR grid (for the report, see
-:mod:`longtail.engine.report_open_set`).
+:mod:`longtail.tracks.open_set.report`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from longtail.engine import distributed as D
 from longtail.engine.config import Config, OpenSetConfig
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import METHODS_BY_TASK, LossContext, Method, Param
+from longtail.engine.methods import LossContext, Method, Param
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -516,7 +516,6 @@ _OPEN_ALL = [
 
 #: Every registered open-set method, by name, in display order (``METHODS_BY_TASK["open-set"]``).
 OPEN_SET_METHODS: dict[str, Method] = {m.name: m for m in _OPEN_ALL}
-METHODS_BY_TASK["open-set"] = OPEN_SET_METHODS
 
 
 # --------------------------------------------------------------------------------------------------

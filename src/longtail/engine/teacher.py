@@ -1,7 +1,7 @@
 """What the teacher-student tasks share: their method class and reading a teacher's weights.
 
-Used by :mod:`longtail.engine.distill` (``task: distillation``) and
-:mod:`longtail.engine.metric_learning` (``task: metric-learning``).
+Used by :mod:`longtail.tracks.distillation.task` (``task: distillation``) and
+:mod:`longtail.tracks.metric_learning.task` (``task: metric-learning``).
 """
 
 from __future__ import annotations

@@ -33,10 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail.engine.classifier import ClassifierTask as SingleLabelTask
+from longtail.engine.classifier import class_sampler
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import METHODS, Method
-from longtail.engine.single_label import SingleLabelTask, _sampler
 from longtail.engine.tasks import Batch, Evaluation, Setup, StepOutput
 
 __all__ = ["M2mTask"]
@@ -66,7 +67,7 @@ class M2mTask(SingleLabelTask):
         method: the ``m2m`` method (its parameters are M2m's).
         data: the run's data.
         config: f's configuration: the run's own (full schedule; see
-            :func:`~longtail.engine.single_label.second_stage_config`).
+            :func:`~longtail.tracks.single_label.task.second_stage_config`).
         stage_state: g's weights (the method's first stage), unless ``m2m_g_checkpoint`` is set.
         params: the method's resolved parameters.
     """
@@ -163,7 +164,7 @@ class M2mTask(SingleLabelTask):
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
         oversample = bool(self.m2m["m2m_oversample"]) and epoch >= self.start_epoch
         kind = "class-balanced" if oversample else self.method.sampler
-        return _sampler(
+        return class_sampler(
             kind, self.data.train_y, self.config.train.epochs, epoch, seed, rank, world_size
         )
 

@@ -1,0 +1,37 @@
+"""Multi-label classification (``task: multi-label``): BCE, focal, ASL, class-balanced and Hill
+losses, repeat-factor sampling, hidden labels; Mulan folders, tables and Fashion-tiles."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.methods import ML_LOSSES, MULTILABEL_METHODS
+from longtail.tracks.multi_label.task import (
+    MULTILABEL_METRICS,
+    MultiLabelTask,
+    build_multilabel_data,
+)
+
+__all__ = ["KIND", "MultiLabelTask"]
+
+
+def _no_finish(*args: Any) -> NoReturn:
+    raise ValueError("multi-label methods have no second stage or post-hoc step")
+
+
+KIND = register_task_kind(
+    TaskKind(
+        name="multi-label",
+        metrics=MULTILABEL_METRICS,
+        methods=MULTILABEL_METHODS,
+        build_data=lambda c, variant, seed: build_multilabel_data(c.data),
+        stage_task=lambda m, d, c, p: MultiLabelTask(m, d, c, params=p),
+        finish_task=_no_finish,
+        finish_config=_no_finish,
+        recipe_help=(
+            "Compose your own in a config's `recipes:` section (with task: multi-label) from: "
+            f"loss {{{', '.join(ML_LOSSES)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
+        ),
+    )
+)

@@ -1,0 +1,48 @@
+"""Single-label long-tailed classification (``task: single-label``): losses, samplers, heads,
+post-hoc steps and second stages (cRT, LWS, weight balancing), SLA and M2m."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from longtail.engine.config import Config
+from longtail.engine.datasets import DataBundle, build_data
+from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.methods import LOSSES, METHODS
+from longtail.tracks.single_label.task import (
+    SINGLE_LABEL_METRICS,
+    SecondStageTask,
+    SingleLabelTask,
+    second_stage_config,
+    single_label_finish_task,
+    single_label_task,
+)
+
+__all__ = ["KIND", "SecondStageTask", "SingleLabelTask"]
+
+
+def _data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
+    kwargs: dict[str, Any] = {"balanced": variant == "balanced"}
+    if seed is not None:
+        kwargs["seed"] = seed
+    return build_data(cfg.data, **kwargs)
+
+
+KIND = register_task_kind(
+    TaskKind(
+        name="single-label",
+        metrics=SINGLE_LABEL_METRICS,
+        methods=METHODS,
+        build_data=_data,
+        stage_task=single_label_task,
+        finish_task=single_label_finish_task,
+        finish_config=second_stage_config,
+        recipe_help=(
+            "Compose your own in a config's `recipes:` section from: "
+            f"loss {{{', '.join(LOSSES)}}}, drw {{true, false}}, "
+            "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
+            "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
+            "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."
+        ),
+    )
+)
