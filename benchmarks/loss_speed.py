@@ -2,10 +2,10 @@
 
 Run: ``python benchmarks/loss_speed.py [--reps 30] [--threads 1] [--markdown docs/benchmarks.md]``
 
-For each shape (N, C) in (512, 10), (256, 1000), (64, 20000) and each loss in
-:data:`longtail.losses.LOSSES`, it times forward + backward (median over ``--reps`` interleaved
-repetitions, after warm-up) and measures the peak of live tensor memory during forward + backward, and
-divides both by the same figures of the base loss on the same tensors: ``F.cross_entropy`` for
+For each shape (N, C) in (512, 10), (256, 1000), (64, 20000) and each classification loss
+(single-label or multi-label) in :data:`longtail.losses.LOSSES`, it times forward + backward (median
+over ``--reps`` interleaved repetitions, after warm-up) and measures the peak of live tensor memory
+during forward + backward, and divides both by the same figures of the base loss on the same tensors: ``F.cross_entropy`` for
 single-label losses, ``F.binary_cross_entropy_with_logits`` for multi-label ones. It also times plain
 reference implementations of ASL and of focal loss, written the way the official code and common
 public code write them (our own code, below), against ``longtail``'s versions.
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     worst: dict[str, float] = {}
     for n, c in SHAPES:
         for name, spec in LOSSES.items():
+            if spec.task not in ("single-label", "multi-label"):
+                continue  # distillation / open-set losses have no (logits, target) base loss
             if args.losses is not None and name not in args.losses.split(","):
                 continue
             z, t = inputs(spec.task, n, c, cosine=spec.inputs == "cosine")

@@ -1,6 +1,6 @@
 """Training throughput of every multi-label method, as a ratio to ``bce`` in the same run.
 
-Each method of :data:`longtail.engine.methods.MULTILABEL_METHODS` trains through the engine's
+Each method of :data:`longtail.tracks.multi_label.MULTILABEL_METHODS` trains through the engine's
 :class:`~longtail.engine.trainer.Trainer` (the same loop as ``longtail bench``: sampler, loss through
 the registry, checkpoint and log every epoch) on the same in-memory data, one thread; the figure is
 training examples processed per second (an ``rfs`` epoch holds more examples than the others, so
@@ -27,8 +27,8 @@ import torch
 
 from longtail.engine.config import config_from_dict
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import MULTILABEL_METHODS
 from longtail.engine.trainer import Trainer
+from longtail.tracks.multi_label import MULTILABEL_METHODS
 from longtail.tracks.multi_label.task import MultiLabelTask
 
 CASES: dict[str, dict[str, Any]] = {

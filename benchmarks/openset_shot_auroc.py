@@ -22,7 +22,9 @@ import torch
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.config import load_config
 from longtail.engine.methods import resolve_methods
-from longtail.tracks.open_set.task import OpenSetTask, build_open_set_data, open_set_evaluation
+from longtail.tracks.open_set.data import build_open_set_data
+from longtail.tracks.open_set.evaluation import open_set_evaluation
+from longtail.tracks.open_set.task import OpenSetTask
 
 
 def _fmt(values: list[float]) -> str:

@@ -31,7 +31,9 @@ import torch
 from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.config import load_config
 from longtail.engine.runner import method_names
-from longtail.tracks.open_set.task import OpenSetTask, build_open_set_data, known_score
+from longtail.tracks.open_set.data import build_open_set_data
+from longtail.tracks.open_set.evaluation import known_score
+from longtail.tracks.open_set.task import OpenSetTask
 
 
 def main() -> None:

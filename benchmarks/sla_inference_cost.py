@@ -19,7 +19,8 @@ import torch
 
 from longtail.engine.config import load_config
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import METHODS, resolve_methods
+from longtail.engine.methods import resolve_methods
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import single_label_task
 
 

@@ -60,6 +60,23 @@ def write_idx_folder(
             (folder / stem).write_bytes(blob)
 
 
+def write_tiny_idx(folder: Path, *, per_class: int, test_per_class: int, seed: int = 0) -> Path:
+    """10 classes of 28x28 images: a bright 7x7 block whose position is the class, plus noise.
+
+    ``per_class`` training and ``test_per_class`` test images of each class (the training images
+    drawn first from ``np.random.default_rng(seed)``), written as an IDX folder; returns ``folder``.
+    """
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("test", test_per_class)):
+        images = rng.integers(0, 60, size=(10 * n, 28, 28)).astype(np.uint8)
+        labels = np.repeat(np.arange(10), n).astype(np.uint8)
+        for i, k in enumerate(labels):
+            r, c = divmod(int(k), 4)
+            images[i, 7 * r : 7 * r + 7, 7 * c : 7 * c + 7] = 230
+        write_idx_folder(folder, images, labels, split=split)
+    return folder
+
+
 # --------------------------------------------------------------------------------------- CIFAR
 def _dump(obj: Any, path: Path, protocol: int) -> None:
     path.write_bytes(pickle.dumps(obj, protocol=protocol))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from longtail.cli import main
-from longtail.engine.methods import METHODS
+from longtail.tracks.single_label import METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("balanced_accuracy", "accuracy", "many", "medium", "few", "ece")

@@ -13,14 +13,22 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 @pytest.fixture(autouse=True)
-def _restore_registry() -> object:
-    """docs/architecture.md registers example methods: undo it for the other tests."""
-    from longtail.engine.methods import METHODS
+def _restore_registries() -> object:
+    """docs/architecture.md registers example methods and components: undo it for the other tests."""
+    from longtail.engine.datasets import DATA_FORMATS
+    from longtail.engine.kinds import TASK_KINDS
+    from longtail.tracks.single_label import METHODS
+    from longtail.tracks.single_label.losses import LOSS_COMPONENTS
 
-    saved = dict(METHODS)
+    registries = (METHODS, LOSS_COMPONENTS, TASK_KINDS, DATA_FORMATS)
+    saved = [dict(r) for r in registries]
     yield
-    METHODS.clear()
-    METHODS.update(saved)
+    for registry, before in zip(registries, saved, strict=True):
+        for name in list(registry):
+            if name not in before:
+                del registry[name]
+        for name, entry in before.items():
+            registry[name] = entry
 
 
 @pytest.mark.parametrize("name", DOCS)

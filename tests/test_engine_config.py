@@ -329,3 +329,235 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 
 def test_config_error_is_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+# ---- extends: a config built on others ------------------------------------------------------------
+
+
+def _yaml(path: Path, raw: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+BASE = {
+    "name": "base",
+    "methods": ["erm", "la-loss", "focal"],
+    "method_params": {"la-loss": {"tau": 1.5}},
+    "train": {"epochs": 5, "lr": 0.05, "milestones": [2, 4], "schedule": "step"},
+    "model": {"arch": "mlp", "hidden": [64, 32]},
+}
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path: Path) -> None:
+    _yaml(tmp_path / "base.yaml", BASE)
+    child = _yaml(
+        tmp_path / "child.yaml",
+        {
+            "extends": "base.yaml",
+            "name": "child",
+            "methods": ["erm"],
+            "method_params": {"focal": {"gamma": 1.0}},
+            "train": {"lr": 0.2, "milestones": [3]},
+            "model": {"hidden": [16]},
+        },
+    )
+    cfg = load_config(child)
+    assert cfg.name == "child" and cfg.methods == ["erm"]  # scalars and lists: replaced
+    assert cfg.method_params == {"la-loss": {"tau": 1.5}, "focal": {"gamma": 1.0}}  # merged
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.schedule) == (5, 0.2, "step")
+    assert cfg.train.milestones == [3] and cfg.model.hidden == [16] and cfg.model.arch == "mlp"
+
+
+def test_a_child_that_sets_nothing_equals_its_base(tmp_path: Path) -> None:
+    base = _yaml(tmp_path / "base.yaml", BASE)
+    child = _yaml(tmp_path / "sub" / "child.yaml", {"extends": "../base.yaml"})
+    assert load_config(child) == load_config(base)
+    assert config_to_dict(load_config(child)) == config_to_dict(load_config(base))
+
+
+def test_mmengine_base_spelling_and_a_list_of_bases(tmp_path: Path) -> None:
+    _yaml(tmp_path / "base.yaml", BASE)
+    _yaml(tmp_path / "fast.yaml", {"train": {"epochs": 6, "lr": 0.3}, "seeds": [7]})
+    child = _yaml(
+        tmp_path / "child.yaml", {"_base_": ["base.yaml", "fast.yaml"], "train": {"lr": 0.01}}
+    )
+    cfg = load_config(child)  # later bases win, the child over all of them
+    assert cfg.name == "base" and cfg.seeds == [7]
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.milestones) == (6, 0.01, [2, 4])
+    both = _yaml(tmp_path / "both.yaml", {"extends": "base.yaml", "_base_": "fast.yaml"})
+    with pytest.raises(ConfigError, match="either 'extends' or '_base_'"):
+        load_config(both)
+
+
+def test_a_chain_of_three(tmp_path: Path) -> None:
+    _yaml(tmp_path / "a.yaml", BASE)
+    _yaml(tmp_path / "b.yaml", {"extends": "a.yaml", "name": "b", "train": {"epochs": 8}})
+    c = _yaml(tmp_path / "c.yaml", {"extends": "b.yaml", "train": {"lr": 0.3}})
+    cfg = load_config(c)
+    assert (cfg.name, cfg.train.epochs, cfg.train.lr, cfg.model.hidden) == ("b", 8, 0.3, [64, 32])
+
+
+def test_a_cycle_names_the_files(tmp_path: Path) -> None:
+    _yaml(tmp_path / "a.yaml", {"extends": "b.yaml", "name": "a"})
+    _yaml(tmp_path / "b.yaml", {"extends": "a.yaml", "name": "b"})
+    with pytest.raises(ConfigError, match=r"cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+    _yaml(tmp_path / "self.yaml", {"extends": "self.yaml"})
+    with pytest.raises(ConfigError, match=r"cycle: .*self\.yaml -> .*self\.yaml"):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_a_diamond_is_not_a_cycle(tmp_path: Path) -> None:
+    _yaml(tmp_path / "root.yaml", BASE)
+    _yaml(tmp_path / "left.yaml", {"extends": "root.yaml", "seeds": [1]})
+    _yaml(tmp_path / "right.yaml", {"extends": "root.yaml", "train": {"epochs": 9}})
+    top = _yaml(tmp_path / "top.yaml", {"extends": ["left.yaml", "right.yaml"]})
+    cfg = load_config(top)
+    assert cfg.seeds == [1] and cfg.train.epochs == 9
+
+
+def test_a_missing_base_is_named(tmp_path: Path) -> None:
+    child = _yaml(tmp_path / "child.yaml", {"extends": "nowhere.yaml"})
+    with pytest.raises(ConfigError, match=r"child\.yaml: extends 'nowhere\.yaml': no such file"):
+        load_config(child)
+    bad = _yaml(tmp_path / "bad.yaml", {"extends": 3})
+    with pytest.raises(ConfigError, match=r"bad\.yaml: key 'extends': expected a config file"):
+        load_config(bad)
+
+
+def test_a_bundled_config_name_is_a_base(tmp_path: Path) -> None:
+    child = _yaml(tmp_path / "child.yaml", {"extends": "digits_lt", "train": {"epochs": 3}})
+    cfg = load_config(child)
+    assert cfg.train.epochs == 3 and cfg.data.dataset == "digits"
+    assert cfg.train.lr == load_config(None).train.lr
+
+
+def test_errors_name_the_file_that_set_the_key(tmp_path: Path) -> None:
+    base = _yaml(tmp_path / "base.yaml", {**BASE, "train": {"lr": -1}})
+    child = _yaml(tmp_path / "child.yaml", {"extends": "base.yaml", "name": "child"})
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert str(err.value) == f"config key 'train.lr' (set in {base}): must be > 0.0, got -1.0"
+    _yaml(tmp_path / "ok.yaml", BASE)
+    child = _yaml(tmp_path / "child2.yaml", {"extends": "ok.yaml", "methods": ["erm", "nope"]})
+    with pytest.raises(ConfigError, match=rf"'methods\[1\]' \(set in {child}\): unknown method"):
+        load_config(child)
+    # a one-file config keeps its messages; a key set by an override names no file
+    with pytest.raises(ConfigError, match=r"^config key 'train\.lr': must be > 0"):
+        load_config(base)
+    with pytest.raises(ConfigError, match=r"^config key 'train\.lr': must be > 0"):
+        load_config(tmp_path / "child2.yaml", {"train.lr": 0.0, "methods": ["erm"]})
+
+
+def test_delete_replaces_a_mapping(tmp_path: Path) -> None:
+    _yaml(tmp_path / "base.yaml", BASE)
+    child = _yaml(
+        tmp_path / "child.yaml",
+        {
+            "extends": "base.yaml",
+            "method_params": {"_delete_": True, "focal": {"gamma": 1.0}},
+            "train": {"_delete_": True, "epochs": 3},
+        },
+    )
+    cfg = load_config(child)
+    assert cfg.method_params == {"focal": {"gamma": 1.0}}  # la-loss's tau dropped
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.milestones) == (3, 0.1, [])  # defaults
+    bad = _yaml(tmp_path / "bad.yaml", {"extends": "base.yaml", "train": {"_delete_": "yes"}})
+    with pytest.raises(ConfigError, match=r"'train\._delete_' \(set in .*bad\.yaml\): expected"):
+        load_config(bad)
+
+
+def test_overrides_apply_after_the_merge(tmp_path: Path) -> None:
+    _yaml(tmp_path / "base.yaml", BASE)
+    child = _yaml(tmp_path / "child.yaml", {"extends": "base.yaml", "train": {"epochs": 6}})
+    cfg = load_config(child, {"train.epochs": 7, "model.hidden": [8]})
+    assert (cfg.train.epochs, cfg.train.lr, cfg.model.hidden) == (7, 0.05, [8])
+
+
+def test_save_config_writes_one_self_contained_file(tmp_path: Path) -> None:
+    _yaml(tmp_path / "base.yaml", BASE)
+    child = _yaml(tmp_path / "child.yaml", {"extends": "base.yaml", "train": {"epochs": 6}})
+    cfg = load_config(child)
+    save_config(cfg, tmp_path / "run" / "config.yaml")
+    (tmp_path / "base.yaml").unlink()  # the run folder does not need the base
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert "extends" not in saved and saved["train"]["lr"] == 0.05
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_extends_is_read_from_files_only() -> None:
+    with pytest.raises(ConfigError, match=r"'extends': only read from a config file"):
+        config_from_dict({"extends": "base.yaml"})
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("fashion_mnist_lt_if10.yaml", {"name": "fashion_mnist_lt_if10", "imbalance_factor": 10}),
+        (
+            "fashion_mnist_lt_60ep.yaml",
+            {"seeds": [0, 1], "epochs": 60, "warmup_epochs": 5, "eval_every": 10},
+        ),
+        ("fashion_mnist_lt_random_order.yaml", {"class_order": "random"}),
+        (
+            "m2m_fashion_mnist_lt.yaml",
+            {
+                "methods": [
+                    "erm",
+                    "drs",
+                    "smote",
+                    "cb-resample",
+                    "ldam-drw",
+                    "la-loss",
+                    "m2m",
+                    "m2m-ldam-drw",
+                ]
+            },
+        ),
+        (
+            "sla_fashion_mnist.yaml",
+            {"imbalance_factor": 1, "max_per_class": 500, "balanced_reference": False},
+        ),
+    ],
+)
+def test_shrunk_repo_configs_keep_their_expansion(name: str, expected: dict[str, Any]) -> None:
+    """The Fashion-MNIST-LT variants extend configs/fashion_mnist_lt.yaml: the keys they change,
+    the base's recipe for the rest (as when every file spelled out every key)."""
+    path = REPO_ROOT / "configs" / name
+    assert "extends: fashion_mnist_lt.yaml" in path.read_text()
+    got = config_to_dict(load_config(path))
+    flat = {**got, **got["data"], **got["train"]}
+    assert {k: flat[k] for k in expected} == expected
+    base = config_to_dict(load_config(REPO_ROOT / "configs" / "fashion_mnist_lt.yaml"))
+    assert (
+        got["model"]
+        == base["model"]
+        == {
+            "arch": "cnn",
+            "hidden": [128],
+            "channels": [16, 32, 64],
+            "convs_per_stage": 1,
+            "dropout": 0.0,
+            "factory": None,
+            "kwargs": {},
+        }
+    )
+    same = {"lr": 0.1, "batch_size": 128, "augment": True, "crop_padding": 2, "num_threads": 1}
+    assert {k: got["train"][k] for k in same} == same
+    assert (got["data"]["dataset"], got["data"]["data_dir"]) == (
+        "fashion-mnist",
+        "../shared/data/fashion-mnist",
+    )
+
+
+def test_the_balanced_teacher_config_extends_the_distillation_one() -> None:
+    base = config_to_dict(load_config(REPO_ROOT / "configs" / "distill_fashion_mnist_lt.yaml"))
+    got = config_to_dict(
+        load_config(REPO_ROOT / "configs" / "distill_fashion_mnist_lt_balanced_teacher.yaml")
+    )
+    assert got["distill"]["teacher"]["method"] == "la-loss"
+    assert got["distill"]["teacher"]["model"] == base["distill"]["teacher"]["model"]
+    assert got["distill"]["teacher"]["model"]["channels"] == [32, 64, 128]
+    rest = {k: v for k, v in got.items() if k not in ("name", "methods", "distill")}
+    assert rest == {k: v for k, v in base.items() if k not in ("name", "methods", "distill")}

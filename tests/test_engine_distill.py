@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 
-from data_fixtures import REPO_ROOT, write_idx_folder
+from data_fixtures import REPO_ROOT, write_tiny_idx
 from longtail.cli import main
 from longtail.engine.checkpoint import save_checkpoint
 from longtail.engine.config import ConfigError, config_from_dict, load_config
@@ -354,22 +353,9 @@ def test_teacher_stage_trained_once_and_shared(
     )
 
 
-def _write_tiny_idx(folder: Path, per_class: int = 14, test_per_class: int = 5) -> Path:
-    """10 classes of 28x28 images: a bright 7x7 block whose position is the class, plus noise."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("test", test_per_class)):
-        images = rng.integers(0, 60, size=(10 * n, 28, 28)).astype(np.uint8)
-        labels = np.repeat(np.arange(10), n).astype(np.uint8)
-        for i, k in enumerate(labels):
-            r, c = divmod(int(k), 4)
-            images[i, 7 * r : 7 * r + 7, 7 * c : 7 * c + 7] = 230
-        write_idx_folder(folder, images, labels, split=split)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_tiny_idx(tmp_path_factory.mktemp("idx"))
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"), per_class=14, test_per_class=5)
 
 
 def _bench_args(config: Path, idx: Path, out: Path, *extra: str) -> list[str]:
@@ -475,9 +461,9 @@ def test_checkpoint_teacher_with_other_classes_is_refused(idx_dir: Path, tmp_pat
     state = _teacher_state(seven, cfg)
     path = tmp_path / "seven.pt"
     save_checkpoint(path, state)
-    bad = dataclasses.replace(
-        cfg,
-        distill=dataclasses.replace(
+    bad = cfg.with_section(
+        "distill",
+        dataclasses.replace(
             cfg.distill, teacher=dataclasses.replace(cfg.distill.teacher, checkpoint=str(path))
         ),
     )
@@ -489,18 +475,18 @@ def test_checkpoint_teacher_with_other_classes_is_refused(idx_dir: Path, tmp_pat
     assert main(_bench_args(CONFIG, idx_dir, out, *extra)) != 0
     assert not out.exists()
     # a file that is not there, or weights of another network
-    missing = dataclasses.replace(
-        bad,
-        distill=dataclasses.replace(
+    missing = bad.with_section(
+        "distill",
+        dataclasses.replace(
             bad.distill,
             teacher=dataclasses.replace(bad.distill.teacher, checkpoint=str(tmp_path / "nope.pt")),
         ),
     )
     with pytest.raises(ConfigError, match=r"'distill\.teacher\.checkpoint'.*not found"):
         build_distill_data(missing, "long-tailed", None)
-    other = dataclasses.replace(
-        bad,
-        distill=dataclasses.replace(
+    other = bad.with_section(
+        "distill",
+        dataclasses.replace(
             bad.distill,
             teacher=dataclasses.replace(
                 bad.distill.teacher,

@@ -237,9 +237,9 @@ def test_init_distributed_passes_the_backend(
 
 def _uneven_logs_worker(rank: int, port: int, outdir: str) -> None:
     from dist_helpers import gloo_group
-    from longtail.engine.methods import METHODS
     from longtail.engine.tasks import Batch, StepOutput
     from longtail.engine.trainer import Trainer
+    from longtail.tracks.single_label import METHODS
     from longtail.tracks.single_label.task import SingleLabelTask
     from test_engine_fixtures import tiny_config, tiny_vectors
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from host_reads import count_host_reads
 from longtail.engine.checkpoint import load_checkpoint
-from longtail.engine.methods import METHODS, recipe_from_dict
+from longtail.engine.methods import recipe_from_dict
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -27,6 +27,7 @@ from longtail.engine.tasks import (
     Update,
 )
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import (
     SecondStageTask,
     SingleLabelTask,

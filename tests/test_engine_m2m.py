@@ -11,9 +11,9 @@ import torch
 
 from longtail import data as ltdata
 from longtail.engine.checkpoint import save_checkpoint
-from longtail.engine.methods import METHODS
 from longtail.engine.runner import train_method
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.m2m import M2mTask
 from longtail.tracks.single_label.task import SingleLabelTask, single_label_finish_task
 from test_engine_fixtures import tiny_config, tiny_vectors

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from longtail.engine import methods as methods_module
 from longtail.engine.augment import random_crop, random_flip
 from longtail.engine.kinds import TASK_KINDS
-from longtail.engine.methods import METHODS, Method, Param
+from longtail.engine.methods import Method, Param
 from longtail.engine.models import CNN, MLP, ResNet32, build_model
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.trainer import Trainer
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import SingleLabelTask, single_label_task
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
@@ -125,8 +126,10 @@ def test_drw_loss_is_weighted_after_the_switch() -> None:
 def test_weighted_losses_come_from_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     """Weighted CE (DRW after the switch, inv-freq) is the library's LA loss with tau 0, not a copy."""
     import longtail.losses
+    import longtail.tracks.single_label.losses as components
 
     assert not hasattr(methods_module, "weighted_cross_entropy")
+    assert components.logit_adjusted_loss is longtail.losses.logit_adjusted_loss
     calls: list[dict[str, object]] = []
     real = longtail.losses.logit_adjusted_loss
 
@@ -134,7 +137,7 @@ def test_weighted_losses_come_from_the_library(monkeypatch: pytest.MonkeyPatch) 
         calls.append(kwargs)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(longtail.losses, "logit_adjusted_loss", spy)
+    monkeypatch.setattr(components, "logit_adjusted_loss", spy)
     z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     METHODS["drw"].build_criterion([50, 10, 2], total_epochs=10)(z, y, 9)

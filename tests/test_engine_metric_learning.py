@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from data_fixtures import REPO_ROOT, write_idx_folder
+from data_fixtures import REPO_ROOT, write_tiny_idx
 from longtail.cli import main
 from longtail.engine.checkpoint import save_checkpoint
 from longtail.engine.config import ConfigError, config_from_dict, load_config
@@ -36,22 +35,9 @@ from longtail.tracks.metric_learning.task import (
 CONFIG = REPO_ROOT / "configs" / "metric_fashion_mnist.yaml"
 
 
-def _write_tiny_idx(folder: Path, per_class: int = 12, test_per_class: int = 6) -> Path:
-    """10 classes of 28x28 images: a bright 7x7 block whose position is the class, plus noise."""
-    rng = np.random.default_rng(1)
-    for split, n in (("train", per_class), ("test", test_per_class)):
-        images = rng.integers(0, 60, size=(10 * n, 28, 28)).astype(np.uint8)
-        labels = np.repeat(np.arange(10), n).astype(np.uint8)
-        for i, k in enumerate(labels):
-            r, c = divmod(int(k), 4)
-            images[i, 7 * r : 7 * r + 7, 7 * c : 7 * c + 7] = 230
-        write_idx_folder(folder, images, labels, split=split)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_tiny_idx(tmp_path_factory.mktemp("idx"))
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"), per_class=12, test_per_class=6, seed=1)
 
 
 def _raw(idx: Path, **over: Any) -> dict[str, Any]:
@@ -381,8 +367,6 @@ def test_checkpoint_of_another_embedding_size_is_refused(idx_dir: Path, tmp_path
     path = tmp_path / "t.pt"
     save_checkpoint(path, _teacher_state(data, cfg))  # 16-d embeddings
     t = dataclasses.replace(cfg.metric_learning.teacher, checkpoint=str(path), embedding_dim=32)
-    bad = dataclasses.replace(
-        cfg, metric_learning=dataclasses.replace(cfg.metric_learning, teacher=t)
-    )
+    bad = cfg.with_section("metric_learning", dataclasses.replace(cfg.metric_learning, teacher=t))
     with pytest.raises(ConfigError, match=r"'metric_learning\.teacher\.checkpoint'.*16 dim"):
         build_metric_learning_data(bad)

@@ -14,8 +14,9 @@ import yaml
 from longtail.cli import main
 from longtail.engine.config import ConfigError, config_from_dict
 from longtail.engine.kinds import TASK_KINDS
-from longtail.engine.methods import MULTILABEL_METHODS, resolve_methods
+from longtail.engine.methods import resolve_methods
 from longtail.engine.trainer import Trainer
+from longtail.tracks.multi_label import MULTILABEL_METHODS
 from longtail.tracks.multi_label.task import (
     MultiLabelTask,
     build_multilabel_data,

@@ -7,7 +7,7 @@ import torch
 
 from longtail import data as ltdata
 from longtail.data import smote_oversample
-from longtail.engine.methods import METHODS
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import SingleLabelTask
 from test_engine_fixtures import tiny_config, tiny_vectors
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longtail.engine.methods import METHODS, recipe_from_dict
+from longtail.engine.methods import recipe_from_dict
 from longtail.engine.runner import train_method
 from longtail.engine.tasks import Batch
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.sla import SLATask
 from longtail.tracks.single_label.task import single_label_task
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors

@@ -15,18 +15,19 @@ import yaml
 
 from longtail import data as ltdata
 from longtail.cli import main
-from longtail.engine import trainer as trainer_module
+from longtail.engine.classifier import prior_bias
 from longtail.engine.config import ConfigError, config_from_dict
-from longtail.engine.methods import METHODS, recipe_from_dict
+from longtail.engine.methods import recipe_from_dict
+from longtail.engine.optimizers import Optim
 from longtail.engine.report import format_table
 from longtail.engine.runner import train_method
 from longtail.engine.tasks import Batch
 from longtail.engine.trainer import Trainer
 from longtail.heads import CosineClassifier, LearnableWeightScaling
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import (
     SecondStageTask,
     SingleLabelTask,
-    prior_bias,
     second_stage_config,
     single_label_task,
 )
@@ -430,13 +431,13 @@ def test_lws_head_scales_logits_and_bias() -> None:
 
 def test_weight_decay_reaches_the_optimizer(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[float]] = []
-    real = trainer_module._Optim.__init__
+    real = Optim.__init__
 
     def spy(self: Any, *a: Any, **k: Any) -> None:
         real(self, *a, **k)
         seen.append([g["weight_decay"] for g in self.optimizer.param_groups])
 
-    monkeypatch.setattr(trainer_module._Optim, "__init__", spy)
+    monkeypatch.setattr(Optim, "__init__", spy)
     data = tiny_vectors()
     for name, wd, expected in [
         ("erm", 0.003, [0.003]),
@@ -572,10 +573,12 @@ def test_every_data_set_is_built_before_any_training(
 ) -> None:
     """The float32 standardisation statistics depend on the thread count in their last bits; a
     data set built after a run set train.num_threads would differ with the order of the runs."""
-    from longtail.engine import runner as runner_module
+    # the runner builds data through TASK_KINDS["single-label"].build_data, which calls the
+    # track's build_data: patch it where it is looked up
+    from longtail.tracks import single_label as single_label_track
 
     events: list[str] = []
-    real_build = runner_module.build_data
+    real_build = single_label_track.build_data
     real_fit = Trainer.fit
 
     def build(*a: Any, **k: Any) -> Any:
@@ -586,7 +589,7 @@ def test_every_data_set_is_built_before_any_training(
         events.append("fit")
         return real_fit(self, **k)
 
-    monkeypatch.setattr(runner_module, "build_data", build)
+    monkeypatch.setattr(single_label_track, "build_data", build)
     monkeypatch.setattr(Trainer, "fit", fit)
     cfg = _digits(
         tmp_path,
@@ -607,16 +610,14 @@ def test_every_data_set_is_built_before_any_training(
 def test_progress_counts_every_epoch_once_also_when_resuming(tmp_path: Path) -> None:
     """Trained, shared, reused and resumed work all advance the progress to its total, once."""
     from longtail.engine.config import load_config
-    from longtail.engine.runner import _Runs
+    from longtail.engine.runner import Runs
 
     cfg = load_config(_digits(tmp_path, seeds=[0, 1]))  # 2 epochs; crt: ceil(0.2) = 1 more
     expected = 2 * (2 + 1)  # per seed: the shared erm stage, then crt's second stage
 
     def run(resume: bool) -> int:
         ticks: list[int] = []
-        runs = _Runs(
-            cfg, tmp_path / "run", resume=resume, tick=lambda w, s, n, **k: ticks.append(n)
-        )
+        runs = Runs(cfg, tmp_path / "run", resume=resume, tick=lambda w, s, n, **k: ticks.append(n))
         for label in ("erm", "la-posthoc", "crt"):
             for seed in cfg.seeds:
                 runs.method(label, METHODS[label], "long-tailed", seed)

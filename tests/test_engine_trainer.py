@@ -18,9 +18,9 @@ import torch
 import yaml
 
 from longtail.engine.checkpoint import load_checkpoint
-from longtail.engine.methods import METHODS, LossContext, Method
+from longtail.engine.methods import LossContext, Method
 from longtail.engine.trainer import NonFiniteLossError, RunResult, Trainer
-from longtail.tracks.single_label import SingleLabelTask
+from longtail.tracks.single_label import METHODS, SingleLabelTask
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
 
 def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """Losses and logits are read on the host every SYNC_EVERY steps, not after every step."""
-    from longtail.engine import trainer as trainer_module
+    from longtail.engine import epoch_stats
     from longtail.engine.tasks import Evaluation
 
     reads = {"n": 0}
@@ -245,7 +245,7 @@ def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     result = Trainer(SingleLabelTask(METHODS["erm"], data, cfg), data, cfg, seed=0).fit()
     assert result is not None and len(result.history) == 2
     steps = 2 * 45
-    flushes = 2 * math.ceil(45 / trainer_module.SYNC_EVERY)
+    flushes = 2 * math.ceil(45 / epoch_stats.SYNC_EVERY)
     # a few reads per flush, a constant few at set-up (the sampler's class counts); a per-step
     # float(loss) would be >= 90 reads
     assert reads["n"] <= 3 * flushes + 4 < steps
@@ -254,11 +254,11 @@ def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_running_statistics_do_not_depend_on_the_sync_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from longtail.engine import trainer as trainer_module
+    from longtail.engine import epoch_stats  # where the buffered statistics read SYNC_EVERY
 
     train = {"epochs": 2, "batch_size": 4}
     _, a = _fit("la-loss", None, train=train)
-    monkeypatch.setattr(trainer_module, "SYNC_EVERY", 1)
+    monkeypatch.setattr(epoch_stats, "SYNC_EVERY", 1)
     _, b = _fit("la-loss", None, train=train)
     assert _strip_time(a.history) == _strip_time(b.history)
     assert _same_state(a.model_state, b.model_state)

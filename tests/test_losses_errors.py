@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -152,3 +153,23 @@ def test_registry_rejects_duplicates_and_unknown_names() -> None:
         L.get_loss("nope")
     assert "focal" in L.list_losses("single-label")
     assert "asymmetric" in L.list_losses("multi-label")
+
+
+def test_registry_validates_the_spec_fields() -> None:
+    spec = L.get_loss("focal")
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"task": "ranking"}, "spec.task must be one of"),
+        ({"inputs": "probabilities"}, "spec.inputs must be one of"),
+        ({"terms": "quadruplet"}, "spec.terms must be one of"),
+        ({"task": "open-set", "arguments": ("target", "anchor")}, "spec.arguments has unknown"),
+        ({"requires": ("prior",)}, "spec.requires has unknown"),
+        ({"arguments": ("teacher",)}, r"a single-label loss takes \(logits, target\)"),
+        ({"task": "multi-label", "terms": "pair"}, r"a multi-label loss takes \(logits, target\)"),
+    ]
+    for change, match in bad:
+        with pytest.raises(ValueError, match=match):
+            L.register_loss(dataclasses.replace(spec, name="not-registered", **change))
+    listed = dataclasses.replace(spec, name="not-registered", arguments=["target"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"spec\.arguments must be a tuple"):
+        L.register_loss(listed)
+    assert "not-registered" not in L.LOSSES

@@ -10,50 +10,27 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
-from data_fixtures import REPO_ROOT, write_idx_folder
+from data_fixtures import REPO_ROOT, write_tiny_idx
 from longtail.cli import main
 from longtail.engine.config import ConfigError, config_from_dict, load_config
 from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import resolve_methods
+from longtail.engine.optimizers import Optim
 from longtail.engine.runner import stage_of
 from longtail.engine.tasks import Batch, StepOutput, Update
-from longtail.engine.trainer import Trainer, _Optim
+from longtail.engine.trainer import Trainer
+from longtail.tracks.open_set.data import build_open_set_data, strong_augment
+from longtail.tracks.open_set.evaluation import OPEN_SET_METRICS, known_score, open_set_evaluation
+from longtail.tracks.open_set.methods import OPEN_SET_METHODS
 from longtail.tracks.open_set.report import open_set_sections
-from longtail.tracks.open_set.task import (
-    OPEN_SET_METHODS,
-    OPEN_SET_METRICS,
-    OpenSetTask,
-    build_open_set_data,
-    known_score,
-    open_set_evaluation,
-    strong_augment,
-)
+from longtail.tracks.open_set.task import OpenSetTask
 
 CONFIG = REPO_ROOT / "configs" / "openset_fashion_mnist.yaml"
 LT_CONFIG = REPO_ROOT / "configs" / "openset_lt_fashion_mnist.yaml"
-
-
-def write_tiny_idx(folder: Path, per_class: int = 12, test_per_class: int = 5) -> Path:
-    """10 classes of 28x28 images: a bright 7x7 block whose position is the class, plus noise."""
-    rng = np.random.default_rng(0)
-
-    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        images = rng.integers(0, 60, size=(10 * n, 28, 28)).astype(np.uint8)
-        labels = np.repeat(np.arange(10), n).astype(np.uint8)
-        for i, k in enumerate(labels):
-            r, c = divmod(int(k), 4)
-            images[i, 7 * r : 7 * r + 7, 7 * c : 7 * c + 7] = 230
-        return images, labels
-
-    for split, n in (("train", per_class), ("test", test_per_class)):
-        images, labels = draw(n)
-        write_idx_folder(folder, images, labels, split=split)
-    return folder
 
 
 def tiny_raw(data_dir: Path, **over: Any) -> dict[str, Any]:
@@ -73,7 +50,7 @@ def tiny_raw(data_dir: Path, **over: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_idx(tmp_path_factory.mktemp("idx"))
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"), per_class=12, test_per_class=5)
 
 
 # ------------------------------------------------------------------------ registry
@@ -222,7 +199,7 @@ def test_points_radius_and_prototypes_get_no_weight_decay(idx_dir: Path, name: s
     setup = task.setup()
     head = setup.modules["model"].head
     assert setup.optimizers is not None
-    opt = _Optim("model", setup.optimizers["model"], cfg, steps_per_epoch=1).optimizer
+    opt = Optim("model", setup.optimizers["model"], cfg, steps_per_epoch=1).optimizer
     exempt = {id(p) for p in head.no_weight_decay_parameters()}
     assert len(exempt) == (1 if name == "gcpl" else 2)
     seen = 0
@@ -240,7 +217,7 @@ def test_points_do_not_decay_in_training(idx_dir: Path) -> None:
     setup = task.setup()
     model = setup.modules["model"]
     assert setup.optimizers is not None
-    opt = _Optim("model", setup.optimizers["model"], cfg, steps_per_epoch=1).optimizer
+    opt = Optim("model", setup.optimizers["model"], cfg, steps_per_epoch=1).optimizer
     before = model.head.points.detach().clone()
     weight_before = model.backbone.net[0].weight.detach().clone()
     for p in model.parameters():
@@ -259,7 +236,7 @@ def test_confusing_samples_three_updates_and_adam(idx_dir: Path) -> None:
     for name in ("gen", "disc"):
         spec = setup.optimizers[name]
         assert spec.kind == "adam" and spec.schedule is False and spec.lr == 2e-4
-        opt = _Optim(name, spec, cfg, steps_per_epoch=1).optimizer
+        opt = Optim(name, spec, cfg, steps_per_epoch=1).optimizer
         assert opt.param_groups[0]["betas"] == (0.5, 0.999)
         assert opt.param_groups[0]["weight_decay"] == 0.0
     task.on_train_start(setup.modules, torch.device("cpu"))

@@ -272,8 +272,13 @@ def test_module_twins_call_the_functions() -> None:
 # ------------------------------------------------------------------------ gradients
 
 
-@pytest.mark.parametrize("fn", ["rpl", "arpl", "gcpl", "cs"])
-def test_gradcheck_float64(fn: str) -> None:
+# gradcheck at the defaults (features, points and radius), empty batches, bf16 inputs and autocast,
+# saturated features, bad reductions / targets / integer features: tests/test_losses_contract.py,
+# for every registered loss. Here: the options the registry's defaults leave out.
+
+
+@pytest.mark.parametrize("fn", ["rpl", "arpl"])
+def test_gradcheck_with_adjustment_temperature_and_margin(fn: str) -> None:
     x, y, p = setup_tensors(n=4, c=3, m=2, d=3, seed=1)
     x.requires_grad_(True)
     p.requires_grad_(True)
@@ -283,15 +288,11 @@ def test_gradcheck_float64(fn: str) -> None:
         assert torch.autograd.gradcheck(
             lambda a, b, c: rpl_loss(a, y, b, c, temperature=1.3, adjustment=adj), (x, p, r)
         )
-    elif fn == "arpl":
+    else:
         assert torch.autograd.gradcheck(
             lambda a, b, c: arpl_loss(a, y, b, c, temperature=0.8, margin=0.5, reduction="sum"),
             (x, p, r),
         )
-    elif fn == "gcpl":
-        assert torch.autograd.gradcheck(lambda a, b: gcpl_loss(a, y, b, temperature=0.7), (x, p))
-    else:
-        assert torch.autograd.gradcheck(confusing_sample_loss, (x, p))
 
 
 def test_gradients_reach_points_and_radius_of_the_head() -> None:
@@ -308,21 +309,8 @@ def test_gradients_reach_points_and_radius_of_the_head() -> None:
 # ------------------------------------------------------------------------ edge cases and errors
 
 
-def test_empty_batch_gives_zero_with_a_gradient() -> None:
-    x = torch.zeros(0, 4, requires_grad=True)
-    p = torch.randn(3, 2, 4, requires_grad=True)
-    y = torch.zeros(0, dtype=torch.long)
-    for loss in (
-        rpl_loss(x, y, p, 0.0),
-        arpl_loss(x, y, p, 0.0),
-        gcpl_loss(x, y, p),
-        confusing_sample_loss(x, p),
-    ):
-        assert loss.item() == 0.0
-        loss.backward()
-
-
 def test_saturated_features_give_finite_losses() -> None:
+    """Features of 1e4 in float32 (the contract tests saturate at 100, which float16 gradients hold)."""
     x = torch.full((3, 4), 1e4)
     x[1] = -1e4
     p = torch.randn(3, 2, 4)
@@ -332,12 +320,6 @@ def test_saturated_features_give_finite_losses() -> None:
     assert math.isfinite(confusing_sample_loss(x, p).item())
 
 
-def test_half_precision_inputs_are_upcast() -> None:
-    x, y, p = setup_tensors()
-    loss = rpl_loss(x.bfloat16(), y, p.bfloat16(), 0.0)
-    assert loss.dtype == torch.float32
-
-
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
@@ -345,12 +327,7 @@ def test_half_precision_inputs_are_upcast() -> None:
         (lambda x, y, p: rpl_loss(x, y, p, 0.0, open_weight=-0.1), ValueError, "open_weight"),
         (lambda x, y, p: arpl_loss(x, y, p, 0.0, margin=-1.0), ValueError, "margin"),
         (lambda x, y, p: gcpl_loss(x, y, p, prototype_weight=-1.0), ValueError, "prototype_weight"),
-        (lambda x, y, p: rpl_loss(x, y, p, 0.0, reduction="avg"), ValueError, "reduction"),
-        (lambda x, y, p: rpl_loss(x, y + 3, p, 0.0), ValueError, "target"),
-        (lambda x, y, p: rpl_loss(x, y.float(), p, 0.0), TypeError, "target"),
-        (lambda x, y, p: rpl_loss(x.long(), y, p, 0.0), TypeError, "features"),
         (lambda x, y, p: rpl_loss(x, y, p[:, :, :2], 0.0), ValueError, "feature dimension"),
-        (lambda x, y, p: rpl_loss(x, y, p[0], 0.0), ValueError, "points"),
         (lambda x, y, p: rpl_loss(x, y, p, torch.zeros(2)), ValueError, "radius"),
         (lambda x, y, p: rpl_loss(x, y, p, True), TypeError, "radius"),
         (lambda x, y, p: rpl_loss(x, y, p, 0.0, adjustment=[0.0]), ValueError, "adjustment"),

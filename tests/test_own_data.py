@@ -19,10 +19,10 @@ from longtail.cli import main
 from longtail.data import ImageFolderDataset, image_channel_stats, load_table, scan_image_folder
 from longtail.engine.config import ConfigError, config_from_dict
 from longtail.engine.datasets import build_data, stratified_split, write_split
-from longtail.engine.methods import METHODS
 from longtail.engine.report import _profile
 from longtail.engine.trainer import Trainer
 from longtail.tracks.multi_label.task import build_multilabel_data
+from longtail.tracks.single_label import METHODS
 from longtail.tracks.single_label.task import SingleLabelTask
 
 COUNTS = {"ant": 10, "bee": 6, "cat": 3}

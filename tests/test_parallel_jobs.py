@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from longtail.cli import main
-from longtail.engine.parallel import threads_per_job
+from longtail.engine.runner import threads_per_job
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,9 @@ import yaml
 
 from longtail.engine import report as R
 from longtail.engine.methods import canonical_loss
-from longtail.engine.report_html import render_html
+from longtail.engine.report import write as W
+from longtail.engine.report.html import render_html
+from longtail.engine.report.style import GREY
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = REPO / "scripts" / "check_html_report.py"
@@ -539,7 +541,7 @@ def test_report_names_the_data_read_and_the_table_is_right(runs: dict[str, Path]
 
 
 def test_bundled_digits_are_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(R, "_sections", lambda ctx: [])  # the text only: no plots
+    monkeypatch.setattr(W, "_sections", lambda ctx: [])  # the text only: no plots
     run = make_run(
         tmp_path / "d", names=[str(i) for i in range(4)], train_counts=[40, 20, 10, 5],
         test_counts=[10] * 4, methods={"erm": SINGLE_METHODS["erm"]}, dataset="digits",
@@ -553,7 +555,7 @@ def test_bundled_digits_are_named_as_such(tmp_path: Path, monkeypatch: pytest.Mo
 def test_older_results_without_params_take_them_from_the_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(R, "_sections", lambda ctx: [])  # the text only: no plots
+    monkeypatch.setattr(W, "_sections", lambda ctx: [])  # the text only: no plots
     methods = {m: SINGLE_METHODS[m] for m in ("erm", "la-loss", "balanced-softmax")}
     run = make_run(
         tmp_path / "old", names=FASHION[:4], train_counts=[40, 20, 10, 5], test_counts=[10] * 4,
@@ -639,7 +641,7 @@ def test_highlighting_picks_the_best_distinct_methods() -> None:
     methods = {m: SINGLE_METHODS[m][:2] for m in SINGLE_METHODS}
     res = _results(methods)  # the later in the dict, the better
     styles = R.method_styles(res, list(methods))
-    picked = sorted((s.order, m) for m, s in styles.items() if s.color not in ("black", R._GREY))
+    picked = sorted((s.order, m) for m, s in styles.items() if s.color not in ("black", GREY))
     # best first: balanced is the reference (black dashed), ldam-drw, la-half, then one of the
     # two same methods (balanced-softmax, la-loss), never both
     assert [m for _, m in picked] == ["ldam-drw", "la-half", "balanced-softmax"]
@@ -761,6 +763,48 @@ def test_a_track_adds_its_plots_through_the_hook(
     )
     page = (run / "report.html").read_text()
     assert "<h3>Score distributions</h3>" in page and "Known vs <em>unknown</em>." in page
+
+
+def test_a_track_words_its_runs_through_the_prose_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(W, "_sections", lambda ctx: [])  # the text only: no plots
+    run = make_run(
+        tmp_path / "toy", names=FASHION[:3], train_counts=[30, 10, 3], test_counts=[10] * 3,
+        methods={"erm": SINGLE_METHODS["erm"]}, dataset="fashion-mnist", data_source=None,
+    )  # fmt: skip
+    results = json.loads((run / "results.json").read_text())
+    results["task"] = "toy-task"
+    (run / "results.json").write_text(json.dumps(results))
+    assert "the test set is balanced" in R.write_report(run).read_text()  # no prose: a classifier's
+    monkeypatch.setitem(R.TASK_PROSE, "toy-task", R.TaskProse())  # so it is removed after the test
+    del R.TASK_PROSE["toy-task"]
+    assert R.register_prose("toy-task", R.TaskProse(test_set="the test set is the toy's own"))
+    with pytest.raises(ValueError, match="already registered"):
+        R.register_prose("toy-task", R.TaskProse())
+    md = R.write_report(run).read_text()
+    assert "; the test set is the toy's own. Model `" in md
+    R.TASK_PROSE["toy-task"] = R.TaskProse(intro=lambda results, cfg: ["Only *this*."])
+    md = R.write_report(run).read_text()
+    assert md.startswith("# synthetic: fashion-mnist, toy-task\n\nOnly *this*.\n\n| Method")
+    assert "<p>Only <em>this</em>.</p>" in (run / "report.html").read_text()
+
+
+def test_the_report_registries_load_the_tracks_on_first_read() -> None:
+    """``longtail report RUN_DIR`` imports only the report: its registries import the tracks."""
+    code = (
+        "import json, sys\n"
+        "import longtail.engine.report as R\n"
+        "assert not any(m.startswith('longtail.tracks') for m in sys.modules)\n"
+        "print(json.dumps([list(R.REPORT_SECTIONS), list(R.TASK_PROSE)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    sections, prose = json.loads(done.stdout)
+    assert {"multi-label", "open-set", "single-label"} <= set(sections)
+    assert {"multi-label", "open-set"} <= set(prose)
 
 
 # ---- headless browser --------------------------------------------------------------------------

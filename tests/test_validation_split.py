@@ -267,7 +267,7 @@ def test_fingerprints_of_runs_without_the_key_are_unchanged() -> None:
     """Older run folders resume: an unset key is not in the config dict (nor the stage blob);
     a set one is, so a stage trained without the hold-out is never reused with it."""
     from longtail.engine.config import config_to_dict
-    from longtail.engine.runner import _stage_blob
+    from longtail.engine.runner.stages import _stage_blob
 
     plain = config_from_dict({"data": {"dataset": "digits"}})
     held = config_from_dict({"data": {"dataset": "digits", "validation_fraction": 0.2}})

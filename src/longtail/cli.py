@@ -22,6 +22,8 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +62,7 @@ def _positive_int(text: str) -> int:
 
 
 def _override(text: str) -> tuple[str, Any]:
-    import yaml
+    import yaml  # optional: pyyaml (the cli extra)
 
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_methods(task: str = "single-label") -> int:
-    from longtail.engine.kinds import TASK_KINDS
+    from longtail.engine.kinds import TASK_KINDS  # lazy: a fast `longtail --help`
 
     if task not in TASK_KINDS:
         raise ValueError(f"--task: must be one of {list(TASK_KINDS)}, got {task!r}")
@@ -188,7 +190,7 @@ def _cmd_methods(task: str = "single-label") -> int:
 
 
 def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
-    from longtail.engine.config import load_config
+    from longtail.engine.config import load_config  # lazy: a fast `longtail --help`
 
     overrides: dict[str, Any] = dict(args.overrides)
     if args.data_dir is not None:
@@ -225,10 +227,8 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
     for note in notices:
         _say(f"note: {note}")
     if args.command == "train":
-        import dataclasses
-
         methods = cfg.methods if not isinstance(cfg.methods, str) else None
-        from longtail.engine.runner import method_names
+        from longtail.engine.runner import method_names  # lazy: a fast `longtail --help`
 
         first = (methods or method_names(cfg))[0]
         cfg = dataclasses.replace(
@@ -241,8 +241,8 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from longtail.engine import distributed as D
-    from longtail.engine.runner import (
+    from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
+    from longtail.engine.runner import (  # lazy: a fast `longtail --help`
         default_out_dir,
         describe_command,
         latest_out_dir,
@@ -265,7 +265,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out_dir = Path(str(D.broadcast_object(str(out_dir))))
     jobs = _jobs(args, cfg, device, D.world_size())
     if D.is_main_process():
-        from longtail.engine.parallel import threads_per_job
+        from longtail.engine.runner import threads_per_job  # lazy: a fast `longtail --help`
 
         how = ""
         if jobs > 1:
@@ -285,9 +285,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int:
     """``--jobs``, else ``$LONGTAIL_JOBS``, else one per core / GPU; 1 for ``train`` and torchrun."""
-    import os
-
-    from longtail.engine.parallel import default_jobs
+    from longtail.engine.runner import default_jobs  # lazy: a fast `longtail --help`
 
     if args.command != "bench" or world_size > 1:
         return 1
@@ -304,7 +302,7 @@ def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> i
 
 def _say(line: str) -> None:
     """Print ``line`` on standard error, from rank 0 only (N ranks failing alike print it once)."""
-    from longtail.engine.distributed import launch_rank
+    from longtail.engine.distributed import launch_rank  # lazy: a fast `longtail --help`
 
     if launch_rank() == 0:
         print(line, file=sys.stderr, flush=True)
@@ -323,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from longtail.engine import distributed as D
+    from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
 
     try:
         code = _dispatch(args, args_list)
@@ -339,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: BaseException) -> int:
     """Print ``exc`` as one line ``error: ...`` (rank 0 only); return the exit code."""
-    from longtail.engine.checkpoint import CheckpointError
-    from longtail.engine.config import ConfigError
-    from longtail.engine.trainer import NonFiniteLossError
+    from longtail.engine.checkpoint import CheckpointError  # lazy: a fast `longtail --help`
+    from longtail.engine.config import ConfigError  # lazy: a fast `longtail --help`
+    from longtail.engine.trainer import NonFiniteLossError  # lazy: a fast `longtail --help`
 
     if isinstance(exc, (ConfigError, CheckpointError)):
         _say(f"error: {exc}")
@@ -359,8 +357,6 @@ def _report(exc: BaseException) -> int:
         _say("interrupted; continue with --resume")
         return 130
     if isinstance(exc, BrokenPipeError):  # e.g. `longtail methods | head`: the reader left
-        import os
-
         # what is still buffered cannot be written: point stdout at /dev/null so that the flush at
         # exit does not fail again ("Exception ignored ... BrokenPipeError")
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -377,8 +373,11 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
     if args.command == "methods":
         return _cmd_methods(args.task)
     if args.command == "report":
-        from longtail.engine.checkpoint import read_json
-        from longtail.engine.report import format_table, write_report
+        from longtail.engine.checkpoint import read_json  # lazy: a fast `longtail --help`
+        from longtail.engine.report import (  # lazy: a fast `longtail --help`
+            format_table,
+            write_report,
+        )
 
         run_dir = Path(args.run_dir)
         if not (run_dir / "results.json").is_file():

@@ -47,6 +47,14 @@ class CosineClassifier(nn.Module):
 
     Shapes: input ``(N, D)``, output ``(N, C)``. ``weight`` is ``(C, D)`` like ``nn.Linear``, so
     :func:`longtail.adjust.tau_normalize` applies to it unchanged.
+
+    Example:
+        >>> from longtail.heads import CosineClassifier
+        >>> _ = torch.manual_seed(0)
+        >>> head = CosineClassifier(8, 3)
+        >>> logits = head(torch.randn(4, 8))
+        >>> logits.shape, bool(logits.abs().max() <= 1)  # cosines
+        (torch.Size([4, 3]), True)
     """
 
     def __init__(
@@ -95,6 +103,17 @@ class LearnableWeightScaling(nn.Module):
         linear: the classifier ``nn.Linear(D, C)``.
 
     Shape: ``(N, D) -> (N, C)``.
+
+    Example:
+        >>> from longtail.heads import LearnableWeightScaling
+        >>> _ = torch.manual_seed(0)
+        >>> linear = torch.nn.Linear(8, 3)
+        >>> lws = LearnableWeightScaling(linear)  # scales start at 1: the classifier unchanged
+        >>> x = torch.randn(4, 8)
+        >>> torch.equal(lws(x), linear(x))
+        True
+        >>> lws.scales.shape  # one scale per class; freeze lws.linear to train them alone
+        torch.Size([3])
     """
 
     def __init__(self, linear: nn.Linear):
@@ -165,6 +184,14 @@ def reciprocal_distances(features: Tensor, points: Tensor) -> tuple[Tensor, Tens
 
     Returns:
         ``(d_l2, d_dot)``, each ``(N, C)``.
+
+    Example:
+        >>> from longtail.heads import reciprocal_distances
+        >>> features = torch.tensor([[2.0, 0.0]])
+        >>> points = torch.tensor([[[0.0, 0.0], [2.0, 2.0]], [[2.0, 0.0], [2.0, 0.0]]])  # (2, 2, 2)
+        >>> d_l2, d_dot = reciprocal_distances(features, points)
+        >>> d_l2.tolist(), d_dot.tolist()
+        ([[2.0, 0.0]], [[2.0, 4.0]])
     """
     x, p = _check_points(features, points, "points")
     d = x.shape[1]
@@ -180,6 +207,15 @@ def reciprocal_logits(features: Tensor, points: Tensor, kind: str = "rpl") -> Te
 
     ``kind="rpl"``: ``d_l2`` (far from a class's reciprocal points means likely that class);
     ``kind="arpl"``: ``d_l2 - d_dot`` (ARPL's distance). Shape ``(N, C)``.
+
+    Example:
+        >>> from longtail.heads import reciprocal_logits
+        >>> features = torch.tensor([[2.0, 0.0]])
+        >>> points = torch.tensor([[[0.0, 0.0]], [[2.0, 0.0]]])
+        >>> reciprocal_logits(features, points, kind="rpl").tolist()  # d_l2
+        [[2.0, 0.0]]
+        >>> reciprocal_logits(features, points, kind="arpl").tolist()  # d_l2 - d_dot
+        [[2.0, -4.0]]
     """
     if kind not in _RECIPROCAL_KINDS:
         raise ValueError(f"kind must be one of {_RECIPROCAL_KINDS}, got {kind!r}")
@@ -195,6 +231,13 @@ def prototype_distances(features: Tensor, prototypes: Tensor) -> Tensor:
     Args:
         features: ``(N, D)`` float.
         prototypes: ``(C, M, D)`` float.
+
+    Example:
+        >>> from longtail.heads import prototype_distances
+        >>> features = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+        >>> prototypes = torch.tensor([[[0.0, 0.0], [2.0, 2.0]]])  # (C=1, M=2, D=2)
+        >>> prototype_distances(features, prototypes).tolist()  # ||x - m||^2 / D, (N, C, M)
+        [[[0.0, 4.0]], [[2.0, 2.0]]]
     """
     x, p = _check_points(features, prototypes, "prototypes")
     c, m, d = p.shape
@@ -225,6 +268,13 @@ class ReciprocalPointHead(nn.Module):
         init_std: the points start as ``init_std * N(0, 1)`` (official: 0.1); the radius at 0.
 
     Shapes: input ``(N, D)``, output ``(N, C)``; ``points`` is ``(C, M, D)``, ``radius`` a 0-d tensor.
+
+    Example:
+        >>> from longtail.heads import ReciprocalPointHead
+        >>> _ = torch.manual_seed(0)
+        >>> head = ReciprocalPointHead(8, 3, num_points=2, kind="arpl")
+        >>> head.points.shape, head.radius.shape, head(torch.randn(4, 8)).shape
+        (torch.Size([3, 2, 8]), torch.Size([]), torch.Size([4, 3]))
     """
 
     def __init__(
@@ -285,6 +335,13 @@ class PrototypeHead(nn.Module):
         init_std: the prototypes start as ``init_std * N(0, 1)``.
 
     Shapes: input ``(N, D)``, output ``(N, C)``; ``prototypes`` is ``(C, M, D)``.
+
+    Example:
+        >>> from longtail.heads import PrototypeHead
+        >>> _ = torch.manual_seed(0)
+        >>> head = PrototypeHead(8, 3, num_prototypes=2)
+        >>> head.prototypes.shape, head(torch.randn(4, 8)).shape
+        (torch.Size([3, 2, 8]), torch.Size([4, 3]))
     """
 
     def __init__(

@@ -34,6 +34,8 @@ class Registry(Mapping[str, T], Generic[T]):
         kind: what the entries are, for messages (``"loss"``, ``"task kind"``).
         locations: modules imported (once) before the registry is first read; they register
             their entries when imported.
+        validate: called with ``(name, obj)`` before an entry is added (by :meth:`register` or
+            ``registry[name] = obj``); raises ``TypeError`` / ``ValueError`` for a bad entry.
 
     >>> COLOURS: Registry[str] = Registry("colour")
     >>> _ = COLOURS.register("red", "#f00")
@@ -45,7 +47,13 @@ class Registry(Mapping[str, T], Generic[T]):
     KeyError: "unknown colour 'rad' (did you mean 'red'?); known: ['red']"
     """
 
-    def __init__(self, kind: str, *, locations: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        locations: Sequence[str] = (),
+        validate: Callable[[str, T], None] | None = None,
+    ) -> None:
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"kind must be a non-empty string, got {kind!r}")
         self.kind = kind
@@ -53,6 +61,8 @@ class Registry(Mapping[str, T], Generic[T]):
         self._locations = tuple(locations)
         self._loaded = not self._locations
         self._loading = False
+        self._validate = validate
+        self._validate = validate
 
     def _load(self) -> None:
         if self._loaded or self._loading:
@@ -83,6 +93,8 @@ class Registry(Mapping[str, T], Generic[T]):
         def add(value: T) -> T:
             if name in self._entries and not overwrite:
                 raise ValueError(f"a {self.kind} named {name!r} is already registered")
+            if self._validate is not None:
+                self._validate(name, value)
             self._entries[name] = value
             return value
 
@@ -131,4 +143,3 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {sorted(self._entries)})"
-

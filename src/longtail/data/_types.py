@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 __all__ = ["LabeledTensors"]
@@ -28,8 +29,6 @@ class LabeledTensors(NamedTuple):
 
 def _torch_from_numpy(array: object) -> torch.Tensor:
     """``torch.from_numpy`` that first makes the array writable and contiguous (no warning)."""
-    import numpy as np
-
     arr = np.asarray(array)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr).copy()

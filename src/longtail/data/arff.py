@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -115,8 +116,6 @@ def read_mulan_labels(path: str | os.PathLike[str]) -> list[str]:
         ValueError: malformed XML, ``DOCTYPE`` / ``ENTITY`` present, a label without a name, or no
             labels at all (message names the file).
     """
-    import xml.etree.ElementTree as ET
-
     raw = Path(path).read_bytes()
     upper = raw.upper()
     if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:

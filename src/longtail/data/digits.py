@@ -24,7 +24,7 @@ def load_digits() -> LabeledTensors:
         ImportError: if scikit-learn is not installed (``pip install longtail[cli]``).
     """
     try:
-        from sklearn.datasets import load_digits as _sk_load_digits
+        from sklearn.datasets import load_digits as _sk_load_digits  # optional: the cli extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "load_digits needs scikit-learn; install it with `pip install longtail[cli]`"

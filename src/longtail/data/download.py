@@ -15,6 +15,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, NamedTuple
@@ -112,8 +113,6 @@ def sha256sum(path: str | os.PathLike[str]) -> str:
 
 
 def _default_urlopen(url: str) -> IO[bytes]:
-    import urllib.request
-
     if not url.startswith(("https://", "http://")):
         raise ValueError(f"url: only http(s) URLs are fetched, got {url!r}")
     request = urllib.request.Request(url, headers={"User-Agent": "longtail-data/0.1"})

@@ -111,7 +111,7 @@ def scan_image_folder(
 
 def _read_image(path: str, image_size: int, channels: int) -> Tensor:
     """Decode, convert and resize one image: ``float32 (channels, size, size)`` in ``[0, 1]``."""
-    from PIL import Image
+    from PIL import Image  # optional: the cli extra (pillow)
 
     try:
         with Image.open(path) as img:

@@ -75,7 +75,7 @@ def load_mat(
         ImportError: scipy missing (``pip install longtail[cli]``).
     """
     try:
-        import scipy.io
+        import scipy.io  # optional: the cli extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "load_mat needs scipy; install it with `pip install longtail[cli]`"

@@ -64,7 +64,7 @@ def smote_oversample(
     if int(present.max()) == small:  # already balanced: SMOTE adds nothing
         return x, y
     try:
-        from imblearn.over_sampling import SMOTE
+        from imblearn.over_sampling import SMOTE  # optional: the cli extra (imbalanced-learn)
     except ImportError as e:  # pragma: no cover - an install problem
         raise ImportError(
             "smote_oversample needs imbalanced-learn: pip install imbalanced-learn"

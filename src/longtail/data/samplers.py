@@ -144,6 +144,16 @@ class ClassAwareSampler(_ShardedSampler):
     Raises:
         ValueError: bad ``labels``, ``q`` not finite, ``num_samples < 1``, bad ``num_replicas``
             / ``rank``, ``drop_last`` with fewer samples than replicas.
+
+    Example:
+        >>> from longtail.data import ClassAwareSampler
+        >>> labels = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]  # 9 : 1
+        >>> sampler = ClassAwareSampler(labels, q=0.5, num_samples=8, seed=0)
+        >>> [round(p, 4) for p in sampler.class_probabilities().tolist()]  # 3 : 1
+        [0.75, 0.25]
+        >>> indices = list(sampler)
+        >>> len(indices), all(0 <= i < 10 for i in indices)
+        (8, True)
     """
 
     def __init__(
@@ -201,6 +211,14 @@ class InstanceBalancedSampler(ClassAwareSampler):
     With ``replacement=False`` (default) the global draw is a random permutation of all ``N``
     indices (repeated with fresh permutations if ``num_samples > N``), i.e. ordinary shuffling;
     with ``replacement=True`` it draws i.i.d. like the other samplers.
+
+    Example:
+        >>> from longtail.data import InstanceBalancedSampler
+        >>> sampler = InstanceBalancedSampler([0, 0, 0, 1], seed=0)  # a shuffled permutation
+        >>> sorted(sampler)
+        [0, 1, 2, 3]
+        >>> sampler.class_probabilities().tolist()
+        [0.75, 0.25]
     """
 
     def __init__(
@@ -262,13 +280,33 @@ class _FixedExponentSampler(ClassAwareSampler):
 
 
 class ClassBalancedSampler(_FixedExponentSampler):
-    """Class-balanced sampling (``q = 0``): pick a class uniformly, then a sample in it."""
+    """Class-balanced sampling (``q = 0``): pick a class uniformly, then a sample in it.
+
+    Example:
+        >>> from longtail.data import ClassBalancedSampler
+        >>> labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2])
+        >>> sampler = ClassBalancedSampler(labels, num_samples=900, seed=0)
+        >>> sampler.class_probabilities().tolist()
+        [0.3333333333333333, 0.3333333333333333, 0.3333333333333333]
+        >>> drawn = torch.bincount(labels[list(sampler)], minlength=3)
+        >>> bool((drawn - 300).abs().max() < 60)  # about 300 of each class
+        True
+    """
 
     _Q = 0.0
 
 
 class SquareRootSampler(_FixedExponentSampler):
-    """Square-root sampling (``q = 1/2``; Mahajan et al. 2018): ``p_c ∝ sqrt(n_c)``."""
+    """Square-root sampling (``q = 1/2``; Mahajan et al. 2018): ``p_c ∝ sqrt(n_c)``.
+
+    Example:
+        >>> from longtail.data import SquareRootSampler
+        >>> sampler = SquareRootSampler([0] * 16 + [1] * 4, seed=0)  # sqrt: 4 : 2
+        >>> [round(p, 4) for p in sampler.class_probabilities().tolist()]
+        [0.6667, 0.3333]
+        >>> len(sampler)
+        20
+    """
 
     _Q = 0.5
 
@@ -285,6 +323,18 @@ class ProgressivelyBalancedSampler(ClassAwareSampler):
         labels: 1-D integer class indices.
         total_epochs: ``T >= 1``.
         num_samples, seed, num_replicas, rank, drop_last: as in :class:`ClassAwareSampler`.
+
+    Example:
+        >>> from longtail.data import ProgressivelyBalancedSampler
+        >>> sampler = ProgressivelyBalancedSampler([0, 0, 0, 1], total_epochs=4, seed=0)
+        >>> sampler.class_probabilities().tolist()  # epoch 0: instance-balanced
+        [0.75, 0.25]
+        >>> sampler.set_epoch(2)
+        >>> sampler.class_probabilities().tolist()  # halfway
+        [0.625, 0.375]
+        >>> sampler.set_epoch(4)
+        >>> sampler.class_probabilities().tolist()  # class-balanced
+        [0.5, 0.5]
     """
 
     def __init__(

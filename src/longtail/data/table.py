@@ -141,8 +141,8 @@ def _npz_column(a: np.ndarray) -> np.ndarray:
 
 def _read_parquet(path: Path) -> dict[str, np.ndarray]:
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # optional: the cli extra
+        import pyarrow.parquet as pq  # optional: the cli extra
     except ImportError as exc:
         raise ValueError(
             f"{path}: reading .parquet files needs pyarrow; install it with "

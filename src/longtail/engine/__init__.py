@@ -1,19 +1,24 @@
-"""The training engine behind the ``longtail`` command (needs the ``longtail[cli]`` extra).
+"""The engine core behind the ``longtail`` command (needs the ``longtail[cli]`` extra).
 
-- :mod:`~longtail.engine.config`: YAML configs, validated (errors name the key).
-- :mod:`~longtail.engine.methods`: the method registry ``METHODS``.
-- :mod:`~longtail.engine.tasks`: the :class:`Task` interface (setup, updates, metric specs).
-- :mod:`~longtail.tracks.single_label.task`: :class:`SingleLabelTask` and :class:`SecondStageTask`.
-- :mod:`~longtail.tracks.open_set.task`: :class:`OpenSetTask`, the open-set methods and protocol.
-- :mod:`~longtail.tracks.distillation.task`: :class:`DistillTask`, a teacher stage and its students.
-- :mod:`~longtail.tracks.metric_learning.task`: :class:`MetricLearningTask`, triplet teachers, RKD students.
-- :mod:`~longtail.engine.trainer`: the resumable, deterministic, DDP-aware training loop.
+It knows no task kind by name: the tracks (:mod:`longtail.tracks`) register theirs in
+:data:`~longtail.engine.kinds.TASK_KINDS`, which imports them the first time it is read.
+
+- :mod:`~longtail.engine.kinds`: :class:`TaskKind` and the registry ``TASK_KINDS``.
+- :mod:`~longtail.engine.config`: YAML configs with ``extends:``, validated (errors name the key).
+- :mod:`~longtail.engine.methods`: :class:`Method`, loss components, :func:`compose`.
+- :mod:`~longtail.engine.datasets`: :class:`DataBundle`, the data formats (``DATA_FORMATS``).
+- :mod:`~longtail.engine.tasks`: the :class:`Task` interface; :mod:`~longtail.engine.classifier`:
+  :class:`ClassifierTask`, a method's first stage on labelled data.
+- :mod:`~longtail.engine.trainer` (with ``optimizers``, ``batches``, ``epoch_stats``,
+  ``run_state``): the resumable, deterministic, DDP-aware training loop.
 - :mod:`~longtail.engine.runner`: benchmarks over methods and seeds; the run folder.
-- :mod:`~longtail.engine.report`: ``report.md`` and plots.
+- :mod:`~longtail.engine.report`: ``report.md``, ``report.html`` and plots.
 - :mod:`~longtail.engine.models`, :mod:`~longtail.engine.augment`, :mod:`~longtail.engine.schedule`,
-  :mod:`~longtail.engine.checkpoint`, :mod:`~longtail.engine.distributed`: building blocks.
+  :mod:`~longtail.engine.checkpoint`, :mod:`~longtail.engine.distributed`,
+  :mod:`~longtail.engine.teacher`: building blocks.
 
-The library modules (losses, data, metrics, heads, adjust) never import the engine.
+The library modules (losses, data, metrics, heads, adjust) never import the engine; see
+docs/architecture.md and the import contracts in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ from longtail.engine.config import Config, ConfigError, config_from_dict, load_c
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TASK_KINDS, TaskKind, register_task_kind
 from longtail.engine.methods import (
-    LOSSES,
-    METHODS,
     LossComponent,
     LossContext,
     Method,
@@ -49,8 +52,6 @@ from longtail.engine.trainer import NonFiniteLossError, RunResult, Trainer
 
 __all__ = [
     "CNN",
-    "LOSSES",
-    "METHODS",
     "MLP",
     "TASK_KINDS",
     "Batch",

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -201,8 +202,6 @@ class BackgroundWriter:
 
     def submit(self, files: list[tuple[Path, bytes]]) -> None:
         """Write ``files`` (path, content) atomically, in order, in the background."""
-        import threading
-
         self.wait()
         self._thread = threading.Thread(target=self._run, args=(files,), name="longtail-writer")
         self._thread.start()

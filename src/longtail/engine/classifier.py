@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail import data as ltdata
+from longtail.adjust import posthoc_logit_adjust, tau_normalize
+from longtail.data import smote_oversample
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Criterion, Method
@@ -32,6 +35,7 @@ from longtail.engine.tasks import (
     Task,
     nan_to_none,
 )
+from longtail.metrics import SingleLabelMetrics
 
 __all__ = ["CLASSIFIER_METRICS", "ClassifierTask", "class_sampler", "prior_bias"]
 
@@ -125,8 +129,6 @@ class ClassifierTask(Task):
                 f"method {self.method.name!r}: SMOTE over-samples in-memory training tensors; "
                 "lazy data (an image folder) is read batch by batch"
             )
-        from longtail.data import smote_oversample
-
         present = [c for c in data.class_counts if c > 0]
         if min(present) < 2 < max(present):
             raise ValueError(
@@ -212,8 +214,6 @@ class ClassifierTask(Task):
             # (argmax unchanged, calibration measured on the probabilities the model was trained for)
             logits = logits * self.params["scale"]
         if self.method.posthoc == "logit-adjust":
-            from longtail.adjust import posthoc_logit_adjust
-
             adjusted: Tensor = posthoc_logit_adjust(
                 logits, self.data.class_counts, tau=self.params["tau"]
             )
@@ -222,8 +222,6 @@ class ClassifierTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:
-        from longtail.metrics import SingleLabelMetrics
-
         was_training = model.training
         model.eval()
         # the metric's states live on the model's device (the batches' device), so a process with
@@ -256,8 +254,6 @@ class ClassifierTask(Task):
     def postprocess(self, model: nn.Module) -> None:
         if self.method.posthoc != "tau-norm":
             return
-        from longtail.adjust import tau_normalize
-
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
             raise TypeError("tau-norm needs a model with a linear `head`")
@@ -270,8 +266,6 @@ class ClassifierTask(Task):
 def class_sampler(
     kind: str, labels: Tensor, total_epochs: int, epoch: int, seed: int, rank: int, world_size: int
 ) -> Tensor:
-    from longtail import data as ltdata
-
     common: dict[str, Any] = {"seed": seed, "num_replicas": world_size, "rank": rank}
     s: Any
     if kind == "instance":

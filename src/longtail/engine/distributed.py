@@ -15,7 +15,9 @@ refuses CPU tensors).
 
 from __future__ import annotations
 
+import datetime
 import os
+import time
 from typing import Any
 
 import torch
@@ -74,12 +76,8 @@ def settle_after_error(timeout: float = 10.0) -> None:
     for); before the group exists (a config error, found alike by every rank at the same moment),
     the other ranks wait a second.
     """
-    import time
-
     try:
         if is_distributed():
-            import datetime
-
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout), wait_all_ranks=True)
         elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and launch_rank() != 0:
             time.sleep(1.0)

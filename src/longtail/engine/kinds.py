@@ -8,7 +8,7 @@ core still sees every built-in track, and a plug-in track registers itself the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,17 @@ if TYPE_CHECKING:
 
     from longtail.engine.config import Config
     from longtail.engine.datasets import DataBundle
-    from longtail.engine.methods import Method
+    from longtail.engine.methods import Method, Vocabulary
     from longtail.engine.tasks import MetricSpec, Task
 
-__all__ = ["TASK_KINDS", "ConfigSection", "TaskKind", "register_task_kind", "task_kind"]
+__all__ = [
+    "TASK_KINDS",
+    "ConfigSection",
+    "TaskKind",
+    "reference_method",
+    "register_task_kind",
+    "task_kind",
+]
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,19 @@ class TaskKind:
             so ``build_data`` gets the seed and the runner builds one data set per seed.
         stage_config: ``(config, method, params) -> Config`` a first stage trains with (a teacher's
             own network; ``None``: the run's config).
-        recipes: composition keys a config's ``recipes:`` may use for this task (empty: the task
-            takes no recipes, only its registry methods).
+        vocabulary: the components its recipes compose (loss components, samplers, keys);
+            ``None``: no recipes.
+        reference: ``() -> Method``: the method the balanced reference trains
+            (``data.balanced_reference``); ``None``: the task has no balanced reference.
+        recipes_refused: why a config's ``recipes:`` section is refused with this task (``None``:
+            recipes compose its methods).
         recipe_help: what ``longtail methods --task NAME`` prints after the list: how to compose
             a recipe (empty: the methods are presets).
         section: the config section this task adds, if any.
         check_config: ``(config) -> None`` cross-checks of this task (raise ``ConfigError``).
-        check_data: ``(config, is_image, num_classes) -> None`` checks once the data are loaded.
-        report_sections: ``(run_dir, results) -> list of markdown blocks`` the report adds.
+        labels: the targets its data hold: ``"single"`` (one class per example) or ``"multi"``
+            (a 0/1 row per example); the config accepts the data formats that serve them
+            (:attr:`~longtail.engine.datasets.DataFormat.labels`).
     """
 
     name: str
@@ -78,12 +90,13 @@ class TaskKind:
     finish_config: Callable[[Config, Method, Mapping[str, Any]], Config]
     data_per_seed: bool = False
     stage_config: Callable[[Config, Method, Mapping[str, Any]], Config] | None = None
-    recipes: Sequence[str] = ()
+    vocabulary: Vocabulary | None = None
+    reference: Callable[[], Method] | None = None
+    recipes_refused: str | None = None
     recipe_help: str = ""
     section: ConfigSection | None = None
     check_config: Callable[[Config], None] | None = None
-    check_data: Callable[[Config, bool, int], None] | None = None
-    report_sections: Callable[[Any, Mapping[str, Any]], list[str]] | None = None
+    labels: str = "single"
 
 
 #: Every task kind, by ``Config.task``, in registration order (the tracks of
@@ -94,6 +107,16 @@ TASK_KINDS: Registry[TaskKind] = Registry("task kind", locations=("longtail.trac
 def register_task_kind(kind: TaskKind) -> TaskKind:
     """Add ``kind`` to :data:`TASK_KINDS` (a track calls this once, in its ``__init__``)."""
     return TASK_KINDS.register(kind.name, kind)
+
+
+def reference_method(task: str) -> Method:
+    """The method the balanced reference of ``task`` trains (its kind's :attr:`~TaskKind.reference`)."""
+    kind = task_kind(task)
+    if kind.reference is None:
+        raise ValueError(
+            f"config key 'data.balanced_reference': task {task} has no balanced reference"
+        )
+    return kind.reference()
 
 
 def task_kind(name: str) -> TaskKind:

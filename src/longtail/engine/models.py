@@ -30,8 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.heads import CosineClassifier
+
 __all__ = [
     "CNN",
+    "FACTORY_FORMAT",
     "MLP",
     "Classifier",
     "ResNet32",
@@ -222,7 +225,8 @@ def build_backbone(
     raise ValueError(f"arch: unknown architecture {arch!r}")
 
 
-_FACTORY_FORMAT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+#: ``package.module:callable`` (both parts dotted names): the form of a ``model.factory`` string.
+FACTORY_FORMAT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ACTIVE_FACTORY: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "longtail_model_factory", default=None
 )
@@ -236,7 +240,7 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
             module), a missing or non-callable attribute; every message starts with
             ``model.factory:``.
     """
-    if not isinstance(spec, str) or not _FACTORY_FORMAT.fullmatch(spec):
+    if not isinstance(spec, str) or not FACTORY_FORMAT.fullmatch(spec):
         raise ValueError(f"model.factory: expected 'package.module:callable', got {spec!r}")
     module_name, _, attr = spec.partition(":")
     try:
@@ -314,8 +318,6 @@ def factory_head_problem(model: nn.Module, method: Any) -> str | None:
     """What ``method`` (a :class:`~longtail.engine.methods.Method`) needs of a factory ``model``
     that it lacks, or ``None``: a cosine head (``head`` a ``CosineClassifier``), a linear ``head``
     for tau-norm, and a linear ``head`` plus a ``backbone`` for a second stage."""
-    from longtail.heads import CosineClassifier
-
     head = getattr(model, "head", None)
     if getattr(method, "head", "linear") == "cosine" and not isinstance(head, CosineClassifier):
         return "needs a cosine classifier as `head` (longtail.heads.CosineClassifier)"
@@ -372,8 +374,6 @@ def build_model(
     if factory is not None:
         model = build_factory_model(factory, num_classes, factory_kwargs, input_shape=input_shape)
         if head == "cosine":
-            from longtail.heads import CosineClassifier
-
             if not isinstance(getattr(model, "head", None), CosineClassifier):
                 raise ValueError(
                     f"model.factory: a cosine-head method needs `head` to be a "
@@ -396,8 +396,6 @@ def build_model(
     if head == "linear":
         head_module = nn.Linear(d, num_classes)
     elif head == "cosine":
-        from longtail.heads import CosineClassifier
-
         head_module = CosineClassifier(d, num_classes)
     else:
         raise ValueError(f"head: expected 'linear' or 'cosine', got {head!r}")

@@ -6,17 +6,25 @@ Used by :mod:`longtail.tracks.distillation.task` (``task: distillation``) and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from longtail.engine.checkpoint import CheckpointError, load_checkpoint
 from longtail.engine.config import ConfigError
 from longtail.engine.methods import Method
 
-__all__ = ["ROLES", "TeacherStudentMethod", "load_teacher_state", "load_weights"]
+__all__ = [
+    "ROLES",
+    "TeacherStudentMethod",
+    "check_teacher_checkpoint",
+    "load_teacher_state",
+    "load_weights",
+]
 
 ROLES = ("teacher", "alone", "student")
 
@@ -59,8 +67,6 @@ def load_teacher_state(path: str | Path, key: str) -> dict[str, Tensor]:
     Raises:
         ConfigError: naming ``key``: the file is missing, cannot be read, or holds no weights.
     """
-    from longtail.engine.checkpoint import CheckpointError, load_checkpoint
-
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"config key '{key}': file not found: {p}")
@@ -88,3 +94,34 @@ def load_weights(model: nn.Module, state: Mapping[str, Tensor], key: str, model_
         raise ConfigError(
             f"config key '{key}': the weights do not fit the network of {model_key} ({detail})"
         ) from None
+
+
+def check_teacher_checkpoint(
+    path: str | Path,
+    key: str,
+    model_key: str,
+    build: Callable[[], nn.Module],
+    *,
+    weight: str,
+    rows: int,
+    mismatch: Callable[[int], str],
+) -> None:
+    """Check a teacher checkpoint before training: its weights fit the teacher network.
+
+    Reads ``path`` (:func:`load_teacher_state`), checks that the 2-D weight ``weight``, when present,
+    has ``rows`` rows (the number of classes, the embedding's dimension), then builds the network
+    with ``build()`` (the global random state left untouched) and loads the weights into it
+    (:func:`load_weights`).
+
+    Raises:
+        ConfigError: naming ``key``: an unreadable file (:func:`load_teacher_state`), ``weight``
+            with another number of rows (the message ``mismatch(found_rows)``), or weights that do
+            not fit the network of ``model_key``.
+    """
+    state = load_teacher_state(path, key)
+    w = state.get(weight)
+    if w is not None and w.ndim == 2 and w.shape[0] != rows:
+        raise ConfigError(f"config key '{key}': {mismatch(int(w.shape[0]))}")
+    with torch.random.fork_rng(devices=[]):
+        net = build()
+    load_weights(net, state, key, model_key)

@@ -2,15 +2,13 @@
 
 What is trained comes from the task's :class:`~longtail.engine.tasks.Setup`: named modules (each moved
 to the device, batch norm synchronised and DDP-wrapped under ``torchrun``, checkpointed), named
-optimisers (SGD with ``train.momentum`` / ``nesterov`` or Adam; parameter groups with their own weight
-decay and learning-rate scale; an after-step hook such as a MaxNorm projection) and frozen auxiliary
-models (evaluation mode, no gradients, never saved). Every optimiser that follows the schedule gets the
-learning rate of :class:`~longtail.engine.schedule.LRSchedule` (linear warm-up, then step / cosine /
-constant) before every step, with the number of steps per epoch taken from the sampler's length. A
-``training_step`` may return several :class:`~longtail.engine.tasks.Update` s: they run in order, each
-``zero_grad -> backward -> step -> after_step`` on its own optimiser. Optional batch augmentation
-(random crop with padding, flip) and autocast (``bf16`` on CPU or CUDA, ``fp16`` with a gradient scaler
-on CUDA).
+optimisers (:mod:`longtail.engine.optimizers`: SGD or Adam, parameter groups, a learning rate from
+:class:`~longtail.engine.schedule.LRSchedule` before every step, with the number of steps per epoch
+taken from the sampler's length) and frozen auxiliary models (evaluation mode, no gradients, never
+saved). A ``training_step`` may return several :class:`~longtail.engine.tasks.Update` s: they run in
+order, each ``zero_grad -> backward -> step -> after_step`` on its own optimiser. Optional batch
+augmentation (random crop with padding, flip) and autocast (``bf16`` on CPU or CUDA, ``fp16`` with a
+gradient scaler on CUDA).
 
 Determinism and resume: the modules are initialised after ``torch.manual_seed(seed)``; in epoch ``e``
 the sampler draws from ``seed`` and ``e`` only, the augmentation uses a ``torch.Generator`` seeded
@@ -18,19 +16,13 @@ from ``(seed, e)``, and the global RNG (dropout, mixup draws) is re-seeded from 
 start of the epoch, so no RNG state needs to be checkpointed. The learning rate is a pure function of
 the step. So the state after epoch ``e`` is fully described by the modules, the optimisers (momentum
 buffers), the task's ``state_dict`` and ``e``: a checkpoint with those, written atomically after every
-epoch, lets ``resume=True`` continue a run killed at any point (even by SIGKILL) to bit-identical
-weights on CPU, the same as an uninterrupted run.
+epoch (:mod:`longtail.engine.run_state`), lets ``resume=True`` continue a run killed at any point
+(even by SIGKILL) to bit-identical weights on CPU, the same as an uninterrupted run.
 
-Per-step cost: the loop keeps the per-step losses (and the logits and targets for the running
-training accuracy) as tensors and reads them on the host once every ``SYNC_EVERY`` steps and at the
-end of every epoch, so a step costs no host synchronisation and almost no Python work beyond the
-hand-written loop. The checkpoint and CSV log are serialised at the end of the epoch and written
-(atomically, with ``fsync``) by a background thread while the next epoch runs.
-
-Lazy data (``DataBundle.train_dataset``, e.g. an image folder): the sampler's indices are split into
-batches as usual and a ``DataLoader`` (``DataBundle.num_workers`` workers, kept alive across epochs)
-reads exactly those batches, in that order; evaluation reads ``DataBundle.eval_datasets`` the same
-way. In-memory bundles take the unchanged tensor-indexing path.
+Per-step cost: the losses and accuracy are buffered on the device and read on the host every
+``SYNC_EVERY`` steps (:mod:`longtail.engine.epoch_stats`), so a step costs no host synchronisation
+and almost no Python work beyond the hand-written loop. Lazy data (an image folder) are read through
+a ``DataLoader`` over the sampler's batches (:mod:`longtail.engine.batches`).
 
 A non-finite loss raises :class:`NonFiniteLossError` naming the epoch and the exact step where it first
 appeared (found at the next read, at most ``SYNC_EVERY - 1`` steps later); checkpoints are only written
@@ -41,52 +33,42 @@ Under ``torchrun`` each process trains on its shard (per-process batch ``batch_s
 evaluation is sharded and the metric objects sum their states across processes; batch norm becomes
 synchronised batch norm (statistics over the global batch, see
 :func:`longtail.engine.distributed.convert_sync_batchnorm`); the epoch's logged scalars are averaged
-over processes in one ``all_reduce`` with a fixed key order (a key logged on some ranks only counts
-as missing elsewhere, it cannot hang the run); only rank 0 writes files.
+over processes (see :mod:`longtail.engine.epoch_stats`); only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
-import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from longtail.engine import distributed as D
 from longtail.engine.augment import augment_batch
-from longtail.engine.checkpoint import (
-    REQUIRED_KEYS,
-    BackgroundWriter,
-    load_checkpoint,
-    serialize_checkpoint,
-)
-from longtail.engine.config import Config, config_to_dict
+from longtail.engine.batches import EpochBatches, batch_loader, eval_batches
+from longtail.engine.checkpoint import BackgroundWriter
+from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
+from longtail.engine.epoch_stats import EpochAccumulator, all_reduce_logs
 from longtail.engine.models import model_factory
-from longtail.engine.schedule import LRSchedule
-from longtail.engine.tasks import Batch, Evaluation, OptimizerSpec, StepOutput, Task, Update
+from longtail.engine.optimizers import Optim, build_optimizers, step_updates, trainable
+from longtail.engine.run_state import (
+    fingerprint_of,
+    open_tensorboard,
+    restore_checkpoint,
+    snapshot_checkpoint,
+    unwrap,
+)
+from longtail.engine.tasks import Batch, Evaluation, StepOutput, Task
 
 __all__ = ["NonFiniteLossError", "RunResult", "Trainer", "derive_seed"]
-
-CHECKPOINT_VERSION = 2
-#: Steps between two host reads of the buffered losses / logits (finite check, running accuracy).
-SYNC_EVERY = 32
-#: Buffered logits elements that force an earlier read (bounds the memory of the buffer).
-_MAX_BUFFERED_LOGITS = 1 << 22
-#: Name of the optimiser built when the task's setup declares none.
-DEFAULT_OPTIMIZER = "default"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -120,70 +102,6 @@ def derive_seed(seed: int, *parts: int) -> int:
     """A 62-bit seed derived from ``seed`` and ``parts`` (e.g. the epoch and a stream id)."""
     h = hashlib.blake2b(repr((int(seed), *map(int, parts))).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "little") >> 2
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    inner = getattr(model, "module", None)
-    return inner if isinstance(model, nn.parallel.DistributedDataParallel) and inner else model
-
-
-def _trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
-
-
-class _Optim:
-    """A built optimiser with its schedule, base learning rate and after-step hook."""
-
-    def __init__(self, name: str, spec: OptimizerSpec, cfg: Config, steps_per_epoch: int):
-        t = cfg.train
-        self.name = name
-        self.base_lr = float(spec.lr if spec.lr is not None else t.lr)
-        wd = float(spec.weight_decay if spec.weight_decay is not None else t.weight_decay)
-        groups: list[dict[str, Any]] = []
-        raw = list(spec.params)
-        if raw and isinstance(raw[0], Mapping):
-            for g in raw:
-                assert isinstance(g, Mapping)
-                group = dict(g)
-                group["params"] = [p for p in group["params"] if p.requires_grad]
-                group.setdefault("weight_decay", wd)
-                group.setdefault("lr_scale", 1.0)
-                groups.append(group)
-        else:
-            plain = [p for p in raw if isinstance(p, torch.Tensor) and p.requires_grad]
-            groups.append({"params": plain, "lr_scale": 1.0})
-        groups = [g for g in groups if g["params"]]
-        if not groups:
-            raise ValueError(f"optimizer {name!r}: no trainable parameters")
-        self.scales = [float(g["lr_scale"]) for g in groups]
-        if spec.kind == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                groups,
-                lr=self.base_lr,
-                momentum=t.momentum,
-                weight_decay=wd,
-                nesterov=t.nesterov and t.momentum > 0,
-            )
-        elif spec.kind == "adam":
-            self.optimizer = torch.optim.Adam(groups, lr=self.base_lr, weight_decay=wd)
-        else:
-            raise ValueError(f"optimizer {name!r}: kind must be 'sgd' or 'adam', got {spec.kind!r}")
-        self.schedule = LRSchedule(
-            self.base_lr,
-            epochs=max(t.epochs, 1),
-            steps_per_epoch=steps_per_epoch,
-            warmup_epochs=t.warmup_epochs if spec.schedule else 0,
-            kind=t.schedule if spec.schedule else "constant",
-            milestones=t.milestones,
-            lr_decay=t.lr_decay,
-        )
-        self.after_step = spec.after_step
-
-    def set_lr(self, step: int) -> float:
-        lr = self.schedule.lr(step)
-        for group, scale in zip(self.optimizer.param_groups, self.scales, strict=True):
-            group["lr"] = lr * scale
-        return lr
 
 
 class Trainer:
@@ -248,30 +166,11 @@ class Trainer:
         dtype = torch.bfloat16 if p == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _split_batches(self, x_all: Tensor, y_all: Tensor) -> Iterator[Batch]:
-        n = len(y_all)
-        idx = torch.arange(self.rank, n, self.world)
-        bs = max(self.local_batch, 512)
-        for chunk in idx.split(bs):
-            yield Batch(x_all[chunk].to(self.device), y_all[chunk].to(self.device), chunk)
-
-    def _dataset_batches(self, dataset: Dataset[Any]) -> Iterator[Batch]:
-        """A lazy split's (sharded) batches, read through a ``DataLoader``."""
-        idx = torch.arange(self.rank, len(dataset), self.world)  # type: ignore[arg-type]
-        chunks = list(idx.split(max(self.local_batch, 512)))
-        loader = _loader(dataset, [c.tolist() for c in chunks], self.data.num_workers, self.device)
-        for chunk, (x, y) in zip(chunks, loader, strict=True):
-            yield Batch(x.to(self.device), y.to(self.device), chunk)
-
     def evaluate(self, model: nn.Module) -> Evaluation:
         """The task's evaluation on the (sharded) evaluation splits, under autocast if configured."""
-        lazy = self.data.eval_datasets
-        splits = {
-            name: self._dataset_batches(lazy[name]) if name in lazy else self._split_batches(x, y)
-            for name, (x, y) in self.data.eval_splits.items()
-        }
+        splits = eval_batches(self.data, self.rank, self.world, self.local_batch, self.device)
         with self._autocast():
-            return self.task.evaluate(_unwrap(model), splits)
+            return self.task.evaluate(unwrap(model), splits)
 
     def _train_mode(self, modules: Mapping[str, nn.Module]) -> None:
         """Trained modules in training mode, except the task's ``eval_modules`` (frozen parts)."""
@@ -279,62 +178,6 @@ class Trainer:
             m.train()
         for m in self._eval_modules:
             m.eval()
-
-    def _log_csv(self, history: list[dict[str, float]]) -> str:
-        """The CSV text of ``log.csv`` (one row per epoch)."""
-        columns: list[str] = []
-        for row in history:
-            for k in row:
-                if k not in columns:
-                    columns.append(k)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for row in history:
-            out = []
-            for c in columns:
-                v = row.get(c, math.nan)
-                out.append("" if isinstance(v, float) and math.isnan(v) else f"{v:.6g}")
-            writer.writerow(out)
-        return buf.getvalue()
-
-    def _checkpoint(
-        self,
-        writer: BackgroundWriter,
-        modules: Mapping[str, nn.Module],
-        optims: Mapping[str, _Optim],
-        epoch: int,
-        step: int,
-        history: list[dict[str, float]],
-        seconds: float,
-        scaler_state: dict[str, Any] | None,
-    ) -> None:
-        """Snapshot the checkpoint and ``log.csv`` now; ``writer`` writes them in the background."""
-        path = self.checkpoint_path
-        if path is None or self.run_dir is None or not D.is_main_process():
-            return
-
-        def cpu(m: nn.Module) -> dict[str, Tensor]:
-            return {k: v.detach().cpu() for k, v in _unwrap(m).state_dict().items()}
-
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "fingerprint": self.fingerprint,
-            "epoch": epoch,
-            "model": cpu(modules["model"]),
-            "modules": {k: cpu(m) for k, m in modules.items() if k != "model"},
-            "optimizers": {k: o.optimizer.state_dict() for k, o in optims.items()},
-            "scheduler": {"step": step},
-            "scaler": scaler_state or {},
-            "task": self.task.state_dict(),
-            "history": history,
-            "train_seconds": seconds,
-        }
-        files = [
-            (path, serialize_checkpoint(state)),
-            (self.run_dir / "log.csv", self._log_csv(history).encode("utf-8")),
-        ]
-        writer.submit(files)
 
     def _steps_per_epoch(self, sampler_seed: int) -> int:
         """Optimisation steps per epoch: the length of this process's epoch-0 sampler shard."""
@@ -387,38 +230,21 @@ class Trainer:
         self._eval_modules = list(setup.eval_modules)
         sampler_seed = derive_seed(self.seed, 0, 1) % (2**31)
         steps_per_epoch = self._steps_per_epoch(sampler_seed)
-        specs = setup.optimizers
-        if specs is None:
-            params = [p for m in modules.values() for p in _trainable(m)]
-            specs = {DEFAULT_OPTIMIZER: OptimizerSpec(params=params)}
-        optims = {k: _Optim(k, s, self.config, steps_per_epoch) for k, s in specs.items()}
+        optims = build_optimizers(setup.optimizers, modules, self.config, steps_per_epoch)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-        start_epoch, history, seconds = 0, [], 0.0
+        history: list[dict[str, float]] = []
+        start_epoch, seconds = 0, 0.0
         ckpt = self.checkpoint_path
         if resume and ckpt is not None and ckpt.is_file():
-            state = load_checkpoint(ckpt, required=REQUIRED_KEYS)
-            if state.get("fingerprint") != self.fingerprint:
-                raise ValueError(
-                    f"resume: {ckpt} was written by a different configuration, method or seed; "
-                    "use another output folder or delete it"
-                )
-            modules["model"].load_state_dict(state["model"])
-            for name, sd in state.get("modules", {}).items():
-                modules[name].load_state_dict(sd)
-            for name, sd in state["optimizers"].items():
-                optims[name].optimizer.load_state_dict(sd)
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            self.task.load_state_dict(state.get("task", {}))
-            start_epoch = int(state["epoch"])
-            history = list(state["history"])
-            seconds = float(state["train_seconds"])
+            start_epoch, history, seconds = restore_checkpoint(
+                ckpt, self.fingerprint, self.task, modules, optims, scaler
+            )
         if distributed:
             ddp_kwargs: dict[str, Any] = {}
             if self.device.type == "cuda":
                 ddp_kwargs["device_ids"] = [self.device]
             modules = {
-                k: nn.parallel.DistributedDataParallel(m, **ddp_kwargs) if _trainable(m) else m
+                k: nn.parallel.DistributedDataParallel(m, **ddp_kwargs) if trainable(m) else m
                 for k, m in modules.items()
             }
         self.task.on_train_start({**modules, **frozen}, self.device)
@@ -427,7 +253,7 @@ class Trainer:
             sub for m in modules.values() for sub in m.modules() if not sub.training
         ]
         files = self._files = BackgroundWriter()
-        writer = self._tensorboard()
+        writer = open_tensorboard(self.run_dir)
         try:
             finished = self._epochs(
                 modules,
@@ -450,7 +276,7 @@ class Trainer:
             return None
         history, seconds = finished
         t0 = time.perf_counter()
-        core = _unwrap(modules["model"])
+        core = unwrap(modules["model"])
         self.task.postprocess(core)
         seconds += time.perf_counter() - t0
         final = self.evaluate(modules["model"])
@@ -462,41 +288,16 @@ class Trainer:
             epochs=cfg.epochs,
             model_state={k: v.detach().cpu().clone() for k, v in core.state_dict().items()},
             module_states={
-                name: {k: v.detach().cpu().clone() for k, v in _unwrap(m).state_dict().items()}
+                name: {k: v.detach().cpu().clone() for k, v in unwrap(m).state_dict().items()}
                 for name, m in modules.items()
                 if name != "model"
             },
         )
 
-    def _updates(self, out: Tensor | StepOutput | Sequence[Update], optims: Mapping[str, _Optim]):  # type: ignore[no-untyped-def]
-        """Normalise ``training_step``'s return to a list of (optimiser, step or callable)."""
-        if isinstance(out, (Tensor, StepOutput)):
-            if len(optims) != 1:
-                raise ValueError(
-                    f"{type(self.task).__name__}.training_step returned one loss but the task has "
-                    f"{len(optims)} optimizers ({', '.join(optims)}); return a list of Update"
-                )
-            return [(next(iter(optims)), out)]
-        ups = []
-        for u in out:
-            if not isinstance(u, Update):
-                raise TypeError(
-                    f"{type(self.task).__name__}.training_step: expected a loss, a StepOutput or "
-                    f"a sequence of Update, got an item of type {type(u).__name__}"
-                )
-            if u.optimizer not in optims:
-                raise ValueError(
-                    f"Update: unknown optimizer {u.optimizer!r} (known: {', '.join(optims)})"
-                )
-            ups.append((u.optimizer, u.step))
-        if not ups:
-            raise ValueError(f"{type(self.task).__name__}.training_step returned no updates")
-        return ups
-
     def _epochs(
         self,
         modules: dict[str, nn.Module],
-        optims: dict[str, _Optim],
+        optims: dict[str, Optim],
         scaler: Any,
         files: BackgroundWriter,
         writer: Any,
@@ -515,11 +316,11 @@ class Trainer:
             train_x, train_y = train_x.to(self.device), train_y.to(self.device)
         move = not on_device and self.device.type != "cpu"  # batches copied to the device
         # lazy data (image folders): the inputs come from a DataLoader over the sampler's batches
-        lazy_batches: _Batches | None = None
+        lazy_batches: EpochBatches | None = None
         loader: Any = None
         if self.data.train_dataset is not None:
-            lazy_batches = _Batches()
-            loader = _loader(
+            lazy_batches = EpochBatches()
+            loader = batch_loader(
                 self.data.train_dataset, lazy_batches, self.data.num_workers, self.device
             )
         lazy_x: Iterator[Any] | None = None
@@ -541,7 +342,7 @@ class Trainer:
             order = self.task.sampler(
                 epoch, seed=sampler_seed, rank=self.rank, world_size=self.world
             )
-            acc = _EpochAccumulator(self, epoch, steps_per_epoch, distributed)
+            acc = EpochAccumulator(self, epoch, steps_per_epoch, distributed)
             lr = cfg.lr
             first_step = epoch * steps_per_epoch
             chunks = order.split(self.local_batch)
@@ -565,7 +366,7 @@ class Trainer:
                 with self._autocast() if use_amp else no_amp:
                     out = task_step(model, Batch(x, y, chunk), epoch, step)
                 done: list[tuple[str, StepOutput]] = []
-                for name, st in self._updates(out, optims):
+                for name, st in step_updates(self.task, out, optims):
                     if callable(st) and not isinstance(st, (Tensor, StepOutput)):
                         with self._autocast() if use_amp else no_amp:
                             st = st()
@@ -598,7 +399,7 @@ class Trainer:
             extra = {f"train_{k}": v / seen for k, v in acc.extra.items()}
             if distributed:
                 local = {k: row[k] for k in ("train_accuracy",)} | extra
-                merged = _all_reduce_logs(local, self.device)
+                merged = all_reduce_logs(local, self.device)
                 row["train_accuracy"] = merged.pop("train_accuracy", math.nan)
                 extra = merged
             row.update(extra)
@@ -613,8 +414,11 @@ class Trainer:
                 for k, v in row.items():
                     if k != "epoch" and math.isfinite(v):
                         writer.add_scalar(k, v, epoch + 1)
-            self._checkpoint(
+            snapshot_checkpoint(
                 files,
+                self.run_dir,
+                self.fingerprint,
+                self.task,
                 modules,
                 optims,
                 epoch + 1,
@@ -643,167 +447,3 @@ class Trainer:
             f"lr {lr:.4g}; training stopped and {kept}. Lower train.lr, add warm-up "
             "or check the method's hyper-parameters."
         )
-
-    def _tensorboard(self) -> Any:
-        if self.run_dir is None or not D.is_main_process():
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(str(self.run_dir / "tb"))
-
-
-class _Batches:
-    """A ``DataLoader`` batch sampler whose batches are set anew every epoch (the sampler's order
-    split into batches), so persistent workers serve every epoch."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def _loader(
-    dataset: Dataset[Any], batches: Any, num_workers: int, device: torch.device
-) -> DataLoader[Any]:
-    """A ``DataLoader`` reading ``batches`` (lists of indices) of ``dataset`` in that order."""
-    return DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0 and isinstance(batches, _Batches),
-        pin_memory=device.type == "cuda",
-    )
-
-
-def _all_reduce_logs(local: Mapping[str, float], device: torch.device) -> dict[str, float]:
-    """Mean over processes of each logged scalar, over the processes that logged it (NaN: none).
-
-    The key sets are gathered first and the values then reduced in one ``all_reduce`` in sorted key
-    order, so processes that logged different keys still issue the same collectives.
-    """
-    keys_per_rank: list[Any] = [None] * D.world_size()
-    dist.all_gather_object(keys_per_rank, sorted(local))
-    keys = sorted({k for ks in keys_per_rank for k in ks})
-    dev = device if device.type == "cuda" else None
-    buf = torch.zeros(2 * len(keys), dtype=torch.float64, device=dev)
-    for i, k in enumerate(keys):
-        v = local.get(k, math.nan)
-        if not math.isnan(v):
-            buf[2 * i] = v
-            buf[2 * i + 1] = 1.0
-    dist.all_reduce(buf)
-    vals = buf.tolist()
-    return {
-        k: vals[2 * i] / vals[2 * i + 1] if vals[2 * i + 1] else math.nan
-        for i, k in enumerate(keys)
-    }
-
-
-class _EpochAccumulator:
-    """Per-epoch training statistics, kept as tensors and read on the host every ``SYNC_EVERY`` steps.
-
-    The values and their order of accumulation are those of a per-step read (``float(loss)`` times
-    the batch size, summed in step order; exact integer hit counts), so the log does not depend on
-    ``SYNC_EVERY``. ``train_loss`` is the loss of a step's last update; with several updates, each
-    optimiser's loss is also logged as ``loss_<optimizer>``. The accuracy scores the last update
-    that gave both logits and targets. Under DDP the buffered losses are averaged over the processes
-    with one ``all_reduce`` per read, and a non-finite loss on any process stops every process.
-    """
-
-    def __init__(self, trainer: Trainer, epoch: int, steps: int, distributed: bool):
-        self.trainer = trainer
-        self.epoch = epoch
-        self.steps = steps
-        self.distributed = distributed
-        self.loss_sum = 0.0
-        self.seen = 0
-        self.hits = 0
-        self.scored = 0
-        self.extra: dict[str, float] = {}
-        self._losses: list[Tensor] = []
-        self._meta: list[tuple[int, int, float, list[str], dict[str, float | Tensor]]] = []
-        self._hits: list[Tensor] = []
-        self._scored: int = 0
-        self._buffered = 0
-
-    def add(self, step: int, done: list[tuple[str, StepOutput]], n: int, lr: float) -> None:
-        names = [name for name, _ in done] if len(done) > 1 else []
-        for _, so in done:
-            self._losses.append(so.loss.detach())
-        logs: dict[str, float | Tensor] = {}
-        for _, so in done:
-            logs.update(so.logs)
-        self._meta.append((step, n, lr, names, logs))
-        scored = [so for _, so in done if so.logits is not None and so.targets is not None]
-        if scored:
-            so = scored[-1]
-            logits, targets = so.logits, so.targets
-            assert logits is not None and targets is not None
-            if (
-                logits.ndim != 2
-                or targets.ndim != 1
-                or targets.shape[0] != logits.shape[0]
-                or targets.is_floating_point()
-            ):
-                raise ValueError(
-                    "StepOutput.targets: the running accuracy needs (N, C) logits and (N,) integer "
-                    f"targets, got logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
-                    f"({targets.dtype}); leave targets None for outputs that are not class scores"
-                )
-            self._hits.append((logits.detach().argmax(dim=1) == targets).sum())
-            self._scored += targets.shape[0]
-            self._buffered += logits.numel()
-        # under DDP the reads are collective: flush on the step count only, the same on every rank
-        early = not self.distributed and self._buffered >= _MAX_BUFFERED_LOGITS
-        if len(self._meta) >= SYNC_EVERY or early:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._losses:
-            return
-        losses = torch.stack([t.float().reshape(()) for t in self._losses])
-        if self.distributed:
-            dist.all_reduce(losses)
-            values = [v / self.trainer.world for v in losses.tolist()]
-        else:
-            values = losses.tolist()
-        if self._hits:
-            self.hits += int(torch.stack(self._hits).sum())
-            self.scored += self._scored
-        meta = self._meta
-        self._losses, self._meta, self._hits, self._scored, self._buffered = [], [], [], 0, 0
-        pos = 0
-        for step, n, lr, names, logs in meta:
-            k = max(len(names), 1)
-            step_losses = values[pos : pos + k]
-            pos += k
-            for lv in step_losses:
-                if not math.isfinite(lv):
-                    self.trainer._non_finite(lv, self.epoch, step, self.steps, lr)
-            self.loss_sum += step_losses[-1] * n
-            self.seen += n
-            for name, lv in zip(names, step_losses, strict=False):
-                key = f"loss_{name}"
-                self.extra[key] = self.extra.get(key, 0.0) + lv * n
-            for key, v in logs.items():
-                self.extra[key] = self.extra.get(key, 0.0) + float(v) * n
-
-
-def fingerprint_of(config: Config, label: str, seed: int) -> str:
-    """Hash of everything that determines a run except the lists of methods and seeds."""
-    d = config_to_dict(config)
-    d.pop("methods", None)
-    d.pop("seeds", None)
-    d.pop("name", None)
-    d["train"].pop("eval_every", None)
-    d["train"].pop("num_threads", None)
-    d["data"].pop("num_workers", None)  # decoding workers do not change what is trained
-    d["method_params"] = d["method_params"].get(label, {})
-    blob = json.dumps({"config": d, "label": label, "seed": int(seed)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

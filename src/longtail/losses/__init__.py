@@ -25,15 +25,7 @@ from .class_balanced import (
     inverse_frequency_weights,
     inverse_sqrt_frequency_weights,
 )
-from .distillation import (
-    DKDLoss,
-    KDLoss,
-    RKDLoss,
-    dkd_loss,
-    kd_loss,
-    rkd_angle_loss,
-    rkd_distance_loss,
-)
+from .distillation import DKDLoss, KDLoss, dkd_loss, kd_loss
 from .encouraging import EncouragingLoss, encouraging_loss
 from .focal import FocalLoss, SigmoidFocalLoss, focal_loss, sigmoid_focal_loss
 from .hill import HillLoss, hill_loss
@@ -58,6 +50,13 @@ from .reciprocal import (
     rpl_loss,
 )
 from .registry import LOSSES, LossSpec, get_loss, list_losses, register_loss
+from .relational import (
+    RKDAngleLoss,
+    RKDDistanceLoss,
+    RKDLoss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+)
 from .triplets import TripletStrategy, mine_triplets
 
 __all__ = [
@@ -80,6 +79,8 @@ __all__ = [
     "LogitAdjustedLoss",
     "LossSpec",
     "PairwiseMarginLoss",
+    "RKDAngleLoss",
+    "RKDDistanceLoss",
     "RKDLoss",
     "RPLLoss",
     "SigmoidFocalLoss",

@@ -50,6 +50,17 @@ def set_value_checks(enabled: bool) -> None:
     hyper-parameter checks read no tensor values and always run. With checks off, invalid values
     are not detected (an out-of-range label may give a wrong loss or a low-level error).
     Modelled on ``torch.distributions.Distribution.set_default_validate_args``.
+
+    Example:
+        >>> from longtail.losses import focal_loss, set_value_checks, value_checks_enabled
+        >>> set_value_checks(False)  # no host reads: labels are not checked
+        >>> value_checks_enabled()
+        False
+        >>> set_value_checks(True)
+        >>> focal_loss(torch.zeros(1, 3), torch.tensor([3]))
+        Traceback (most recent call last):
+        ...
+        ValueError: target must hold class indices in [0, 2] or ignore_index=-100, got 3
     """
     global _VALUE_CHECKS
     if not isinstance(enabled, bool):
@@ -58,7 +69,16 @@ def set_value_checks(enabled: bool) -> None:
 
 
 def value_checks_enabled() -> bool:
-    """Whether the value checks run (see :func:`set_value_checks`)."""
+    """Whether the value checks run (see :func:`set_value_checks`).
+
+    Example:
+        >>> from longtail.losses import value_checks, value_checks_enabled
+        >>> value_checks_enabled()
+        True
+        >>> with value_checks(False):
+        ...     value_checks_enabled()
+        False
+    """
     return _VALUE_CHECKS
 
 
@@ -138,6 +158,22 @@ def check_logits(name: str, logits: object, *, ndim: int | None = 2) -> Tensor:
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions (N, C), got shape {tuple(x.shape)}")
     return x
+
+
+def check_pair(
+    student: object, teacher: object, *, names: tuple[str, str], same_width: bool
+) -> tuple[Tensor, Tensor]:
+    """Two float ``(N, K)`` tensors with the same ``N`` (and the same ``K`` if ``same_width``)."""
+    s_name, t_name = names
+    s = check_logits(s_name, student)
+    t = check_logits(t_name, teacher)
+    if t.shape[0] != s.shape[0]:
+        raise ValueError(
+            f"{t_name} has batch size {t.shape[0]} but {s_name} has batch size {s.shape[0]}"
+        )
+    if same_width and t.shape[1] != s.shape[1]:
+        raise ValueError(f"{t_name} has {t.shape[1]} classes but {s_name} has {s.shape[1]}")
+    return s, t
 
 
 def check_single_label(
@@ -285,6 +321,16 @@ def log_prior(class_counts: Tensor) -> Tensor:
     """``log(n_c / sum(n))`` in float64."""
     c = class_counts.to(torch.float64)
     return c.log() - c.sum().log()
+
+
+@contextlib.contextmanager
+def autocast_off(device: torch.device) -> Iterator[None]:
+    """Autocast off, for matmuls that must not run in bf16 / fp16 (pairwise and point distances)."""
+    if torch.amp.is_autocast_available(device.type):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:  # pragma: no cover - devices without autocast
+        yield
 
 
 def upcast(x: Tensor) -> Tensor:

@@ -61,6 +61,14 @@ def class_balanced_weights(class_counts: CountsLike, *, beta: float = 0.9999) ->
     Args:
         class_counts: ``(C,)`` whole training-set counts (never mini-batch counts); every entry > 0.
         beta: in ``[0, 1)``; the paper's grid is {0.9, 0.99, 0.999, 0.9999}. Default 0.9999.
+
+    Example:
+        >>> from longtail.losses import class_balanced_weights
+        >>> w = class_balanced_weights([500, 50, 5], beta=0.999)  # (1 - beta) / (1 - beta^n), sum C
+        >>> [round(x, 4) for x in w.tolist()]
+        [0.0341, 0.2752, 2.6907]
+        >>> class_balanced_weights([500, 50, 5], beta=0.0).tolist()  # beta = 0: no re-weighting
+        [1.0, 1.0, 1.0]
     """
     beta = _check_beta(beta)
     counts = check_class_counts(class_counts)
@@ -72,12 +80,25 @@ def class_balanced_weights(class_counts: CountsLike, *, beta: float = 0.9999) ->
 
 
 def inverse_frequency_weights(class_counts: CountsLike) -> Tensor:
-    r"""``w_c \propto 1 / n_c``, normalised so that ``sum(w) == C``."""
+    r"""``w_c \propto 1 / n_c``, normalised so that ``sum(w) == C``.
+
+    Example:
+        >>> from longtail.losses import inverse_frequency_weights
+        >>> [round(w, 4) for w in inverse_frequency_weights([300, 100, 50]).tolist()]  # sum C
+        [0.3, 0.9, 1.8]
+    """
     return _normalise(1.0 / check_class_counts(class_counts))
 
 
 def inverse_sqrt_frequency_weights(class_counts: CountsLike) -> Tensor:
-    r"""``w_c \propto 1 / \sqrt{n_c}``, normalised so that ``sum(w) == C``."""
+    r"""``w_c \propto 1 / \sqrt{n_c}``, normalised so that ``sum(w) == C``.
+
+    Example:
+        >>> from longtail.losses import inverse_sqrt_frequency_weights
+        >>> w = inverse_sqrt_frequency_weights([400, 100, 25])
+        >>> [round(x, 4) for x in w.tolist()]  # proportional to 1/20, 1/10, 1/5
+        [0.4286, 0.8571, 1.7143]
+    """
     return _normalise(check_class_counts(class_counts).rsqrt())
 
 
@@ -121,6 +142,17 @@ def class_balanced_loss(
         reduction: ``"none"`` gives ``(N,)`` per-sample losses (summed over classes for the sigmoid
             forms); ``"mean"`` divides their sum by the number of non-ignored samples ``N`` (the paper's
             convention: the official code divides by the number of positive labels, which is ``N``).
+
+    Example:
+        >>> from longtail.losses import class_balanced_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> counts = torch.tensor([500.0, 50.0, 5.0])  # training samples per class
+        >>> round(class_balanced_loss(logits, target, class_counts=counts, beta=0.999).item(), 4)
+        1.8873
+        >>> ce = torch.nn.functional.cross_entropy(logits, target)
+        >>> torch.allclose(class_balanced_loss(logits, target, class_counts=counts, beta=0.0), ce)
+        True
     """
     check_reduction(reduction)
     beta = _check_beta(beta)
@@ -157,7 +189,16 @@ def _cb(
 
 
 class ClassBalancedLoss(nn.Module):
-    """Module twin of :func:`class_balanced_loss`; the class weights are a buffer."""
+    """Module twin of :func:`class_balanced_loss`; the class weights are a buffer.
+
+    Example:
+        >>> from longtail.losses import ClassBalancedLoss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = ClassBalancedLoss(class_counts=[500, 50, 5], beta=0.999, loss_type="focal")
+        >>> round(criterion(logits, target).item(), 4)
+        2.3647
+    """
 
     weights: Tensor
 

@@ -63,6 +63,17 @@ def encouraging_loss(
         log_end: LE in ``(0, 1]`` (official default 0.75).
         weight: optional per-class weights ``(C,)``.
         reduction: ``"mean"`` divides ``sum_i w_{y_i} l_i`` by the number of non-ignored samples.
+
+    Example:
+        >>> from longtail.losses import encouraging_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        >>> loss = encouraging_loss(logits, target, reduction="none")
+        >>> bool((loss <= ce).all())  # the bonus only lowers the loss
+        True
+        >>> round(encouraging_loss(logits, target).item(), 4)
+        -0.131
     """
     check_reduction(reduction)
     log_end = _check_log_end(log_end)
@@ -95,7 +106,16 @@ def _el(
 
 
 class EncouragingLoss(nn.Module):
-    """Module twin of :func:`encouraging_loss`; ``weight`` is a buffer (replace with :meth:`set_weight`)."""
+    """Module twin of :func:`encouraging_loss`; ``weight`` is a buffer (replace with :meth:`set_weight`).
+
+    Example:
+        >>> from longtail.losses import EncouragingLoss, encouraging_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = EncouragingLoss(log_end=0.75)
+        >>> torch.equal(criterion(logits, target), encouraging_loss(logits, target, log_end=0.75))
+        True
+    """
 
     weight: Tensor | None
 

@@ -65,6 +65,17 @@ def focal_loss(
 
     Returns:
         The loss, float32 (float64 for float64 logits).
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import focal_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> round(focal_loss(logits, target, gamma=2.0).item(), 4)
+        0.379
+        >>> ce = torch.nn.functional.cross_entropy(logits, target)
+        >>> torch.allclose(focal_loss(logits, target, gamma=0.0), ce)  # gamma = 0: cross-entropy
+        True
     """
     check_reduction(reduction)
     gamma = check_nonnegative("gamma", gamma)
@@ -96,7 +107,19 @@ def _focal(
 
 
 class FocalLoss(nn.Module):
-    """Module twin of :func:`focal_loss`; ``alpha`` and ``weight`` are buffers."""
+    """Module twin of :func:`focal_loss`; ``alpha`` and ``weight`` are buffers.
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import FocalLoss, focal_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = FocalLoss(gamma=2.0, reduction="none")
+        >>> criterion(logits, target).shape
+        torch.Size([3])
+        >>> torch.equal(criterion(logits, target), focal_loss(logits, target, reduction="none"))
+        True
+    """
 
     alpha: Tensor | None
     weight: Tensor | None
@@ -172,6 +195,17 @@ def sigmoid_focal_loss(
             ``"mean"``: the sum, weighted if ``weight`` is given, divided by the number of known
             entries (``N * C`` without unknowns, like ``F.binary_cross_entropy_with_logits``), **not**
             by the sum of the weights. An empty input gives 0.
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import sigmoid_focal_loss
+        >>> logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, 1.0, 0.0]])
+        >>> targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, -1.0, 1.0]])  # -1: unknown label
+        >>> loss = sigmoid_focal_loss(logits, targets, reduction="none")
+        >>> loss.shape, loss[1, 1].item()
+        (torch.Size([2, 3]), 0.0)
+        >>> round(sigmoid_focal_loss(logits, targets).item(), 4)  # mean over the 5 known labels
+        0.0157
     """
     check_reduction(reduction)
     gamma = check_nonnegative("gamma", gamma)
@@ -210,7 +244,19 @@ def _sigmoid_focal(
 
 
 class SigmoidFocalLoss(nn.Module):
-    """Module twin of :func:`sigmoid_focal_loss`; ``weight`` is a buffer."""
+    """Module twin of :func:`sigmoid_focal_loss`; ``weight`` is a buffer.
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import SigmoidFocalLoss
+        >>> logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, 1.0, 0.0]])
+        >>> targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, -1.0, 1.0]])  # -1: unknown label
+        >>> criterion = SigmoidFocalLoss(weight=[1.0, 2.0, 1.0])  # a buffer: moves with .to()
+        >>> [name for name, _ in criterion.named_buffers()]
+        ['weight']
+        >>> round(criterion(logits, targets).item(), 4)
+        0.016
+    """
 
     weight: Tensor | None
 

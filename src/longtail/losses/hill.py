@@ -87,6 +87,17 @@ def hill_loss(
 
     Returns:
         The loss, float32 (float64 for float64 logits; half and bfloat16 are upcast).
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import hill_loss
+        >>> logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, 1.0, 0.0]])
+        >>> targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, -1.0, 1.0]])  # -1: unknown label
+        >>> loss = hill_loss(logits, targets, reduction="none")
+        >>> loss.shape, loss[1, 1].item()  # the unknown label costs nothing
+        (torch.Size([2, 3]), 0.0)
+        >>> round(hill_loss(logits, targets).item(), 4)
+        0.2379
     """
     check_reduction(reduction)
     lamb = _check_lamb(lamb)
@@ -104,7 +115,17 @@ def hill_loss(
 
 
 class HillLoss(nn.Module):
-    """Module twin of :func:`hill_loss`."""
+    """Module twin of :func:`hill_loss`.
+
+    Example:
+        >>> import torch
+        >>> from longtail.losses import HillLoss, hill_loss
+        >>> logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, 1.0, 0.0]])
+        >>> targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, -1.0, 1.0]])  # -1: unknown label
+        >>> criterion = HillLoss(lamb=1.5, margin=1.0, gamma=2.0)
+        >>> torch.equal(criterion(logits, targets), hill_loss(logits, targets))
+        True
+    """
 
     def __init__(
         self,

@@ -26,7 +26,13 @@ __all__ = ["LDAMLoss", "ldam_loss", "ldam_margins"]
 
 
 def ldam_margins(class_counts: CountsLike, *, max_margin: float = 0.5) -> Tensor:
-    r"""Per-class margins :math:`m_c \propto n_c^{-1/4}`, rescaled so that the largest is ``max_margin``."""
+    r"""Per-class margins :math:`m_c \propto n_c^{-1/4}`, rescaled so that the largest is ``max_margin``.
+
+    Example:
+        >>> from longtail.losses import ldam_margins
+        >>> ldam_margins([10000, 625, 16], max_margin=0.5)  # n^(-1/4): 0.1, 0.2, 0.5
+        tensor([0.1000, 0.2000, 0.5000])
+    """
     max_margin = check_positive("max_margin", max_margin)
     counts = check_class_counts(class_counts)
     m = counts.pow(-0.25)
@@ -64,6 +70,13 @@ def ldam_loss(
         weight: optional per-class weights.
         reduction: ``"mean"`` divides ``sum_i w_{y_i} l_i`` by the number of non-ignored samples (the
             official code uses ``F.cross_entropy(weight=...)``, which divides by the weight sum).
+
+    Example:
+        >>> from longtail.losses import ldam_loss
+        >>> cosine = torch.tensor([[0.9, 0.1, -0.2], [0.0, 0.5, 0.3], [-0.1, 0.2, 0.4]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> round(ldam_loss(cosine, target, class_counts=[500, 50, 5]).item(), 4)
+        10.0001
     """
     check_reduction(reduction)
     scale = check_positive("scale", scale)
@@ -97,6 +110,15 @@ class LDAMLoss(nn.Module):
     """Module twin of :func:`ldam_loss`; the margins and ``weight`` are buffers.
 
     ``weight`` may be replaced between epochs (deferred re-weighting) with :meth:`set_weight`.
+
+    Example:
+        >>> from longtail.losses import CosineClassifier, LDAMLoss
+        >>> _ = torch.manual_seed(0)
+        >>> head = CosineClassifier(8, 3)  # cosine logits in [-1, 1]
+        >>> criterion = LDAMLoss(class_counts=[500, 50, 5], max_margin=0.5, scale=30.0)
+        >>> loss = criterion(head(torch.randn(4, 8)), torch.tensor([0, 1, 2, 2]))
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
     """
 
     margins: Tensor

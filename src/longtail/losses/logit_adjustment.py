@@ -65,6 +65,17 @@ def logit_adjusted_loss(
         weight: optional per-class weights ``(C,)``.
         reduction: ``"mean"`` divides ``sum_i w_{y_i} l_i`` by the number of non-ignored samples (unlike
             ``F.cross_entropy(weight=...)``, which divides by the sum of the weights).
+
+    Example:
+        >>> from longtail.losses import logit_adjusted_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> counts = torch.tensor([500.0, 50.0, 5.0])  # training samples per class
+        >>> round(logit_adjusted_loss(logits, target, class_counts=counts, tau=1.0).item(), 4)
+        2.822
+        >>> ce = torch.nn.functional.cross_entropy(logits, target)
+        >>> torch.allclose(logit_adjusted_loss(logits, target, class_counts=counts, tau=0.0), ce)
+        True
     """
     check_reduction(reduction)
     tau = check_nonnegative("tau", tau)
@@ -90,7 +101,16 @@ def _la(
 
 
 class LogitAdjustedLoss(nn.Module):
-    """Module twin of :func:`logit_adjusted_loss`; the log-prior and ``weight`` are buffers."""
+    """Module twin of :func:`logit_adjusted_loss`; the log-prior and ``weight`` are buffers.
+
+    Example:
+        >>> from longtail.losses import LogitAdjustedLoss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = LogitAdjustedLoss(class_counts=[500, 50, 5], tau=1.0)
+        >>> round(criterion(logits, target).item(), 4)
+        2.822
+    """
 
     weight: Tensor | None
     log_prior: Tensor
@@ -144,6 +164,17 @@ def balanced_softmax_loss(
     r"""Balanced Softmax (Ren et al. 2020): softmax CE on ``z + log pi``.
 
     Identical to :func:`logit_adjusted_loss` with ``tau = 1``; see there for the arguments.
+
+    Example:
+        >>> from longtail.losses import balanced_softmax_loss, logit_adjusted_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> counts = torch.tensor([500.0, 50.0, 5.0])  # training samples per class
+        >>> loss = balanced_softmax_loss(logits, target, class_counts=counts)
+        >>> round(loss.item(), 4)
+        2.822
+        >>> torch.allclose(loss, logit_adjusted_loss(logits, target, class_counts=counts, tau=1.0))
+        True
     """
     return logit_adjusted_loss(
         logits,
@@ -157,7 +188,16 @@ def balanced_softmax_loss(
 
 
 class BalancedSoftmaxLoss(LogitAdjustedLoss):
-    """Module twin of :func:`balanced_softmax_loss` (a :class:`LogitAdjustedLoss` with ``tau = 1``)."""
+    """Module twin of :func:`balanced_softmax_loss` (a :class:`LogitAdjustedLoss` with ``tau = 1``).
+
+    Example:
+        >>> from longtail.losses import BalancedSoftmaxLoss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = BalancedSoftmaxLoss(class_counts=[500, 50, 5])
+        >>> round(criterion(logits, target).item(), 4)
+        2.822
+    """
 
     def __init__(
         self,
@@ -180,6 +220,12 @@ def logit_adjustment_margins(class_counts: CountsLike, *, tau: float = 1.0) -> T
     r"""Pairwise margins :math:`\Delta_{y y'} = \tau \log(\pi_{y'} / \pi_y)` of the LA loss, ``(C, C)``.
 
     With :func:`pairwise_margin_loss` and ``alpha = 1`` these give exactly :func:`logit_adjusted_loss`.
+
+    Example:
+        >>> from longtail.losses import logit_adjustment_margins
+        >>> delta = logit_adjustment_margins([100, 10], tau=1.0)  # tau * log(pi_j / pi_i)
+        >>> delta.shape, round(delta[0, 1].item(), 4), round(delta[1, 0].item(), 4)
+        (torch.Size([2, 2]), -2.3026, 2.3026)
     """
     tau = check_nonnegative("tau", tau)
     lp = log_prior(check_class_counts(class_counts))
@@ -223,6 +269,19 @@ def pairwise_margin_loss(
         delta: ``(C, C)`` margins, row = true class.
         alpha: optional per-class weights ``(C,)`` (default all ones).
         reduction: ``"mean"`` divides by the number of non-ignored samples.
+
+    Example:
+        >>> from longtail.losses import logit_adjusted_loss, logit_adjustment_margins
+        >>> from longtail.losses import pairwise_margin_loss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> counts = torch.tensor([500.0, 50.0, 5.0])  # training samples per class
+        >>> delta = logit_adjustment_margins(counts, tau=1.0)  # LA as a pairwise-margin loss
+        >>> loss = pairwise_margin_loss(logits, target, delta=delta)
+        >>> round(loss.item(), 4)
+        2.822
+        >>> torch.allclose(loss, logit_adjusted_loss(logits, target, class_counts=counts))
+        True
     """
     check_reduction(reduction)
     z, t = check_single_label(logits, target, ignore_index=ignore_index)
@@ -248,7 +307,17 @@ def _pairwise(
 
 
 class PairwiseMarginLoss(nn.Module):
-    """Module twin of :func:`pairwise_margin_loss`; ``delta`` and ``alpha`` are buffers."""
+    """Module twin of :func:`pairwise_margin_loss`; ``delta`` and ``alpha`` are buffers.
+
+    Example:
+        >>> from longtail.losses import PairwiseMarginLoss
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> target = torch.tensor([0, 2, 2])
+        >>> criterion = PairwiseMarginLoss(delta=torch.zeros(3, 3))  # no margin: cross-entropy
+        >>> ce = torch.nn.functional.cross_entropy(logits, target)
+        >>> torch.allclose(criterion(logits, target), ce)
+        True
+    """
 
     delta: Tensor
     alpha: Tensor | None

@@ -13,6 +13,8 @@ the squared distance divided by ``D``, as the official code computes them, with 
 class). The cross-entropy part is ``log_softmax`` of ``logits / temperature + adjustment``; the optional
 ``adjustment`` ``(C,)`` is a logit adjustment such as ``tau * log(prior)`` (Menon et al. ICLR 2021) for
 long-tailed known classes: it enters the training loss only, the head's logits stay unadjusted.
+The distances are computed in float32 (float64 for float64 inputs) with autocast off, so under bf16
+autocast the loss equals the float32 loss of the same inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ._common import (
     Reduction,
     VectorLike,
     as_vector,
+    autocast_off,
     check_nonnegative,
     check_positive,
     check_reduction,
@@ -128,12 +131,24 @@ def rpl_loss(
         open_weight: ``lambda >= 0`` (official default 0.1).
         adjustment: optional ``(C,)`` added to the scaled logits inside the cross-entropy.
         reduction: ``"mean"`` divides the sum of ``l_i`` by ``N`` (0 for an empty batch).
+
+    Example:
+        >>> from longtail.losses import rpl_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> radius = torch.tensor(0.5)
+        >>> round(rpl_loss(features, target, points, radius).item(), 4)
+        1.2162
+        >>> rpl_loss(features, target, points, radius, reduction="none").shape
+        torch.Size([3])
     """
     x, y, p, t, w = _check_common(
         features, target, points, "points", temperature, "open_weight", open_weight, reduction
     )
     r = _check_radius(radius, x)
-    l2, _ = reciprocal_distances(x, p)
+    with autocast_off(x.device):
+        l2, _ = reciprocal_distances(x, p)
     ce = _cross_entropy(_adjust(l2 / t, adjustment), y)
     own = l2.gather(1, y.unsqueeze(1)).squeeze(1)
     return reduce_loss(ce + w * (own - r).pow(2), reduction, y.shape[0])
@@ -165,13 +180,26 @@ def arpl_loss(
         open_weight: ``lambda >= 0`` (official default 0.1).
         margin: ``>= 0`` (official 1).
         reduction: ``"mean"`` divides the sum of ``l_i`` by ``N`` (0 for an empty batch).
+
+    Example:
+        >>> from longtail.losses import arpl_loss
+        >>> from longtail.heads import ReciprocalPointHead
+        >>> _ = torch.manual_seed(0)
+        >>> head = ReciprocalPointHead(2, 2, kind="arpl")  # learnable points and radius
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> loss = arpl_loss(features, target, head.points, head.radius, margin=1.0)
+        >>> loss.backward()
+        >>> head.points.grad.shape, head.radius.grad.shape
+        (torch.Size([2, 1, 2]), torch.Size([]))
     """
     x, y, p, t, w = _check_common(
         features, target, points, "points", temperature, "open_weight", open_weight, reduction
     )
     m = check_nonnegative("margin", margin)
     r = _check_radius(radius, x)
-    l2, dot = reciprocal_distances(x, p)
+    with autocast_off(x.device):
+        l2, dot = reciprocal_distances(x, p)
     ce = _cross_entropy(_adjust((l2 - dot) / t, adjustment), y)
     own = l2.gather(1, y.unsqueeze(1)).squeeze(1)
     return reduce_loss(ce + w * F.relu(own - r + m), reduction, y.shape[0])
@@ -204,6 +232,14 @@ def gcpl_loss(
         prototype_weight: ``lambda >= 0`` (default 0.1).
         adjustment: optional ``(C,)`` added to the scaled logits inside the cross-entropy.
         reduction: ``"mean"`` divides the sum of ``l_i`` by ``N`` (0 for an empty batch).
+
+    Example:
+        >>> from longtail.losses import gcpl_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> round(gcpl_loss(features, target, points, prototype_weight=0.1).item(), 4)
+        0.6339
     """
     x, y, p, t, w = _check_common(
         features,
@@ -215,7 +251,8 @@ def gcpl_loss(
         prototype_weight,
         reduction,
     )
-    dist = prototype_distances(x, p).amin(dim=2)  # (N, C)
+    with autocast_off(x.device):
+        dist = prototype_distances(x, p).amin(dim=2)  # (N, C)
     ce = _cross_entropy(_adjust(-dist / t, adjustment), y)
     own = dist.gather(1, y.unsqueeze(1)).squeeze(1)
     return reduce_loss(ce + 0.5 * w * own, reduction, y.shape[0])
@@ -238,13 +275,24 @@ def confusing_sample_loss(features: Tensor, points: Tensor) -> Tensor:
 
     Returns:
         A scalar in ``[1 / C, 1]``.
+
+    Example:
+        >>> from longtail.losses import confusing_sample_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> round(confusing_sample_loss(features, points).item(), 4)  # in [1 / C, 1]
+        0.5753
+        >>> same = torch.zeros(2, 1, 2)  # equally far from every class: 1 / C
+        >>> confusing_sample_loss(features, same).item()
+        0.5
     """
     if not isinstance(features, Tensor):
         raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
     if not isinstance(points, Tensor):
         raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}")
     x, p = _upcast(features), _upcast(points)
-    l2, _ = reciprocal_distances(x, p)
+    with autocast_off(x.device):
+        l2, _ = reciprocal_distances(x, p)
     if x.shape[0] == 0:
         return l2.sum() * 0.0
     log_p = F.log_softmax(l2, dim=1)
@@ -256,6 +304,16 @@ class RPLLoss(nn.Module):
     """Module twin of :func:`rpl_loss`: ``loss(features, target, points, radius)``.
 
     ``adjustment`` given here is a buffer (moves with the module).
+
+    Example:
+        >>> from longtail.losses import RPLLoss, rpl_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> criterion = RPLLoss(open_weight=0.1, adjustment=[0.0, -0.5])  # adjustment: a buffer
+        >>> expected = rpl_loss(features, target, points, 0.5, adjustment=[0.0, -0.5])
+        >>> torch.allclose(criterion(features, target, points, 0.5), expected)
+        True
     """
 
     adjustment: Tensor | None
@@ -300,6 +358,16 @@ class ARPLLoss(nn.Module):
     """Module twin of :func:`arpl_loss`: ``loss(features, target, points, radius)``.
 
     ``adjustment`` given here is a buffer (moves with the module).
+
+    Example:
+        >>> from longtail.losses import ARPLLoss, arpl_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> criterion = ARPLLoss(margin=0.5)
+        >>> expected = arpl_loss(features, target, points, 0.2, margin=0.5)
+        >>> torch.allclose(criterion(features, target, points, 0.2), expected)
+        True
     """
 
     adjustment: Tensor | None
@@ -347,6 +415,16 @@ class GCPLLoss(nn.Module):
     """Module twin of :func:`gcpl_loss`: ``loss(features, target, prototypes)``.
 
     ``adjustment`` given here is a buffer (moves with the module).
+
+    Example:
+        >>> from longtail.losses import GCPLLoss, gcpl_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> target = torch.tensor([0, 1, 1])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> criterion = GCPLLoss(prototype_weight=0.1, reduction="sum")
+        >>> expected = 3 * gcpl_loss(features, target, points)  # "sum" of 3 samples
+        >>> torch.allclose(criterion(features, target, points), expected)
+        True
     """
 
     adjustment: Tensor | None
@@ -385,7 +463,16 @@ class GCPLLoss(nn.Module):
 
 
 class ConfusingSampleLoss(nn.Module):
-    """Module twin of :func:`confusing_sample_loss`: ``loss(features, points)``."""
+    """Module twin of :func:`confusing_sample_loss`: ``loss(features, points)``.
+
+    Example:
+        >>> from longtail.losses import ConfusingSampleLoss, confusing_sample_loss
+        >>> features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+        >>> points = torch.tensor([[[0.5, 0.5]], [[-0.5, 0.0]]])  # (C=2, M=1, D=2)
+        >>> criterion = ConfusingSampleLoss()
+        >>> torch.equal(criterion(features, points), confusing_sample_loss(features, points))
+        True
+    """
 
     def forward(self, features: Tensor, points: Tensor) -> Tensor:
         return confusing_sample_loss(features, points)

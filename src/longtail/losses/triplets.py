@@ -52,6 +52,17 @@ def mine_triplets(
     Returns:
         Three ``int64`` index tensors of the same length, on the labels' device; ``"all"`` lists
         them in lexicographic order of ``(a, p, n)``, ``"batch_hard"`` by anchor.
+
+    Example:
+        >>> from longtail.losses import mine_triplets
+        >>> labels = torch.tensor([0, 0, 1])
+        >>> anchor, positive, negative = mine_triplets(labels)  # every valid triplet
+        >>> anchor.tolist(), positive.tolist(), negative.tolist()
+        ([0, 1], [1, 0], [2, 2])
+        >>> labels = torch.tensor([0, 0, 1, 1])
+        >>> embeddings = torch.tensor([[0.0], [3.0], [1.0], [6.0]])  # hardest positive and negative
+        >>> [t.tolist() for t in mine_triplets(labels, embeddings, strategy="batch_hard")]
+        [[0, 1, 2, 3], [1, 0, 3, 2], [2, 2, 0, 1]]
     """
     if not isinstance(strategy, str) or strategy not in _STRATEGIES:
         raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")

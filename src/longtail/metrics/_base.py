@@ -43,6 +43,21 @@ class Metric(torchmetrics.Metric):
     Subclasses register their states with :meth:`_add_sum_state` and :meth:`_add_cat_state` and
     read a cat state with :meth:`_cat`; accessors other than ``compute()`` that need the states of
     every process read them inside ``with self._synced():``.
+
+    Example:
+        >>> from longtail.metrics import Metric
+        >>> class Seen(Metric):
+        ...     def __init__(self) -> None:
+        ...         super().__init__()
+        ...         self._add_sum_state("seen", torch.zeros((), dtype=torch.int64))
+        ...     def update(self, x: torch.Tensor) -> None:
+        ...         self.seen += x.shape[0]
+        ...     def compute(self) -> int:
+        ...         return int(self.seen)
+        >>> metric = Seen()
+        >>> metric.update(torch.zeros(3)); metric.update(torch.zeros(2))
+        >>> metric.compute()
+        5
     """
 
     is_differentiable: bool | None = False

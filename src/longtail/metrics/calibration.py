@@ -91,6 +91,13 @@ def expected_calibration_error(logits: Tensor, target: Tensor, n_bins: int = 15)
 
     Returns:
         ECE in [0, 1]; NaN if N = 0.
+
+    Example:
+        >>> from longtail.metrics import expected_calibration_error
+        >>> logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+        >>> target = torch.tensor([0, 1, 1, 1])  # confidences 0.88, 0.88, 0.95, 0.95
+        >>> round(expected_calibration_error(logits, target, n_bins=10), 4)
+        0.2141
     """
     lg, tg, nb = _checked(logits, target, n_bins)
     return _ece_from_bins(*_ece_bin_sums(lg, tg, nb))
@@ -121,6 +128,15 @@ def reliability_diagram_data(logits: Tensor, target: Tensor, n_bins: int = 15) -
         dict of (n_bins,) tensors: ``"bin_lower"``, ``"bin_upper"`` (bin edges), ``"confidence"`` (mean
         confidence, NaN for empty bins), ``"accuracy"`` (accuracy, NaN for empty bins) and ``"count"``
         (int64 number of samples). ``ECE = nansum(count * |accuracy - confidence|) / sum(count)``.
+
+    Example:
+        >>> from longtail.metrics import reliability_diagram_data
+        >>> logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+        >>> data = reliability_diagram_data(logits, torch.tensor([0, 1, 1, 1]), n_bins=10)
+        >>> sorted(data)
+        ['accuracy', 'bin_lower', 'bin_upper', 'confidence', 'count']
+        >>> data["count"].tolist()
+        [0, 0, 0, 0, 0, 0, 0, 0, 2, 2]
     """
     lg, tg, nb = _checked(logits, target, n_bins)
     return _reliability(*_ece_bin_sums(lg, tg, nb))
@@ -131,6 +147,15 @@ class ExpectedCalibrationError(Metric):
 
     Args:
         n_bins: number of equal-width bins (default 15).
+
+    Example:
+        >>> from longtail.metrics import ExpectedCalibrationError, expected_calibration_error
+        >>> logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+        >>> target = torch.tensor([0, 1, 1, 1])
+        >>> metric = ExpectedCalibrationError(n_bins=10)
+        >>> metric.update(logits[:1], target[:1]); metric.update(logits[1:], target[1:])
+        >>> metric.compute() == expected_calibration_error(logits, target, n_bins=10)
+        True
     """
 
     higher_is_better = False

@@ -117,6 +117,16 @@ def shot_groups(
     three consecutive parts like ``numpy.array_split``: with ``C = 3q + r`` the many group gets
     ``q + (r >= 1)`` classes, medium ``q + (r >= 2)`` and few ``q``. Tied counts may therefore straddle a
     group boundary. With fewer than 3 classes some groups are empty.
+
+    Example:
+        >>> from longtail.metrics import shot_groups
+        >>> counts = [500, 400, 300, 150, 100, 10]
+        >>> groups = shot_groups(counts)  # many > 100, few < 20
+        >>> {name: mask.nonzero().flatten().tolist() for name, mask in groups.items()}
+        {'many': [0, 1, 2, 3], 'medium': [4], 'few': [5]}
+        >>> groups = shot_groups(counts, mode="terciles")  # thirds by count
+        >>> {name: mask.nonzero().flatten().tolist() for name, mask in groups.items()}
+        {'many': [0, 1], 'medium': [2, 3], 'few': [4, 5]}
     """
     counts = check_counts("train_class_counts", train_class_counts)
     c = counts.numel()
@@ -162,13 +172,28 @@ def confusion_matrix(logits: Tensor, target: Tensor, *, num_classes: int | None 
         logits: (N, C) float scores; the prediction is ``argmax`` over dim 1.
         target: (N,) int labels in ``[0, C)``.
         num_classes: optional, must equal C if given.
+
+    Example:
+        >>> from longtail.metrics import confusion_matrix
+        >>> logits = torch.eye(3)[[0, 0, 2, 1]]  # predicts 0, 0, 2, 1
+        >>> confusion_matrix(logits, torch.tensor([0, 1, 2, 1]))  # rows: true, columns: predicted
+        tensor([[1, 0, 0],
+                [1, 1, 0],
+                [0, 0, 1]])
     """
     lg, tg, c = _checked(logits, target, num_classes)
     return _confusion(lg, tg, c)
 
 
 def accuracy(logits: Tensor, target: Tensor) -> float:
-    """Top-1 accuracy ``(1/N) sum_i [argmax_c logits[i, c] == target[i]]`` (NaN if N = 0)."""
+    """Top-1 accuracy ``(1/N) sum_i [argmax_c logits[i, c] == target[i]]`` (NaN if N = 0).
+
+    Example:
+        >>> from longtail.metrics import accuracy
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> accuracy(logits, torch.tensor([0, 1, 1]))  # 2 of 3 correct
+        0.6666666666666666
+    """
     lg, tg, _ = _checked(logits, target, None)
     n = tg.numel()
     return math.nan if n == 0 else float((lg.argmax(dim=1) == tg).sum()) / n
@@ -179,7 +204,14 @@ closed_set_accuracy = accuracy
 
 
 def per_class_accuracy(logits: Tensor, target: Tensor, *, num_classes: int | None = None) -> Tensor:
-    """Per-class recall ``M[c, c] / sum_j M[c, j]`` as a float64 (C,) tensor; NaN for absent classes."""
+    """Per-class recall ``M[c, c] / sum_j M[c, j]`` as a float64 (C,) tensor; NaN for absent classes.
+
+    Example:
+        >>> from longtail.metrics import per_class_accuracy
+        >>> logits = torch.eye(3)[[0, 0, 1, 1]]  # predicts 0, 0, 1, 1
+        >>> per_class_accuracy(logits, torch.tensor([0, 1, 1, 1]), num_classes=3)  # no class 2
+        tensor([1.0000, 0.6667,    nan], dtype=torch.float64)
+    """
     return _recall_from_confusion(confusion_matrix(logits, target, num_classes=num_classes))
 
 
@@ -188,6 +220,13 @@ def balanced_accuracy(logits: Tensor, target: Tensor, *, num_classes: int | None
 
     Equal to ``sklearn.metrics.balanced_accuracy_score(target, argmax(logits))`` and to
     ``1 - balanced error rate``.
+
+    Example:
+        >>> from longtail.metrics import balanced_accuracy
+        >>> logits = torch.eye(3)[[0, 0, 0, 0, 1, 0]]  # predicts 0, 0, 0, 0, 1, 0
+        >>> target = torch.tensor([0, 0, 0, 0, 1, 1])
+        >>> balanced_accuracy(logits, target)  # (4/4 + 1/2) / 2; plain accuracy is 5/6
+        0.75
     """
     return _nanmean(per_class_accuracy(logits, target, num_classes=num_classes))
 
@@ -215,6 +254,13 @@ def shot_accuracy(
         ``{"many": float, "medium": float, "few": float}``; each is the mean of the per-class accuracy
         over the group's classes present in ``target``. A group with no classes (or none present in
         ``target``) gives NaN.
+
+    Example:
+        >>> from longtail.metrics import shot_accuracy
+        >>> logits = torch.eye(3)[[0, 0, 1, 0]]  # predicts 0, 0, 1, 0
+        >>> target = torch.tensor([0, 0, 1, 2])
+        >>> shot_accuracy(logits, target, [500, 50, 5])  # classes 0, 1, 2: many, medium, few
+        {'many': 1.0, 'medium': 1.0, 'few': 0.0}
     """
     lg, tg, c = _checked(logits, target, None)
     counts = check_counts("train_class_counts", train_class_counts, c)
@@ -252,6 +298,14 @@ class ConfusionMatrix(_ConfusionBased):
 
     The same counts as ``torchmetrics.classification.MulticlassConfusionMatrix(num_classes)`` (and the
     same state, ``confmat``), with this package's input checks.
+
+    Example:
+        >>> from longtail.metrics import ConfusionMatrix
+        >>> metric = ConfusionMatrix(num_classes=2)
+        >>> metric.update(torch.eye(2)[[0, 1, 1]], torch.tensor([0, 0, 1]))
+        >>> metric.compute()
+        tensor([[1, 1],
+                [0, 1]])
     """
 
     higher_is_better = None
@@ -262,7 +316,15 @@ class ConfusionMatrix(_ConfusionBased):
 
 
 class PerClassAccuracy(_ConfusionBased):
-    """Accumulated per-class accuracy (recall), float64 (C,), NaN for classes never seen in target."""
+    """Accumulated per-class accuracy (recall), float64 (C,), NaN for classes never seen in target.
+
+    Example:
+        >>> from longtail.metrics import PerClassAccuracy
+        >>> metric = PerClassAccuracy(num_classes=3)
+        >>> metric.update(torch.eye(3)[[0, 1, 1, 1]], torch.tensor([0, 0, 1, 1]))
+        >>> metric.compute()
+        tensor([0.5000, 1.0000,    nan], dtype=torch.float64)
+    """
 
     def compute(self) -> Tensor:
         return _recall_from_confusion(self.confmat)
@@ -274,6 +336,14 @@ class BalancedAccuracy(_ConfusionBased):
     Equals ``sklearn.metrics.balanced_accuracy_score``; differs from torchmetrics'
     ``MulticlassAccuracy(average="macro")`` when a class absent from the target is predicted (see the
     module docstring).
+
+    Example:
+        >>> from longtail.metrics import BalancedAccuracy
+        >>> metric = BalancedAccuracy(num_classes=2)
+        >>> metric.update(torch.eye(2)[[0, 0, 0, 0]], torch.tensor([0, 0, 0, 1]))
+        >>> metric.update(torch.eye(2)[[1, 0]], torch.tensor([1, 1]))
+        >>> metric.compute()  # (3/3 + 1/3) / 2
+        0.6666666666666666
     """
 
     def compute(self) -> float:
@@ -281,7 +351,17 @@ class BalancedAccuracy(_ConfusionBased):
 
 
 class Accuracy(Metric):
-    """Accumulated top-1 accuracy. States: number correct and number seen (sum states)."""
+    """Accumulated top-1 accuracy. States: number correct and number seen (sum states).
+
+    Example:
+        >>> from longtail.metrics import Accuracy
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 1.5, 0.3], [0.0, -0.5, 1.0]])
+        >>> metric = Accuracy()
+        >>> metric.update(logits[:2], torch.tensor([0, 1]))
+        >>> metric.update(logits[2:], torch.tensor([0]))
+        >>> round(metric.compute(), 4)
+        0.6667
+    """
 
     correct: Tensor
     total: Tensor
@@ -316,7 +396,15 @@ class _ShotGroups(Metric):
 
 
 class ShotAccuracy(_ShotGroups, _ConfusionBased):
-    """Accumulated many / medium / few-shot accuracy; see :func:`shot_accuracy` for the arguments."""
+    """Accumulated many / medium / few-shot accuracy; see :func:`shot_accuracy` for the arguments.
+
+    Example:
+        >>> from longtail.metrics import ShotAccuracy
+        >>> metric = ShotAccuracy([500, 50, 5])
+        >>> metric.update(torch.eye(3)[[0, 1, 0]], torch.tensor([0, 1, 2]))
+        >>> metric.compute()
+        {'many': 1.0, 'medium': 1.0, 'few': 0.0}
+    """
 
     def __init__(
         self,
@@ -359,6 +447,15 @@ class SingleLabelMetrics(_ShotGroups):
         train_class_counts: (C,) training samples per class, for many / medium / few.
         shot_mode: ``"thresholds"`` (ImageNet-LT 100 / 20) or ``"terciles"``, see :func:`shot_groups`.
         n_bins: number of equal-width confidence bins of the ECE (default 15).
+
+    Example:
+        >>> from longtail.metrics import SingleLabelMetrics
+        >>> metric = SingleLabelMetrics(num_classes=3, train_class_counts=[500, 50, 5])
+        >>> logits = 4.0 * torch.eye(3)[[0, 1, 0, 2]]  # predicts 0, 1, 0, 2
+        >>> metric.update(logits, torch.tensor([0, 1, 2, 2]))
+        >>> {name: round(value, 4) for name, value in metric.compute().items()}
+        {'balanced_accuracy': 0.8333, 'accuracy': 0.75,
+         'many': 1.0, 'medium': 1.0, 'few': 0.5, 'ece': 0.2147}
     """
 
     confmat: Tensor

@@ -86,7 +86,15 @@ def _ap_per_label(scores: Tensor, targets: Tensor) -> Tensor:
 
 
 def average_precision(scores: Tensor, targets: Tensor) -> Tensor:
-    """Per-label average precision (L,) float64; NaN for labels without a (known) positive."""
+    """Per-label average precision (L,) float64; NaN for labels without a (known) positive.
+
+    Example:
+        >>> from longtail.metrics import average_precision
+        >>> scores = torch.tensor([[0.9, 0.2], [0.8, 0.7], [0.1, 0.6]])
+        >>> targets = torch.tensor([[1, 0], [0, 1], [1, 0]])
+        >>> [round(ap, 4) for ap in average_precision(scores, targets).tolist()]
+        [0.8333, 1.0]
+    """
     sc, tg = _checked(scores, targets)
     return _ap_per_label(sc, tg)
 
@@ -102,6 +110,13 @@ def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
     Args:
         scores: (N, L) float scores (logits or probabilities; only the ranking matters).
         targets: (N, L) in {0, 1}, with -1 = unknown (ignored).
+
+    Example:
+        >>> from longtail.metrics import mean_average_precision
+        >>> scores = torch.tensor([[0.9, 0.2], [0.8, 0.7], [0.1, 0.6]])
+        >>> targets = torch.tensor([[1, 0], [0, 1], [1, 0]])
+        >>> round(mean_average_precision(scores, targets), 4)  # mean of 5/6 and 1
+        0.9167
     """
     return _nanmean(average_precision(scores, targets))
 
@@ -154,6 +169,13 @@ def multilabel_prf(
 
     Returns:
         dict with keys ``"CP", "CR", "CF1", "OP", "OR", "OF1"`` (fractions in [0, 1]).
+
+    Example:
+        >>> from longtail.metrics import multilabel_prf
+        >>> logits = torch.tensor([[2.0, -1.0], [1.0, 1.0], [-2.0, -1.0]])
+        >>> targets = torch.tensor([[1, 0], [0, 1], [1, -1]])  # -1: unknown, ignored
+        >>> {name: round(value, 4) for name, value in multilabel_prf(logits, targets).items()}
+        {'CP': 0.75, 'CR': 0.75, 'CF1': 0.75, 'OP': 0.6667, 'OR': 0.6667, 'OF1': 0.6667}
     """
     thr = check_probability("threshold", threshold)
     sc, tg = _checked(scores, targets)
@@ -166,6 +188,14 @@ class MeanAveragePrecision(Metric):
     Args:
         num_labels: L; if given, every batch must have L columns (otherwise every batch must have the
             columns of the first one).
+
+    Example:
+        >>> from longtail.metrics import MeanAveragePrecision
+        >>> metric = MeanAveragePrecision(num_labels=2)
+        >>> metric.update(torch.tensor([[0.9, 0.2], [0.8, 0.7]]), torch.tensor([[1, 0], [0, 1]]))
+        >>> metric.update(torch.tensor([[0.1, 0.6]]), torch.tensor([[1, 0]]))
+        >>> round(metric.compute(), 4)
+        0.9167
     """
 
     scores: list[Tensor]
@@ -217,6 +247,14 @@ class MultilabelPRF(Metric):
         num_labels: L.
         threshold: see :func:`multilabel_prf` (default 0.5).
         from_logits: see :func:`multilabel_prf` (default True).
+
+    Example:
+        >>> from longtail.metrics import MultilabelPRF
+        >>> metric = MultilabelPRF(num_labels=2)
+        >>> metric.update(torch.tensor([[2.0, -1.0], [1.0, 1.0]]), torch.tensor([[1, 0], [0, 1]]))
+        >>> metric.update(torch.tensor([[-2.0, -1.0]]), torch.tensor([[1, -1]]))
+        >>> {name: round(value, 4) for name, value in metric.compute().items()}
+        {'CP': 0.75, 'CR': 0.75, 'CF1': 0.75, 'OP': 0.6667, 'OR': 0.6667, 'OF1': 0.6667}
     """
 
     tp: Tensor

@@ -110,6 +110,12 @@ def open_set_auroc(unknown_scores: Tensor, is_unknown: Tensor) -> float:
 
     Returns:
         ``roc_auc_score(is_unknown, unknown_scores)``; NaN if only one of the two groups is present.
+
+    Example:
+        >>> from longtail.metrics import open_set_auroc
+        >>> scores = torch.tensor([0.1, 0.4, 0.35, 0.8])  # higher: more likely unknown
+        >>> open_set_auroc(scores, torch.tensor([False, False, True, True]))
+        0.75
     """
     sc, unk = _checked_scores(unknown_scores, is_unknown)
     return _auroc(sc, unk)
@@ -120,6 +126,13 @@ def open_set_aupr(unknown_scores: Tensor, is_unknown: Tensor) -> dict[str, float
 
     Returns:
         ``{"aupr_in": float, "aupr_out": float}``; a value is NaN if its positive group is empty.
+
+    Example:
+        >>> from longtail.metrics import open_set_aupr
+        >>> scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+        >>> aupr = open_set_aupr(scores, torch.tensor([False, False, True, True]))
+        >>> {name: round(value, 4) for name, value in aupr.items()}
+        {'aupr_in': 0.8333, 'aupr_out': 0.8333}
     """
     sc, unk = _checked_scores(unknown_scores, is_unknown)
     return _aupr(sc, unk)
@@ -149,6 +162,13 @@ def oscr(
 
     Returns:
         OSCR in [0, closed-set accuracy]; NaN if ``N_k = 0`` or ``N_u = 0``.
+
+    Example:
+        >>> from longtail.metrics import oscr
+        >>> known = torch.tensor([[5.0, 0.0], [0.0, 4.0], [3.0, 0.0]])  # correct, correct, wrong
+        >>> unknown = torch.tensor([[1.0, 0.5], [0.0, 4.5]])
+        >>> round(oscr(known, torch.tensor([0, 1, 1]), unknown), 4)
+        0.5
     """
     kl = check_float_matrix("known_logits", known_logits)
     kt = check_labels("known_target", known_target, kl.shape[0], kl.shape[1])
@@ -178,6 +198,15 @@ class OpenSetMetrics(Metric):
     Args:
         num_classes: C (number of known classes = logit columns).
         softmax: use the maximum softmax probability instead of the maximum logit (default False).
+
+    Example:
+        >>> from longtail.metrics import OpenSetMetrics
+        >>> metric = OpenSetMetrics(num_classes=2)
+        >>> logits = torch.tensor([[5.0, 0.0], [0.0, 4.0], [3.0, 0.0], [1.0, 0.5], [0.0, 4.5]])
+        >>> metric.update(logits, torch.tensor([0, 1, 1, -1, -1]))  # -1: unknown
+        >>> {name: round(value, 4) for name, value in metric.compute().items()}
+        {'auroc': 0.6667, 'aupr_in': 0.8056, 'aupr_out': 0.75,
+         'oscr': 0.5, 'closed_set_accuracy': 0.6667}
     """
 
     KEYS = ("auroc", "aupr_in", "aupr_out", "oscr", "closed_set_accuracy")

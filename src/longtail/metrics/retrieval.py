@@ -94,6 +94,13 @@ def recall_at_k(
 
     Returns:
         ``{k: recall}`` with values in [0, 1].
+
+    Example:
+        >>> from longtail.metrics import recall_at_k
+        >>> embeddings = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 1.0], [0.2, 0.0]])
+        >>> labels = torch.tensor([0, 0, 1, 1, 1])
+        >>> recall_at_k(embeddings, labels, ks=(1, 2))  # the last sample's nearest is of class 0
+        {1: 0.8, 2: 0.8}
     """
     kk = _check_ks(ks)
     dist = _check_distance(distance)
@@ -111,6 +118,16 @@ class RecallAtK(Metric):
     Args:
         ks: the k values (default (1, 2, 4, 8)).
         distance: ``"euclidean"`` (default) or ``"cosine"``.
+
+    Example:
+        >>> from longtail.metrics import RecallAtK
+        >>> metric = RecallAtK(ks=(1, 2))
+        >>> embeddings = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 1.0], [0.2, 0.0]])
+        >>> labels = torch.tensor([0, 0, 1, 1, 1])
+        >>> metric.update(embeddings[:3], labels[:3])
+        >>> metric.update(embeddings[3:], labels[3:])
+        >>> metric.compute()
+        {1: 0.8, 2: 0.8}
     """
 
     embeddings: list[Tensor]

@@ -3,15 +3,17 @@
 This module is the one place that lists the built-in tracks; the core's registry
 (:data:`longtail.engine.kinds.TASK_KINDS`) imports it the first time it is read. The order here is
 the order of ``longtail methods`` and of the ``task`` choices in messages. A new track is a package
-here and one line below.
+here and its name in :data:`BUILTIN_TRACKS` (a plug-in outside this package registers itself
+with :func:`~longtail.engine.kinds.register_task_kind` when imported).
 """
 
 from __future__ import annotations
 
-from longtail.tracks import (  # noqa: F401  (each registers its task kind when imported)
-    distillation,
-    metric_learning,
-    multi_label,
-    open_set,
-    single_label,
-)
+import importlib
+
+#: The built-in tracks, in registration order (the order of ``longtail methods`` and of the
+#: ``task`` choices in messages); each package registers its task kind when imported.
+BUILTIN_TRACKS = ("single_label", "multi_label", "open_set", "distillation", "metric_learning")
+
+for _name in BUILTIN_TRACKS:
+    importlib.import_module(f"{__name__}.{_name}")

@@ -4,7 +4,8 @@ DKD and RKD students."""
 from __future__ import annotations
 
 from longtail.engine.classifier import CLASSIFIER_METRICS
-from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.kinds import TASK_KINDS, ConfigSection, TaskKind, register_task_kind
+from longtail.tracks.distillation.config import DistillConfig, check_distill_config
 from longtail.tracks.distillation.task import (
     DISTILL_METHODS,
     DistillTask,
@@ -15,7 +16,7 @@ from longtail.tracks.distillation.task import (
     distill_stage_task,
 )
 
-__all__ = ["KIND", "DistillTask"]
+__all__ = ["KIND", "DistillConfig", "DistillTask"]
 
 KIND = register_task_kind(
     TaskKind(
@@ -27,5 +28,11 @@ KIND = register_task_kind(
         finish_task=distill_finish_task,
         finish_config=distill_finish_config,
         stage_config=distill_stage_config,
+        # the reference is plain training (the single-label erm) on the balanced data
+        reference=lambda: TASK_KINDS["single-label"].methods["erm"],
+        recipes_refused="its methods are the registry's; any weighted combination of their "
+        "terms: method_params",
+        section=ConfigSection("distill", DistillConfig, "the teacher"),
+        check_config=check_distill_config,
     )
 )

@@ -56,11 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.engine.classifier import ClassifierTask as SingleLabelTask
-from longtail.engine.config import Config, ConfigError, DistillConfig, ModelConfig
+from longtail.engine.config import Config, ConfigError, ModelConfig
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import (
-    METHODS,
     LossContext,
     Method,
     Param,
@@ -68,7 +67,15 @@ from longtail.engine.methods import (
 )
 from longtail.engine.models import Classifier, build_model
 from longtail.engine.tasks import Batch, Setup, StepOutput, Task
-from longtail.engine.teacher import TeacherStudentMethod, load_teacher_state, load_weights
+from longtail.engine.teacher import (
+    TeacherStudentMethod,
+    check_teacher_checkpoint,
+    load_teacher_state,
+    load_weights,
+)
+from longtail.losses import dkd_loss, kd_loss, rkd_angle_loss, rkd_distance_loss, value_checks
+from longtail.registry import Registry
+from longtail.tracks.distillation.config import DistillConfig
 
 __all__ = [
     "DISTILL_METHODS",
@@ -195,7 +202,9 @@ _DISTILL_ALL = [
 ]
 
 #: The distillation methods by name (``METHODS_BY_TASK["distillation"]``).
-DISTILL_METHODS: dict[str, Method] = {m.name: m for m in _DISTILL_ALL}
+DISTILL_METHODS: Registry[Method] = Registry("distillation method")
+for _m in _DISTILL_ALL:
+    DISTILL_METHODS.register(_m.name, _m)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,7 +219,9 @@ def teacher_method(cfg: Config) -> tuple[Method, dict[str, Any]]:
     """The teacher's single-label method (``distill.teacher.method``) and its resolved parameters."""
     t = _teacher_config(cfg)
     method = (
-        METHODS[t.method] if isinstance(t.method, str) else recipe_from_dict("teacher", t.method)
+        TASK_KINDS["single-label"].methods[t.method]
+        if isinstance(t.method, str)
+        else recipe_from_dict("teacher", t.method)
     )
     return method, method.resolve_params(t.params)
 
@@ -236,19 +247,18 @@ def _check_teacher_checkpoint(cfg: Config, data: DataBundle) -> None:
     t = _teacher_config(cfg)
     if t.checkpoint is None:
         return
-    key = "distill.teacher.checkpoint"
-    state = load_teacher_state(t.checkpoint, key)
-    head = state.get("head.weight")
-    if head is not None and head.ndim == 2 and head.shape[0] != data.num_classes:
-        raise ConfigError(
-            f"config key '{key}': the teacher has {head.shape[0]} classes but the student's data "
-            f"({cfg.data.dataset!r}) has {data.num_classes}; teacher and student must classify the "
-            "same classes"
-        )
-    method, _ = teacher_method(cfg)
-    with torch.random.fork_rng(devices=[]):
-        net = _build_classifier(t.model, data, method.head)
-    load_weights(net, state, key, "distill.teacher.model")
+    check_teacher_checkpoint(
+        t.checkpoint,
+        "distill.teacher.checkpoint",
+        "distill.teacher.model",
+        lambda: _build_classifier(t.model, data, teacher_method(cfg)[0].head),
+        weight="head.weight",
+        rows=data.num_classes,
+        mismatch=lambda n: (
+            f"the teacher has {n} classes but the student's data ({cfg.data.dataset!r}) has "
+            f"{data.num_classes}; teacher and student must classify the same classes"
+        ),
+    )
 
 
 def build_distill_data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
@@ -423,14 +433,6 @@ class DistillTask(SingleLabelTask):
         step: int,
     ) -> tuple[Tensor, dict[str, float | Tensor]]:
         """The student's loss and its unweighted terms (logged as ``train_<term>``)."""
-        from longtail.losses import (
-            dkd_loss,
-            kd_loss,
-            rkd_angle_loss,
-            rkd_distance_loss,
-            value_checks,
-        )
-
         p = self.params
         z = logits.float()
         t = float(p["temperature"])

@@ -3,7 +3,12 @@ teacher, RKD students, recall@k on unseen classes."""
 
 from __future__ import annotations
 
-from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.kinds import ConfigSection, TaskKind, register_task_kind
+from longtail.tracks.metric_learning import report  # noqa: F401  (registers its report sections)
+from longtail.tracks.metric_learning.config import (
+    MetricLearningConfig,
+    check_metric_learning_config,
+)
 from longtail.tracks.metric_learning.task import (
     METRIC_LEARNING_METHODS,
     METRIC_LEARNING_METRICS,
@@ -15,7 +20,7 @@ from longtail.tracks.metric_learning.task import (
     metric_stage_task,
 )
 
-__all__ = ["KIND", "MetricLearningTask"]
+__all__ = ["KIND", "MetricLearningConfig", "MetricLearningTask"]
 
 KIND = register_task_kind(
     TaskKind(
@@ -27,5 +32,13 @@ KIND = register_task_kind(
         finish_task=metric_finish_task,
         finish_config=metric_finish_config,
         stage_config=metric_stage_config,
+        recipes_refused="its methods are the registry's; any weighted combination of their "
+        "terms: method_params",
+        section=ConfigSection(
+            "metric_learning",
+            MetricLearningConfig,
+            "classes, embeddings, triplets, the teacher",
+        ),
+        check_config=check_metric_learning_config,
     )
 )

@@ -45,16 +45,28 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.data import class_counts
 from longtail.engine import distributed as D
-from longtail.engine.config import Config, ConfigError, MetricLearningConfig, ModelConfig
-from longtail.engine.datasets import DataBundle
+from longtail.engine.config import Config, ConfigError, ModelConfig
+from longtail.engine.datasets import DataBundle, _load_raw, _training_indices, standardise_images
 from longtail.engine.methods import LossContext, Method, Param
+from longtail.engine.models import build_backbone
 from longtail.engine.tasks import Batch, Evaluation, MetricSpec, Setup, StepOutput, Task
-from longtail.engine.teacher import TeacherStudentMethod, load_teacher_state, load_weights
+from longtail.engine.teacher import (
+    TeacherStudentMethod,
+    check_teacher_checkpoint,
+    load_teacher_state,
+    load_weights,
+)
+from longtail.losses import mine_triplets, rkd_angle_loss, rkd_distance_loss, value_checks
+from longtail.metrics import recall_at_k
+from longtail.registry import Registry
+from longtail.tracks.metric_learning.config import MetricLearningConfig
 
 __all__ = [
     "METRIC_LEARNING_METHODS",
@@ -151,7 +163,9 @@ _ALL = [
     ),
 ]
 #: The metric-learning methods by name (``METHODS_BY_TASK["metric-learning"]``).
-METRIC_LEARNING_METHODS: dict[str, Method] = {m.name: m for m in _ALL}
+METRIC_LEARNING_METHODS: Registry[Method] = Registry("metric-learning method")
+for _m in _ALL:
+    METRIC_LEARNING_METHODS.register(_m.name, _m)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,9 +182,6 @@ def build_metric_learning_data(
             unseen classes left) or ``metric_learning.teacher.checkpoint`` (see
             :func:`_check_teacher_checkpoint`).
     """
-    from longtail.data import class_counts
-    from longtail.engine.datasets import _load_raw, _training_indices, standardise_images
-
     ml = _ml(cfg)
     x_pool, y_pool, x_test, y_test, names = _load_raw(cfg.data)
     num_classes = len(names)
@@ -225,16 +236,18 @@ def _check_teacher_checkpoint(cfg: Config, data: DataBundle) -> None:
     t = _ml(cfg).teacher
     if t.checkpoint is None:
         return
-    state = load_teacher_state(t.checkpoint, _CKPT)
-    emb = state.get("embedding.weight")
-    if emb is not None and emb.ndim == 2 and emb.shape[0] != t.embedding_dim:
-        raise ConfigError(
-            f"config key '{_CKPT}': the teacher's embeddings have {emb.shape[0]} dimensions but "
+    check_teacher_checkpoint(
+        t.checkpoint,
+        _CKPT,
+        "metric_learning.teacher.model",
+        lambda: build_embedding_net(t.model, data.input_shape, t.embedding_dim, normalize=True),
+        weight="embedding.weight",
+        rows=t.embedding_dim,
+        mismatch=lambda n: (
+            f"the teacher's embeddings have {n} dimensions but "
             f"metric_learning.teacher.embedding_dim is {t.embedding_dim}"
-        )
-    with torch.random.fork_rng(devices=[]):
-        net = build_embedding_net(t.model, data.input_shape, t.embedding_dim, normalize=True)
-    load_weights(net, state, _CKPT, "metric_learning.teacher.model")
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,8 +275,6 @@ def build_embedding_net(
     m: ModelConfig, input_shape: tuple[int, ...], dim: int, *, normalize: bool
 ) -> EmbeddingNet:
     """The :class:`EmbeddingNet` of the model section ``m``."""
-    from longtail.engine.models import build_backbone
-
     backbone = build_backbone(
         m.arch,
         input_shape,
@@ -386,8 +397,6 @@ class MetricLearningTask(Task):
         self.teacher = models.get("teacher")
 
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
-        import numpy as np
-
         bs = self.config.train.batch_size
         state = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
         g = torch.Generator().manual_seed(state)
@@ -403,8 +412,6 @@ class MetricLearningTask(Task):
 
     def triplet_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """``F.triplet_margin_loss`` over the mined triplets (0 when the batch has none)."""
-        from longtail.losses import mine_triplets
-
         e = embeddings.float()
         a, p, n = mine_triplets(labels, e, strategy=self.ml.mining)  # type: ignore[arg-type]
         if a.numel() == 0:
@@ -412,8 +419,6 @@ class MetricLearningTask(Task):
         return F.triplet_margin_loss(e[a], e[p], e[n], margin=self.ml.margin)
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
-        from longtail.losses import rkd_angle_loss, rkd_distance_loss, value_checks
-
         e = model(batch.x)
         if self.method.role != "student":
             return StepOutput(loss=self.triplet_loss(e, batch.y))
@@ -455,8 +460,6 @@ class MetricLearningTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:
-        from longtail.metrics import recall_at_k
-
         was_training = model.training
         model.eval()
         e, y = self.embed(model, splits["test"])

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from longtail.engine.kinds import TaskKind, register_task_kind
-from longtail.engine.methods import ML_LOSSES, MULTILABEL_METHODS
-from longtail.tracks.multi_label.task import (
-    MULTILABEL_METRICS,
-    MultiLabelTask,
-    build_multilabel_data,
-)
+from longtail.tracks.multi_label import report  # noqa: F401  (registers its report sections)
+from longtail.tracks.multi_label.data import build_multilabel_data  # registers its data formats
+from longtail.tracks.multi_label.losses import LOSS_COMPONENTS
+from longtail.tracks.multi_label.methods import MULTILABEL_METHODS, VOCABULARY
+from longtail.tracks.multi_label.task import MULTILABEL_METRICS, MultiLabelTask
 
-__all__ = ["KIND", "MultiLabelTask"]
+__all__ = ["KIND", "MULTILABEL_METHODS", "MultiLabelTask"]
 
 
 def _no_finish(*args: Any) -> NoReturn:
@@ -23,15 +22,17 @@ def _no_finish(*args: Any) -> NoReturn:
 KIND = register_task_kind(
     TaskKind(
         name="multi-label",
+        labels="multi",
         metrics=MULTILABEL_METRICS,
         methods=MULTILABEL_METHODS,
         build_data=lambda c, variant, seed: build_multilabel_data(c.data),
         stage_task=lambda m, d, c, p: MultiLabelTask(m, d, c, params=p),
         finish_task=_no_finish,
         finish_config=_no_finish,
+        vocabulary=VOCABULARY,
         recipe_help=(
             "Compose your own in a config's `recipes:` section (with task: multi-label) from: "
-            f"loss {{{', '.join(ML_LOSSES)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
+            f"loss {{{', '.join(LOSS_COMPONENTS)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
         ),
     )
 )

@@ -10,8 +10,11 @@ evaluation ``details``, see :func:`longtail.tracks.open_set.task.open_set_evalua
   images rejected), the TPR averaged over the seeds (splits) on a common FPR grid, with the mean
   AUROC in the legend.
 
-It returns ``[(caption, path)]`` for the report to embed; an empty list for other tasks or when
-the details are missing.
+It returns ``[(caption, path)]``; an empty list for other tasks or when the details are missing.
+Importing this module (the track's ``__init__`` does) registers with the report
+(:mod:`longtail.engine.report`) the two plots as sections of open-set runs, after the per-class
+accuracy, and the words of the text around the table: what the test set is (the known classes'
+test images plus the unknown classes') and what a validation split holds out.
 """
 
 from __future__ import annotations
@@ -23,25 +26,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.engine.checkpoint import atomic_write_bytes, read_json
+from longtail.engine.checkpoint import atomic_write_bytes
+from longtail.engine.report import (
+    ReportContext,
+    Section,
+    TaskProse,
+    load_runs,
+    register_prose,
+    register_section,
+)
 
-__all__ = ["open_set_sections"]
+__all__ = ["open_set_report_sections", "open_set_sections"]
+
+TASK = "open-set"
 
 _SCORE_LABELS = {"max-logit": "maximum logit", "max-softmax": "maximum softmax probability"}
 
 
-def _load_runs(run_dir: Path, results: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for name, entry in (results.get("methods") or {}).items():
-        for seed in entry.get("seeds", []):
-            path = run_dir / name / f"seed_{seed}" / "result.json"
-            if path.is_file():
-                runs.setdefault(name, []).append(read_json(path))
-    return runs
-
-
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (the cli extra)
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -50,10 +53,10 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _scores_plot(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # optional: matplotlib (the cli extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (the cli extra)
 
     shown = [
         (name, rs[0])
@@ -91,10 +94,10 @@ def _scores_plot(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) ->
 
 
 def _roc_plot(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # optional: matplotlib (the cli extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (the cli extra)
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     drawn = 0
@@ -132,10 +135,10 @@ def _roc_plot(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> bo
 def open_set_sections(run_dir: str | Path, results: Mapping[str, Any]) -> list[tuple[str, Path]]:
     """Write the open-set plots of ``run_dir`` (see the module docstring); return their captions
     and paths, ``[]`` for a run of another task."""
-    if results.get("task") != "open-set":
+    if results.get("task") != TASK:
         return []
     run_dir = Path(run_dir)
-    runs = _load_runs(run_dir, results)
+    runs = load_runs(run_dir, results)
     if not runs:
         return []
     plots = run_dir / "plots"
@@ -160,3 +163,31 @@ def open_set_sections(run_dir: str | Path, results: Mapping[str, Any]) -> list[t
             )
         )
     return out
+
+
+def open_set_report_sections(ctx: ReportContext) -> list[Section]:
+    """:func:`open_set_sections` as report sections: the title is the caption up to its colon."""
+    return [
+        Section(caption.split(":")[0], path, caption)
+        for caption, path in open_set_sections(ctx.run_dir, ctx.results)
+    ]
+
+
+def _validation(results: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    fraction = data.get("validation_fraction", "?")
+    return (
+        f"**evaluated on a validation split, not the test set**: {fraction} of each known "
+        "class held out of the training subset, plus as many training images per unknown "
+        "class (`data.validation_fraction`; where this report says test, read validation)"
+    )
+
+
+register_section(TASK, open_set_report_sections)
+register_prose(
+    TASK,
+    TaskProse(
+        test_set="the test set is the known classes' test images plus the unknown classes' (each "
+        "seed runs one split of known / unknown classes)",
+        validation=_validation,
+    ),
+)

@@ -8,7 +8,9 @@ from typing import Any
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TaskKind, register_task_kind
-from longtail.engine.methods import LOSSES, METHODS
+from longtail.tracks.single_label import report  # noqa: F401  (registers its report sections)
+from longtail.tracks.single_label.losses import LOSS_COMPONENTS
+from longtail.tracks.single_label.methods import METHODS, VOCABULARY
 from longtail.tracks.single_label.task import (
     SINGLE_LABEL_METRICS,
     SecondStageTask,
@@ -18,7 +20,7 @@ from longtail.tracks.single_label.task import (
     single_label_task,
 )
 
-__all__ = ["KIND", "SecondStageTask", "SingleLabelTask"]
+__all__ = ["KIND", "METHODS", "SecondStageTask", "SingleLabelTask"]
 
 
 def _data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
@@ -37,9 +39,11 @@ KIND = register_task_kind(
         stage_task=single_label_task,
         finish_task=single_label_finish_task,
         finish_config=second_stage_config,
+        vocabulary=VOCABULARY,
+        reference=lambda: METHODS["erm"],
         recipe_help=(
             "Compose your own in a config's `recipes:` section from: "
-            f"loss {{{', '.join(LOSSES)}}}, drw {{true, false}}, "
+            f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "
             "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
             "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
             "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."

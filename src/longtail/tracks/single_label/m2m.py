@@ -33,12 +33,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail.adversarial import M2mGenerator
+from longtail.engine.checkpoint import load_checkpoint
 from longtail.engine.classifier import ClassifierTask as SingleLabelTask
 from longtail.engine.classifier import class_sampler
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import METHODS, Method
+from longtail.engine.methods import Method
+from longtail.engine.models import build_model
 from longtail.engine.tasks import Batch, Evaluation, Setup, StepOutput
+from longtail.tracks.single_label.methods import METHODS
 
 __all__ = ["M2mTask"]
 
@@ -99,8 +103,6 @@ class M2mTask(SingleLabelTask):
         key = f"method_params.{self.m2m_method.name}.m2m_g_checkpoint"
         if not path:
             return stage_state
-        from longtail.engine.checkpoint import load_checkpoint
-
         try:
             state = load_checkpoint(path)
         except (FileNotFoundError, OSError, ValueError) as e:
@@ -112,8 +114,6 @@ class M2mTask(SingleLabelTask):
 
     def _build_g(self) -> nn.Module:
         m = self.config.model
-        from longtail.engine.models import build_model
-
         g = build_model(
             m.arch,
             self.data.input_shape,
@@ -142,8 +142,6 @@ class M2mTask(SingleLabelTask):
         return dataclasses.replace(base, frozen={"g": self._build_g()})
 
     def on_train_start(self, models: Mapping[str, nn.Module], device: torch.device) -> None:
-        from longtail.adversarial import M2mGenerator
-
         g = models["g"]
         x = self.data.train_x
         lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 1.0)

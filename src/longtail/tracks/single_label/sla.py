@@ -41,6 +41,14 @@ from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.models import build_model
 from longtail.engine.tasks import Batch, StepOutput
+from longtail.losses import value_checks
+from longtail.sla import (
+    sla_aggregate_logits,
+    sla_expand,
+    sla_num_transforms,
+    sla_self_distillation_loss,
+    sla_transforms,
+)
 
 __all__ = ["SLATask"]
 
@@ -56,8 +64,6 @@ class SLATask(SingleLabelTask):
         *,
         params: Mapping[str, Any] | None = None,
     ):
-        from longtail.sla import sla_num_transforms
-
         super().__init__(method, data, config, params=params)
         if method.sla is None:
             raise ValueError(f"method {method.name!r} has no sla component")
@@ -107,9 +113,6 @@ class SLATask(SingleLabelTask):
         )
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
-        from longtail.losses import value_checks
-        from longtail.sla import sla_aggregate_logits, sla_expand, sla_self_distillation_loss
-
         n, m = self.n, self.m
         x_all, joint_y = sla_expand(batch.x, batch.y, self.family)
         out = model(x_all)
@@ -138,8 +141,6 @@ class SLATask(SingleLabelTask):
 
     def predict_logits(self, model: nn.Module, x: Tensor) -> Tensor:
         """Class logits ``(B, N)`` by the method's inference (module docstring)."""
-        from longtail.sla import sla_aggregate_logits, sla_transforms
-
         n, m = self.n, self.m
         if self.sla_kind == "joint" and self.inference == "ag":
             # one forward per transformation (batches of x's size): on a CPU, 4 passes of 512

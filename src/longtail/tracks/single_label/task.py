@@ -24,6 +24,10 @@ from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.tasks import Batch, OptimizerSpec, Setup, StepOutput
+from longtail.heads import LearnableWeightScaling
+from longtail.losses import class_balanced_loss, value_checks
+from longtail.tracks.single_label.m2m import M2mTask
+from longtail.tracks.single_label.sla import SLATask
 
 __all__ = [
     "SINGLE_LABEL_METRICS",
@@ -45,8 +49,6 @@ def single_label_task(
     """The task that trains ``method``'s first stage: :class:`SingleLabelTask`, or
     :class:`~longtail.tracks.single_label.sla.SLATask` for a method with self-supervised label augmentation."""
     if method.sla is not None:
-        from longtail.tracks.single_label.sla import SLATask
-
         return SLATask(method, data, config, params=params)
     return SingleLabelTask(method, data, config, params=params)
 
@@ -61,8 +63,6 @@ def single_label_finish_task(
     """The task of ``method``'s second stage or post-hoc step: :class:`SecondStageTask`, or
     :class:`~longtail.tracks.single_label.m2m.M2mTask` (``second_stage="m2m"``)."""
     if method.second_stage == "m2m":
-        from longtail.tracks.single_label.m2m import M2mTask
-
         return M2mTask(method, data, config, stage_state=stage_state, params=params)
     return SecondStageTask(method, data, config, stage_state=stage_state, params=params)
 
@@ -143,8 +143,6 @@ class SecondStageTask(SingleLabelTask):
             head.reset_parameters()  # seeded: the trainer calls torch.manual_seed(seed) first
             spec = OptimizerSpec(list(head.parameters()))
         elif kind == "lws":
-            from longtail.heads import LearnableWeightScaling
-
             head.requires_grad_(False)
             scaled = LearnableWeightScaling(head)
             model.head = scaled
@@ -174,8 +172,6 @@ class SecondStageTask(SingleLabelTask):
         )
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
-        from longtail.losses import class_balanced_loss, value_checks
-
         logits = model(batch.x)
         z = logits.float()
         if self.method.second_stage == "wb":

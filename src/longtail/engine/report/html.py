@@ -7,7 +7,7 @@ elsewhere), so it opens in any browser, offline, and can be mailed or attached a
 A small inline script marks ``<body data-images="ok:N">`` once the page has loaded and all ``N``
 images decoded (``"broken:<alt>,..."`` otherwise); ``scripts/check_html_report.py`` reads the mark
 from a headless browser's DOM. :func:`render_html` knows nothing about runs: it lays out what
-:func:`longtail.engine.report.write_report` gives it.
+:func:`longtail.engine.report.write.write_report` gives it.
 """
 
 from __future__ import annotations

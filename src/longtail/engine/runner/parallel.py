@@ -3,13 +3,13 @@
 ``longtail bench --jobs N``: the work of :func:`longtail.engine.runner.run_benchmark` in N worker
 processes (``spawn``), in two phases:
 
-1. every distinct first stage (see :func:`~longtail.engine.runner.stage_of`) for every seed, in
+1. every distinct first stage (see :func:`~longtail.engine.runner.stages.stage_of`) for every seed, in
    parallel: each writes its own ``stages/<key>/seed_<s>/``;
 2. every method that finishes a stage (a post-hoc step or a second stage) for every seed, in
    parallel, reading its finished stage from disk; methods that are their stage need no work.
 
 The runner then collects every result from the run folder as a resumed run does. Each job is exactly
-the sequential run's code (``_Runs.stage`` / ``_Runs.method``) with the same seed, on the data the
+the sequential run's code (``Runs.stage`` / ``Runs.method``) with the same seed, on the data the
 parent built (passed to the workers, not rebuilt, so every job sees bit-identical tensors), so the
 results equal a sequential run's whenever the thread count per run is the same: on a CPU each job
 uses ``threads`` threads (by default ``max(1, cores // jobs)``; one with as many jobs as cores), and
@@ -31,6 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from longtail.engine.kinds import reference_method
+from longtail.engine.methods import resolve_methods
+from longtail.engine.runner.runs import Runs
+from longtail.engine.runner.stages import BALANCED, stage_of
 
 __all__ = ["default_jobs", "run_parallel", "threads_per_job"]
 
@@ -76,7 +81,6 @@ def _init(
             gpu_counter.value += 1
         os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     torch.set_num_threads(threads)
-    from longtail.engine.runner import _Runs
 
     def tick(what: str, seed: int, epochs: int, **info: Any) -> None:
         row = info.get("row")
@@ -97,7 +101,7 @@ def _init(
             }
         messages.put(msg)
 
-    runs = _Runs(cfg, Path(out), resume=True, tick=tick)
+    runs = Runs(cfg, Path(out), resume=True, tick=tick)
     runs._data.update(data)
     _STATE.update(
         runs=runs,
@@ -110,18 +114,13 @@ def _init(
 def _resolve(cfg: Any, label: str) -> Any:
     """The method of ``label``, resolved again in the worker (methods hold closures, which do not
     pickle): the registry of the config's task, its recipes, or ``erm`` for the reference."""
-    from longtail.engine.methods import METHODS, resolve_methods
-    from longtail.engine.runner import BALANCED
-
     if label == BALANCED:
-        return METHODS["erm"]
+        return reference_method(cfg.task)
     return resolve_methods(cfg.recipes, cfg.task)[label]
 
 
 def _job(kind: str, label: str, seed: int) -> int:
     """Run one stage or one finishing method; return the number of stages trained (not reused)."""
-    from longtail.engine.runner import stage_of
-
     runs = _STATE["runs"]
     cfg = _STATE["cfg"]
     method, variant = _STATE["entries"][label]
@@ -158,7 +157,7 @@ def run_parallel(
         out: the run folder (already created by the runner).
         entries: ``(label, method, variant)`` as the runner lists them.
         jobs: worker processes.
-        data: the runner's built data sets, keyed as ``_Runs`` keys them.
+        data: the runner's built data sets, keyed as ``Runs`` keys them.
         tick: the runner's progress callback (called in this process).
         threads: torch threads per job.
         gpus: visible CUDA devices (0 on a CPU machine).
@@ -168,8 +167,6 @@ def run_parallel(
         the first exception a job raised (the other jobs are cancelled; finished work stays on
         disk for ``--resume``).
     """
-    from longtail.engine.runner import stage_of
-
     stage_jobs: list[tuple[str, str, int]] = []
     seen: set[tuple[str, int]] = set()
     finish_jobs: list[tuple[str, str, int]] = []

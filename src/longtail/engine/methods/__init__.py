@@ -1,0 +1,45 @@
+"""Methods: compositions of a loss component, sampler, head, mixing, post-hoc step and second stage.
+
+- :mod:`~longtail.engine.methods.method`: :class:`Method`, :class:`Param`, :class:`LossContext`,
+  :class:`Criterion` (a method's loss bound to the training counts).
+- :mod:`~longtail.engine.methods.components`: :class:`LossComponent` (derived from the library's
+  losses with :meth:`LossComponent.from_spec`) and a task's :class:`Vocabulary`.
+- :mod:`~longtail.engine.methods.compose`: :func:`compose`, :func:`recipe_from_dict`,
+  :func:`resolve_methods`.
+
+The presets (the papers' recipes) and the loss components live with their task kind: the
+single-label ones in :mod:`longtail.tracks.single_label.methods`, the multi-label ones in
+:mod:`longtail.tracks.multi_label.methods`; :attr:`TaskKind.methods
+<longtail.engine.kinds.TaskKind.methods>` holds each task's.
+"""
+
+from __future__ import annotations
+
+from longtail.engine.methods.components import LossComponent, Vocabulary
+from longtail.engine.methods.compose import (
+    SAME_LOSS,
+    canonical_loss,
+    check_method_params,
+    compose,
+    recipe_from_dict,
+    resolve_methods,
+    task_vocabulary,
+)
+from longtail.engine.methods.method import Criterion, LossContext, LossFn, Method, Param
+
+__all__ = [
+    "SAME_LOSS",
+    "Criterion",
+    "LossComponent",
+    "LossContext",
+    "LossFn",
+    "Method",
+    "Param",
+    "Vocabulary",
+    "canonical_loss",
+    "check_method_params",
+    "compose",
+    "recipe_from_dict",
+    "resolve_methods",
+    "task_vocabulary",
+]

@@ -1,0 +1,288 @@
+"""A method: a composition of a loss, sampler, head, mixing, post-hoc step and second stage.
+
+:class:`Method` is what the runner trains, :class:`Param` a hyper-parameter with its paper default
+and range, :class:`LossContext` what a loss sees besides logits and targets, :class:`Criterion` a
+method's loss bound to the training class counts (validated once, run without host reads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from longtail.losses import DeferredReweighting, value_checks
+
+__all__ = [
+    "Criterion",
+    "HeadKind",
+    "LossContext",
+    "LossFn",
+    "Method",
+    "MixKind",
+    "Param",
+    "PosthocKind",
+    "SLAKind",
+    "SamplerKind",
+    "StageKind",
+]
+
+SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
+HeadKind = Literal["linear", "cosine"]
+PosthocKind = Literal["logit-adjust", "tau-norm"]
+MixKind = Literal["mixup", "remix"]
+#: Self-supervised label augmentation (Lee et al., ICML 2020): ``joint`` trains one head over the
+#: (class, transformation) pairs; ``mt`` (multi-task: a class head and a transformation head) and
+#: ``da`` (every transformed copy labelled with its class) are the paper's baselines.
+SLAKind = Literal["joint", "mt", "da"]
+StageKind = Literal["crt", "lws", "wb", "m2m"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A hyper-parameter: its default and the allowed range (bounds inclusive unless ``*_open``).
+
+    ``stage`` says what the value shapes: ``1`` the (shareable) first training stage, ``2`` only the
+    second stage or the post-hoc step, so methods that differ only there share the first stage.
+    """
+
+    default: float | int | bool | str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    help: str = ""
+    stage: int = 1
+    choices: tuple[str, ...] = ()
+
+    def check(self, key: str, value: Any) -> Any:
+        """Validate ``value`` (same type as the default, in range); raise ValueError naming ``key``."""
+        d = self.default
+        if isinstance(d, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"config key '{key}': expected true/false, got {value!r}")
+            return value
+        if isinstance(d, str):
+            if not isinstance(value, str):
+                raise ValueError(f"config key '{key}': expected a string, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ValueError(
+                    f"config key '{key}': must be one of {list(self.choices)}, got {value!r}"
+                )
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(
+                f"config key '{key}': expected a number, got {value!r} ({type(value).__name__})"
+            )
+        if isinstance(d, int) and not isinstance(value, int):
+            raise ValueError(f"config key '{key}': expected an integer, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"config key '{key}': must be finite, got {value!r}")
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            op = ">" if self.low_open else ">="
+            raise ValueError(f"config key '{key}': must be {op} {self.low}, got {value!r}")
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            op = "<" if self.high_open else "<="
+            raise ValueError(f"config key '{key}': must be {op} {self.high}, got {value!r}")
+        return float(value) if isinstance(d, float) else value
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a method's loss may use besides logits and targets.
+
+    Attributes:
+        epoch: current epoch (0-based).
+        total_epochs: number of training epochs.
+        class_counts: training counts per class, float tensor ``(C,)`` on the logits' device.
+        log_prior: ``log(n_c / sum n)``, ``(C,)``.
+        params: the method's resolved hyper-parameters.
+        weight: per-class weights of this epoch from deferred re-weighting, or ``None``.
+        cache: tensors a loss derives from the above once per context (e.g. class-balanced
+            weights), by a key of its choice.
+    """
+
+    epoch: int
+    total_epochs: int
+    class_counts: Tensor
+    log_prior: Tensor
+    params: Mapping[str, Any]
+    weight: Tensor | None = None
+    cache: dict[Any, Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+
+LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A long-tail method of one ``task`` (single- or multi-label): a composition (see the module
+    docstring).
+
+    Attributes:
+        name, description, paper: identity and documentation.
+        loss: the training loss ``loss(logits, target, ctx)``.
+        params: hyper-parameters with their defaults.
+        head, sampler, posthoc, drw, mix, second_stage, sla: the composition.
+        loss_name: the :data:`LOSSES` component ``loss`` comes from (methods with the same
+            component, sampler, head, mixing and first-stage parameters share their first stage);
+            ``None`` for a hand-written loss (never shared).
+        sigmoid: the loss is sigmoid-based: the classifier bias starts at the prior
+            ``-log((1 - pi) / pi)``, ``pi = 1 / C``, without weight decay (Cui et al.'s code).
+        stage1_weight_decay_param: name of a parameter that overrides ``train.weight_decay`` in the
+            first stage (weight balancing's larger weight decay).
+    """
+
+    name: str
+    description: str
+    paper: str
+    loss: LossFn
+    params: Mapping[str, Param] = field(default_factory=dict)
+    head: HeadKind = "linear"
+    sampler: SamplerKind = "instance"
+    posthoc: PosthocKind | None = None
+    drw: bool = False
+    task: str = "single-label"
+    mix: MixKind | None = None
+    second_stage: StageKind | None = None
+    loss_name: str | None = None
+    sigmoid: bool = False
+    stage1_weight_decay_param: str | None = None
+    sla: SLAKind | None = None
+
+    @property
+    def citation(self) -> str:
+        """Short form of ``paper``: ``"Author et al., Venue Year"`` per cited work."""
+        parts = []
+        for ref in self.paper.split(";"):
+            bits = [b.strip() for b in ref.split(",")]
+            parts.append(f"{bits[0]}, {bits[-1]}" if len(bits) > 2 else ref.strip())
+        return "; ".join(parts)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The paper defaults of the hyper-parameters."""
+        return {k: p.default for k, p in self.params.items()}
+
+    @property
+    def needs_stage(self) -> bool:
+        """Whether the method finishes an earlier stage (a post-hoc step or a second stage)."""
+        return self.posthoc is not None or self.second_stage is not None
+
+    def composition(self) -> dict[str, Any]:
+        """The recipe as plain values (``longtail methods``, the run fingerprint)."""
+        return {
+            "loss": self.loss_name or f"<{self.name}>",
+            "drw": self.drw,
+            "sampler": self.sampler,
+            "head": self.head,
+            "mix": self.mix,
+            "posthoc": self.posthoc,
+            "second_stage": self.second_stage,
+            **({"sla": self.sla} if self.sla else {}),
+        }
+
+    def stage_identity(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What determines the first training stage (shared by methods with equal identities)."""
+        return {
+            "loss": self.loss_name or f"<method {self.name}>",
+            "drw": self.drw,
+            "sampler": self.sampler,
+            "head": self.head,
+            "mix": self.mix,
+            **({"sla": self.sla} if self.sla else {}),
+            "sigmoid": self.sigmoid,
+            "params": {k: params[k] for k in sorted(self.params) if self.params[k].stage == 1},
+        }
+
+    def resolve_params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated with validated ``overrides``."""
+        out = self.defaults
+        for k, v in (overrides or {}).items():
+            if k not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise ValueError(
+                    f"config key 'method_params.{self.name}.{k}': unknown hyper-parameter "
+                    f"(known: {known})"
+                )
+            out[k] = self.params[k].check(f"method_params.{self.name}.{k}", v)
+        return out
+
+    def build_criterion(
+        self,
+        class_counts: Tensor | list[int],
+        *,
+        total_epochs: int,
+        params: Mapping[str, Any] | None = None,
+    ) -> Criterion:
+        """The training loss of this method for given class counts (see :class:`Criterion`)."""
+        return Criterion(self, class_counts, total_epochs=total_epochs, params=params)
+
+
+class Criterion:
+    """A method's loss bound to the training class counts: ``criterion(logits, target, epoch)``.
+
+    Everything is validated here, once: the class counts, the hyper-parameters; the loss is then
+    called with the library's value checks off (:func:`longtail.losses.value_checks`), so a training
+    step reads nothing back to the host. Holds the deferred re-weighting schedule when ``method.drw``
+    (class-balanced weights with ``drw_beta`` from epoch ``int(drw_start_fraction * total_epochs)``).
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        class_counts: Tensor | list[int],
+        *,
+        total_epochs: int,
+        params: Mapping[str, Any] | None = None,
+    ):
+        self.method = method
+        self.params = method.resolve_params(params)
+        counts = torch.as_tensor(class_counts, dtype=torch.float32)
+        if counts.ndim != 1 or bool((counts <= 0).any()):
+            raise ValueError(f"class_counts must be positive, got {counts.tolist()}")
+        self.counts_list = [int(c) for c in counts.tolist()]
+        self.total_epochs = int(total_epochs)
+        self._counts = counts
+        self._log_prior = torch.log(counts / counts.sum())
+        self._drw: Any = None
+        if method.drw:
+            start = int(self.params["drw_start_fraction"] * self.total_epochs)
+            self._drw = DeferredReweighting(
+                self.counts_list,
+                total_epochs=self.total_epochs,
+                start_epoch=min(start, self.total_epochs - 1) if self.total_epochs > 1 else 0,
+                beta=self.params["drw_beta"],
+            )
+        self._cache: dict[tuple[torch.device, int], LossContext] = {}
+
+    def context(self, epoch: int, device: torch.device) -> LossContext:
+        """The (cached) :class:`LossContext` of ``epoch`` with tensors on ``device``."""
+        key = (device, epoch)
+        ctx = self._cache.get(key)
+        if ctx is None:
+            weight = None
+            if self._drw is not None:
+                w = self._drw.weight(int(epoch))
+                weight = None if w is None else torch.as_tensor(w, dtype=torch.float32).to(device)
+            ctx = LossContext(
+                int(epoch),
+                self.total_epochs,
+                self._counts.to(device),
+                self._log_prior.to(device),
+                self.params,
+                weight,
+            )
+            self._cache[key] = ctx
+        return ctx
+
+    def __call__(self, logits: Tensor, target: Tensor, epoch: int) -> Tensor:
+        ctx = self.context(epoch, logits.device)
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        with value_checks(False):
+            return self.method.loss(logits, target, ctx)

@@ -1,0 +1,302 @@
+"""Benchmark orchestration: every (method, seed) of a config, resumable, aggregated into ``results.json``.
+
+:func:`run_benchmark` checks and creates the run folder (:mod:`~longtail.engine.runner.folders`),
+builds every data set, trains the stages and methods (:class:`~longtail.engine.runner.runs.Runs`,
+in this process or in worker processes: :mod:`~longtail.engine.runner.parallel`), and writes
+``results.json`` (:mod:`~longtail.engine.runner.results`) and the report. :func:`train_method` is
+one (method, seed) of it, programmatically.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longtail.engine import distributed as D
+from longtail.engine.checkpoint import atomic_write_json
+from longtail.engine.config import Config, save_config
+from longtail.engine.datasets import DataBundle, write_split
+from longtail.engine.kinds import TASK_KINDS, reference_method
+from longtail.engine.methods import Method, resolve_methods
+from longtail.engine.report import format_table, write_report
+from longtail.engine.runner.folders import (
+    check_data_files,
+    check_resumable,
+    make_dirs,
+    os_reason,
+    out_dir_problem,
+    raise_shared,
+    remove_empty_dirs,
+)
+from longtail.engine.runner.parallel import run_parallel, threads_per_job
+from longtail.engine.runner.results import aggregate
+from longtail.engine.runner.runs import Runs
+from longtail.engine.runner.stages import BALANCED, stage_of
+
+__all__ = ["method_names", "run_benchmark", "train_method"]
+
+#: Without a terminal, a progress line per (method, seed) at most this often (and one when it ends).
+PROGRESS_SECONDS = 30.0
+
+
+def method_names(cfg: Config) -> list[str]:
+    """The registry methods a config asks for (``"all"``: every method of the config's task)."""
+    if isinstance(cfg.methods, str):
+        table = resolve_methods(cfg.recipes, cfg.task)
+        return [name for name, m in table.items() if m.task == cfg.task]
+    return list(cfg.methods)
+
+
+def _data_problem(method: Method, data: DataBundle) -> str | None:
+    """Why ``method`` cannot train on ``data`` (``None``: it can)."""
+    if getattr(method, "sla", None) is not None and not data.is_image:
+        return "needs images (SLA rotates and permutes them); the data are feature vectors"
+    if getattr(method, "sampler", None) == "smote" and data.lazy:
+        return "needs in-memory training data (SMOTE); the image folder is read lazily"
+    return None
+
+
+def train_method(
+    method: Method,
+    data: DataBundle,
+    cfg: Config,
+    *,
+    seed: int,
+    out_dir: str | Path,
+    label: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train one method (its first stage, then its second stage / post-hoc step) on ``data``.
+
+    The programmatic form of one (method, seed) of :func:`run_benchmark`, with the same files under
+    ``out_dir``; returns the ``result.json`` record.
+    """
+
+    def quiet(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    runs = Runs(cfg, Path(out_dir), resume=resume, tick=quiet, data=data)
+    return runs.method(label or method.name, method, "long-tailed", seed)
+
+
+def run_benchmark(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    command: str = "",
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Train every (method, seed) of ``cfg``, write the run folder, return ``results.json``'s content.
+
+    Stages are trained once per (stage, seed) and reused by every method that starts from them
+    (``erm``, ``la-posthoc``, ``tau-norm``, ``crt`` and ``lws`` share one); see :func:`stage_of`.
+
+    Args:
+        cfg: validated configuration.
+        out_dir: the run folder (created).
+        resume: skip finished pairs and continue interrupted ones (see
+            :mod:`longtail.engine.runner`).
+        command: the command line to record in ``run.json`` and the report.
+        progress: show a tqdm bar (rank 0).
+        echo: where to print the final table (``None``: silent).
+        jobs: worker processes for the stages and second stages (see
+            :mod:`longtail.engine.runner.parallel`); 1 trains in this process. Not under ``torchrun``.
+
+    The data are loaded and checked before the run folder is written, and a start that fails before
+    ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
+    only those two files (a start that failed later, before any result) is reused as if empty.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds results and ``resume`` is false, or it is a
+            file, or a non-empty folder that is not a run folder (never written into).
+        OSError: ``out_dir`` cannot be created or written (the message names it).
+        NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
+    """
+    out = Path(out_dir)
+    main = D.is_main_process()
+    table = resolve_methods(cfg.recipes, cfg.task)
+    names = method_names(cfg)
+    entries = [(n, table[n], "long-tailed") for n in names]
+    if cfg.data.balanced_reference:
+        entries.append((BALANCED, reference_method(cfg.task), "balanced"))
+    # rank 0 checks and creates the folder; every rank raises the same error (none waits forever)
+    raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
+    if resume:
+        check_resumable(out, cfg, entries)
+    created: list[Path] = []
+    problem = None
+    if main:
+        try:
+            created = make_dirs(out)
+        except OSError as exc:
+            problem = f"--out: cannot create the run folder {out}: {os_reason(exc)}"
+    raise_shared(OSError, problem)
+    runs = Runs(cfg, out, resume=resume, tick=lambda *a, **k: None)
+    # every data set of the run is built now, before any training: building one later would see the
+    # thread count a training set (train.num_threads), and the float32 standardisation statistics
+    # depend on it in their last bits, so the same data would differ with the order of the runs;
+    # and before the run folder is written, so that bad data leave no half-made run behind
+    try:
+        check_data_files(cfg)
+        for variant in dict.fromkeys(v for _, _, v in entries):
+            for seed in cfg.seeds:
+                runs.data(variant, seed)
+        first = runs.data("long-tailed", cfg.seeds[0])
+        unfit = {n: why for n, m, _ in entries if (why := _data_problem(m, first)) is not None}
+        if unfit and not isinstance(cfg.methods, str):
+            name, why = next(iter(unfit.items()))
+            raise ValueError(f"config key 'methods': {name} {why}")
+    except BaseException:
+        if main:
+            remove_empty_dirs(created)
+        raise
+    if unfit:  # methods: all -> every method the data can run
+        entries = [e for e in entries if e[0] not in unfit]
+        if echo is not None and main:
+            for why in dict.fromkeys(unfit.values()):
+                skipped = ", ".join(n for n, w in unfit.items() if w == why)
+                echo(f"note: skipped {skipped}: {why}")
+    problem = None
+    if main:
+        meta = {
+            "command": command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "world_size": D.world_size(),
+        }
+        try:
+            save_config(cfg, out / "config.yaml")
+            atomic_write_json(out / "run.json", meta)
+            # the test examples a split without its own test set held out (split.json)
+            write_split(runs.data("long-tailed", cfg.seeds[0]), out)
+        except OSError as exc:
+            problem = f"--out: cannot write to the run folder {out}: {os_reason(exc)}"
+    raise_shared(OSError, problem)  # also the barrier: no rank trains before the folder is made
+    # progress: every distinct stage's epochs once, plus every second stage's
+    total = 0
+    seen_stages: set[str] = set()
+    for label, m, variant in entries:
+        params = m.resolve_params(cfg.method_params.get(label, {}))
+        st = stage_of(cfg, m, params, variant)
+        if st.key not in seen_stages:
+            seen_stages.add(st.key)
+            total += cfg.train.epochs * len(cfg.seeds)
+        if m.second_stage:
+            total += TASK_KINDS[cfg.task].finish_config(cfg, m, params).train.epochs * len(
+                cfg.seeds
+            )
+    bar: Any = None
+    if progress and main:
+        try:
+            from tqdm.auto import tqdm  # optional dependency: tqdm (a progress bar)
+
+            # a live bar on a terminal; one line per finished (method, seed) otherwise
+            bar = tqdm(total=total, unit="epoch", desc=cfg.name, dynamic_ncols=True, disable=None)
+            if bar.disable:
+                bar = None
+        except ImportError:  # pragma: no cover
+            bar = None
+    last_line = [time.monotonic()]
+
+    def tick(what: str, seed: int, epochs: int, **info: Any) -> None:
+        if bar is not None:
+            if epochs:
+                bar.update(epochs)
+            bar.set_postfix_str(f"{what} seed {seed}")
+            return
+        if not (progress and main):
+            return
+        row = info.get("row")
+        record = info.get("record")
+        if row is not None and time.monotonic() - last_line[0] >= PROGRESS_SECONDS:
+            # no terminal (a log file, a batch job): a line now and then for long runs
+            last_line[0] = time.monotonic()
+            print(
+                f"{cfg.name}: {what} seed {seed}: epoch {info['epoch'] + 1}, "
+                f"train loss {row['train_loss']:.4g}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if record is not None:
+            primary = TASK_KINDS[cfg.task].metrics[0]
+            value = record["metrics"].get(primary.name)
+            shown = "n/a" if value is None else f"{100 * value:.1f}%"
+            print(
+                f"{cfg.name}: {what} seed {seed}: {primary.label} {shown} "
+                f"({record['train_seconds']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    runs.tick = tick
+    parallel_stages = 0
+    if jobs > 1:
+        if D.world_size() > 1:
+            raise ValueError("--jobs: runs in worker processes cannot be combined with torchrun")
+        device = D.resolve_device(cfg.train.device)
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+
+        def show_running(running: list[str]) -> None:
+            if bar is not None:
+                bar.set_postfix_str("running: " + ", ".join(running) if running else "")
+
+        parallel_stages = run_parallel(
+            cfg,
+            out,
+            entries,
+            jobs=jobs,
+            data=runs.loaded_data(),
+            tick=tick,
+            threads=threads_per_job(jobs, cfg.train.num_threads),
+            gpus=gpus,
+            on_running=show_running,
+        )
+        # every result is on disk now: the pass below collects them as a resumed run does
+        runs.resume = True
+        runs.tick = lambda *a, **k: None
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for label, method, variant in entries:
+            for seed in cfg.seeds:
+                per_run.setdefault(label, []).append(runs.method(label, method, variant, seed))
+    finally:
+        if bar is not None:
+            bar.close()
+    first = runs.data("long-tailed", cfg.seeds[0])
+    results = aggregate(
+        per_run,
+        dataset=first.name,
+        task=cfg.task,
+        imbalance_factor=cfg.data.imbalance_factor,
+        class_counts=first.class_counts,
+        metric_specs=TASK_KINDS[cfg.task].metrics,
+        compositions={label: m.composition() for label, m, _ in entries},
+    )
+    results["class_names"] = list(first.class_names)
+    # the file or folder the data were read from, absolute (the report names it); null: bundled
+    source = cfg.data.path or cfg.data.data_dir
+    results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
+    results["num_train"] = len(first.train_y)
+    results["num_test"] = len(first.test_y)
+    # "validation": the metrics are of a split held out of the training data, not the test set
+    results["evaluated_on"] = first.evaluated_on
+    results["stages_trained"] = len(runs.trained_stages) + parallel_stages
+    if main:
+        atomic_write_json(out / "results.json", results)
+        write_report(out)
+        if echo is not None:
+            echo(format_table(results, markdown=False))
+            echo(f"\nrun folder: {out}")
+    D.barrier()
+    return results

@@ -1,0 +1,86 @@
+"""``results.json``: the per-run results of a benchmark aggregated over seeds.
+
+``results.json``::
+
+    {"dataset": str, "task": "single-label" | "multi-label" | "open-set",
+     "imbalance_factor": float | null,
+     "class_counts": [int], "class_names": [str], "num_train": int, "num_test": int,
+     "methods": {NAME: {"seeds": [int], "train_seconds": float,
+                        "metrics": {METRIC: {"mean": float, "std": float, "values": [float]}}}}}
+
+Multi-label runs: ``class_counts`` are each label's visible positive training examples and the
+metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.tracks.multi_label.task`).
+Open-set runs: seed ``i`` trains on ``open_set.splits[i]`` (the data are built per seed),
+``class_counts`` / ``class_names`` are the first seed's known classes, the metrics are AUROC,
+AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each method's
+``composition.score`` names the score it thresholds (see :mod:`longtail.tracks.open_set.task`).
+``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
+sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
+(``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
+number of images spread evenly over the classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from longtail.engine.tasks import MetricSpec
+
+__all__ = ["aggregate", "finite_or_none"]
+
+
+def finite_or_none(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "std": None, "values": list(values)}
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return {
+        "mean": mean,
+        "std": std,
+        "values": [finite_or_none(v) if v is not None else None for v in values],
+    }
+
+
+def aggregate(
+    per_run: dict[str, list[dict[str, Any]]],
+    *,
+    dataset: str,
+    task: str,
+    imbalance_factor: float | None,
+    class_counts: list[int],
+    metric_specs: Sequence[MetricSpec],
+    compositions: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Build the ``results.json`` mapping from per-run results (``{method: [result per seed]}``)."""
+    metric_names = [m.name for m in metric_specs]
+    methods: dict[str, Any] = {}
+    for name, runs in per_run.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        methods[name] = {
+            "seeds": [int(r["seed"]) for r in runs],
+            "train_seconds": sum(float(r["train_seconds"]) for r in runs) / max(len(runs), 1),
+            "metrics": {m: _stats([r["metrics"].get(m) for r in runs]) for m in metric_names},
+        }
+        if compositions and name in compositions:
+            methods[name]["composition"] = dict(compositions[name])
+        if runs and "params" in runs[0]:
+            # the hyper-parameters (equal over seeds): the report marks methods that are the same
+            methods[name]["params"] = dict(runs[0]["params"])
+    return {
+        "dataset": dataset,
+        "task": task,
+        "imbalance_factor": imbalance_factor,
+        "class_counts": [int(c) for c in class_counts],
+        "metric_specs": [
+            {"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better}
+            for m in metric_specs
+        ],
+        "methods": methods,
+    }

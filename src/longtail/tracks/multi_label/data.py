@@ -1,0 +1,224 @@
+"""Multi-label data: the ``mulan`` and ``fashion-tiles`` formats (registered here) and
+:func:`build_multilabel_data`, which also reads a multi-label ``table``.
+
+Data (:func:`build_multilabel_data`), every label column a float ``{0, 1}`` (``-1``: hidden):
+
+- ``mulan``: a Mulan folder (``data_dir`` holds ``NAME-train.arff``, ``NAME-test.arff`` and
+  ``NAME.xml``; ``data.mulan_name`` picks NAME when there are several), read with
+  :func:`longtail.data.load_mulan`. Features are standardised with the mean and standard deviation
+  of the *training* split only (a constant feature is centred and left unscaled); a missing feature
+  (``?``) is set to the training mean, i.e. 0 after standardising. The model is an MLP.
+- ``fashion-tiles``: 2x2 grids of Fashion-MNIST items (``data_dir`` holds the IDX files), each
+  item first resized to ``data.tiles_item_size`` pixels (area averaging; 14 by default, so the
+  images are 28x28 like Fashion-MNIST's and train as fast), built with
+  :func:`longtail.data.make_tile_images`: each tile is blank with probability
+  ``data.tiles_blank_prob``, otherwise an item whose class is drawn from
+  :func:`longtail.data.long_tailed_label_probs` (``data.imbalance_factor``; class 0 the head; null:
+  uniform); an image's labels are the classes of its items. ``data.tiles_train`` images come from the
+  official training images (seed ``subset_seed``), ``data.tiles_test`` from the official test
+  images (seed ``subset_seed + 1``), with the same label distribution. Pixels are scaled to
+  ``[0, 1]`` and standardised with the training images' mean and std. The model is the CNN.
+- ``table``: a ``.csv`` / ``.npz`` / ``.parquet`` file (``data.path``) whose ``data.label_columns``
+  hold 0 / 1 (empty / NaN: unknown, -1); every other numeric column is a feature (see
+  :func:`longtail.data.load_table`). ``test_fraction`` of the rows (at least one) are held out at
+  random (seed ``subset_seed``; recorded in ``split.json``); features are standardised like Mulan's.
+
+Missing labels (``data.hide_fraction`` = h > 0): each training label entry is hidden (set to -1)
+independently with probability h, drawn from a generator seeded with ``subset_seed + 2``; the
+losses ignore hidden entries and the per-label positive counts (class-balanced weights,
+repeat factors, the report) count the visible positives. With ``data.hidden_as: negative`` a hidden
+entry becomes 0 instead (an unannotated label taken as negative, the setting of the Hill paper: the
+hidden positives become false negatives). The test labels are never hidden.
+
+A label without a visible positive in the training split is an error naming the label: nothing can
+be learned about it, and no class-balanced weight or repeat factor exists for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from longtail.data import load_idx, load_mulan, long_tailed_label_probs, make_tile_images
+from longtail.engine.datasets import (
+    DATA_FORMATS,
+    FASHION_MNIST_NAMES,
+    DataBundle,
+    DataFormat,
+    LoadedData,
+    register_data_format,
+    resolve_source,
+    standardise_features,
+    validation_indices,
+)
+
+if TYPE_CHECKING:
+    from longtail.engine.config import Config, DataConfig
+
+__all__ = ["FASHION_TILES", "MULAN", "build_multilabel_data", "hide_labels", "positive_counts"]
+
+
+def hide_labels(targets: Tensor, fraction: float, seed: int, *, value: float = -1.0) -> Tensor:
+    """A copy of ``targets`` (N, L) with each entry set to ``value`` independently with probability
+    ``fraction`` (a ``torch.Generator`` seeded with ``seed``; one uniform draw per entry, row-major).
+
+    ``value`` -1 marks the entry unknown; 0 turns a hidden positive into a false negative (the same
+    entries are drawn for either value)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.hide_fraction: must be in [0, 1), got {fraction!r}")
+    out = targets.clone()
+    if fraction == 0.0 or out.numel() == 0:
+        return out
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.rand(out.shape, generator=gen, dtype=torch.float64) < fraction
+    out[hidden] = value
+    return out
+
+
+def positive_counts(targets: Tensor) -> list[int]:
+    """Visible positives per label of a (N, L) target matrix."""
+    return [int(c) for c in (targets == 1).sum(0).tolist()]
+
+
+def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
+    assert directory is not None
+    train, test = load_mulan(directory, cfg.mulan_name)
+    x_train, x_test = standardise_features(train.data, test.data)
+    names = list(train.class_names or [f"label {j}" for j in range(train.targets.shape[1])])
+    name = cfg.mulan_name or _mulan_stem(directory)
+    return LoadedData(
+        x_train, train.targets.float(), x_test, test.targets.float(), names, name=name
+    )
+
+
+def _mulan_stem(directory: Path) -> str:
+    xml = sorted(directory.glob("*.xml"))
+    return xml[0].stem if len(xml) == 1 else directory.name
+
+
+def _check_mulan(cfg: Config, labels: str) -> None:
+    if labels == "multi" and cfg.data.imbalance_factor is not None:
+        raise ValueError(
+            "config key 'data.imbalance_factor': a Mulan set is used as loaded (its labels "
+            f"are naturally skewed); set it to null, got {cfg.data.imbalance_factor}"
+        )
+
+
+def _resize_items(images: Tensor, cfg: DataConfig) -> Tensor:
+    """uint8 ``(M, H, W)`` items resized to ``tiles_item_size`` (area averaging, rounded)."""
+    size = cfg.tiles_item_size
+    if images.ndim != 3:
+        raise ValueError(
+            f"data.data_dir: fashion-tiles needs single-channel (M, H, W) images, got shape "
+            f"{tuple(images.shape)}"
+        )
+    if tuple(images.shape[1:]) == (size, size):
+        return images
+    small = F.interpolate(images.unsqueeze(1).float(), size=(size, size), mode="area")
+    return small.squeeze(1).round().clamp(0, 255).to(torch.uint8)
+
+
+def _load_tiles(cfg: DataConfig, directory: Path | None) -> LoadedData:
+    assert directory is not None
+    train = load_idx(directory, split="train")
+    test = load_idx(directory, split="test")
+    num_items = int(train.targets.max()) + 1
+    names = (
+        list(FASHION_MNIST_NAMES)
+        if num_items == len(FASHION_MNIST_NAMES)
+        else [str(c) for c in range(num_items)]
+    )
+    probs = long_tailed_label_probs(num_items, cfg.imbalance_factor or 1.0)
+    items_train, items_test = _resize_items(train.data, cfg), _resize_items(test.data, cfg)
+    common: dict[str, Any] = {"label_probs": probs, "blank_prob": cfg.tiles_blank_prob}
+    x_tr, y_tr = make_tile_images(
+        items_train, train.targets, num_images=cfg.tiles_train, seed=cfg.subset_seed, **common
+    )
+    x_te, y_te = make_tile_images(
+        items_test, test.targets, num_images=cfg.tiles_test, seed=cfg.subset_seed + 1, **common
+    )
+    x_tr = x_tr.unsqueeze(1).float() / 255.0
+    x_te = x_te.unsqueeze(1).float() / 255.0
+    mean = x_tr.mean()
+    std = x_tr.std().clamp_min(1e-6)
+    return LoadedData(
+        ((x_tr - mean) / std).contiguous(),
+        y_tr.float(),
+        ((x_te - mean) / std).contiguous(),
+        y_te.float(),
+        names,
+    )
+
+
+MULAN = register_data_format(
+    DataFormat(
+        name="mulan",
+        load_multilabel=_load_mulan,
+        keys=("mulan_name",),
+        inputs="vectors",
+        check=_check_mulan,
+        doc="a Mulan folder: NAME-train.arff, NAME-test.arff and NAME.xml (multi-label)",
+    )
+)
+FASHION_TILES = register_data_format(
+    DataFormat(
+        name="fashion-tiles",
+        load_multilabel=_load_tiles,
+        keys=("tiles_train", "tiles_test", "tiles_item_size", "tiles_blank_prob"),
+        idx_files=True,
+        doc="2x2 tiles of Fashion-MNIST items, one label per item class (multi-label)",
+    )
+)
+
+
+def build_multilabel_data(cfg: DataConfig) -> DataBundle:
+    """Load a multi-label data set (see the module docstring) and hide labels if configured.
+
+    Raises:
+        ValueError: a data problem (the message names the file, the label or the config key), or
+            a label without a visible positive training example.
+    """
+    fmt = DATA_FORMATS[cfg.dataset]
+    if fmt.load_multilabel is None:
+        raise ValueError(f"data.dataset: {cfg.dataset!r} is not a multi-label data set")
+    source = resolve_source(cfg, fmt)
+    loaded = fmt.load_multilabel(cfg, source)
+    x_train, y_train, x_test, y_test = loaded.train_x, loaded.train_y, loaded.test_x, loaded.test_y
+    names = loaded.class_names
+    evaluated_on = "test"
+    if cfg.validation_fraction is not None:
+        # held out before hiding: the validation labels are complete, as the test labels are
+        keep, held = validation_indices(y_train, cfg.validation_fraction, cfg.subset_seed + 3)
+        x_test, y_test = x_train[held].contiguous(), y_train[held].contiguous()
+        x_train, y_train = x_train[keep].contiguous(), y_train[keep]
+        evaluated_on = "validation"
+    value = -1.0 if cfg.hidden_as == "unknown" else 0.0
+    y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2, value=value)
+    counts = positive_counts(y_train)
+    for j, c in enumerate(counts):
+        if c == 0:
+            hidden = (
+                f" after hiding {cfg.hide_fraction:g} of the entries" if cfg.hide_fraction else ""
+            )
+            raise ValueError(
+                f"data: label {names[j]!r} (column {j}) has no positive example in the training "
+                f"split{hidden} of {source}; it cannot be learned and has no class-balanced "
+                "weight (remove the label or use more data)"
+            )
+    return DataBundle(
+        name=loaded.name or cfg.dataset,
+        train_x=x_train,
+        train_y=y_train.contiguous(),
+        test_x=x_test,
+        test_y=y_test.contiguous(),
+        class_names=names,
+        class_counts=counts,
+        group_counts=counts,
+        imbalance_factor=cfg.imbalance_factor,
+        split=loaded.split,
+        evaluated_on=evaluated_on,
+    )
