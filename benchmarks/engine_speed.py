@@ -35,9 +35,8 @@ import torch.nn.functional as F
 from longtail.engine.config import config_from_dict
 from longtail.engine.datasets import DataBundle
 from longtail.engine.models import build_model
-from longtail.engine.tasks import SingleLabelTask
 from longtail.engine.trainer import Trainer
-from longtail.tracks.single_label import METHODS
+from longtail.tracks.single_label import METHODS, SingleLabelTask
 
 
 def _bundle(shape: tuple[int, ...], n: int, classes: int = 10) -> DataBundle:

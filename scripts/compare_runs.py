@@ -1,8 +1,11 @@
 """Compare the per-method, per-seed metric values of two behaviour snapshots (issue 19).
 
 Usage: python scripts/compare_runs.py OLD NEW, where OLD and NEW are folders written by
-scripts/behaviour_snapshot.sh. Every ``result.json`` under OLD must exist under NEW with the same
-metric values, bit for bit (floats compared exactly). Prints one line per difference; exit 1 if any.
+scripts/behaviour_snapshot.sh. Every ``result.json`` and ``results.json`` under OLD must exist under
+NEW with the same values, bit for bit (floats compared exactly): metrics, details, the per-epoch
+history, fingerprints, stages, compositions and parameters; only wall-clock times (keys ending in
+``seconds``, ``started``, ``finished``, ``time``) are skipped. Prints one line per difference; exit 1
+if any.
 """
 
 from __future__ import annotations
@@ -13,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 
+_CLOCK = ("seconds", "started", "finished", "time", "command", "created")
+
+
 def _metrics(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    return {k: data[k] for k in ("metrics",) if k in data} or data
+    return dict(json.loads(path.read_text()))
+
+
+def _is_clock(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].split("[", 1)[0]
+    return any(last.endswith(c) for c in _CLOCK)
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -34,7 +44,9 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 def main(old: Path, new: Path) -> int:
     diffs = compared = 0
-    files = sorted(p.relative_to(old) for p in old.rglob("result.json"))
+    files = sorted(
+        p.relative_to(old) for name in ("result.json", "results.json") for p in old.rglob(name)
+    )
     if not files:
         print(f"no result.json under {old}")
         return 1
@@ -45,6 +57,8 @@ def main(old: Path, new: Path) -> int:
             continue
         a, b = _flatten(_metrics(old / rel)), _flatten(_metrics(new / rel))
         for key in sorted(set(a) | set(b)):
+            if _is_clock(key):
+                continue
             compared += 1
             if a.get(key) != b.get(key):
                 diffs += 1

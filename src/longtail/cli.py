@@ -182,8 +182,8 @@ def _cmd_methods(task: str = "single-label") -> int:
         ]
         print(f"{name.ljust(width)}  {m.description}{extra} ({m.citation})")
         print(f"{' ' * width}    = {' '.join(parts)}")
-    if kind.recipe_help:
-        print(f"\n{kind.recipe_help}")
+    if kind.recipe_help is not None:
+        print(f"\n{kind.recipe_help()}")
     else:
         print(f"\n({task} methods are presets; their hyper-parameters are set in method_params.)")
     return 0

@@ -1,13 +1,16 @@
-"""One registry type for every kind of component: losses, task kinds, methods, samplers, formats.
+"""One registry type for every kind of component: losses, task kinds, methods, formats, sections.
 
-A :class:`Registry` is a read-only mapping from a name to an object, filled where each object is
-defined (as timm's ``register_model`` and mmengine's ``Registry`` do)::
+A :class:`Registry` is a mapping from a name to an object, filled where each object is defined (as
+timm's ``register_model`` and mmengine's ``Registry`` do)::
 
-    SAMPLERS: Registry[SamplerSpec] = Registry("sampler")
-    SAMPLERS.register("sqrt", SamplerSpec(...))          # a call ...
+    METHODS: Registry[Method] = Registry("single-label method")
+    METHODS.register("erm", compose("erm", ...))         # a call ...
 
-    @TASK_KINDS.register("toy")                            # ... or a decorator
-    def _toy() -> TaskKind: ...
+    @PLOTS.register("roc")                                # ... or a decorator
+    def roc_plot(ctx): ...
+
+``registry[name] = obj`` replaces an entry (tests, plug-ins) and ``del registry[name]`` removes one;
+an optional ``validate`` hook checks every entry added.
 
 A registry can name ``locations``: modules imported the first time it is read, so that a lower
 layer (the engine's core) finds what a higher one (the tracks) registers without importing it by
@@ -25,6 +28,7 @@ from typing import Any, Generic, TypeVar, overload
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+_MISSING: Any = object()  # register(name) without an object: the decorator form
 
 
 class Registry(Mapping[str, T], Generic[T]):
@@ -62,18 +66,29 @@ class Registry(Mapping[str, T], Generic[T]):
         self._loaded = not self._locations
         self._loading = False
         self._validate = validate
-        self._validate = validate
 
     def _load(self) -> None:
-        if self._loaded or self._loading:
+        if self._loaded:
             return
+        if self._loading:
+            raise RuntimeError(self._partial(", ".join(self._locations)))
         self._loading = True
         try:
-            for module in self._locations:
-                importlib.import_module(module)
+            for name in self._locations:
+                module = importlib.import_module(name)
+                if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                    # read by a module that `name` itself is importing: the entries are not all
+                    # there yet, and marking the registry loaded would lose the rest for good
+                    raise RuntimeError(self._partial(name))
             self._loaded = True
         finally:
             self._loading = False
+
+    def _partial(self, modules: str) -> str:
+        return (
+            f"the {self.kind} registry was read while {modules} is being imported, so it is not "
+            "complete yet; read it when a function runs, not when a module is imported"
+        )
 
     @overload
     def register(self, name: str, obj: T, *, overwrite: bool = ...) -> T: ...
@@ -81,11 +96,12 @@ class Registry(Mapping[str, T], Generic[T]):
     @overload
     def register(self, name: str, *, overwrite: bool = ...) -> Callable[[T], T]: ...
 
-    def register(self, name: str, obj: Any = None, *, overwrite: bool = False) -> Any:
+    def register(self, name: str, obj: Any = _MISSING, *, overwrite: bool = False) -> Any:
         """Add ``obj`` under ``name``; without ``obj``, a decorator that adds what it decorates.
 
         Raises:
-            ValueError: ``name`` is empty or already registered (unless ``overwrite``).
+            ValueError: ``name`` is empty or already registered (unless ``overwrite``), or
+                ``validate`` refuses ``obj``.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -98,9 +114,15 @@ class Registry(Mapping[str, T], Generic[T]):
             self._entries[name] = value
             return value
 
-        if obj is None:
+        if obj is _MISSING:
             return add
         return add(obj)
+
+    def registered(self, name: str) -> T | None:
+        """The entry ``name`` if it is registered already, else ``None``, without importing the
+        ``locations``: for code that registers (a module being imported must not read the
+        registry it is filling)."""
+        return self._entries.get(name)
 
     def unregister(self, name: str) -> T:
         """Remove and return the entry ``name`` (for tests and plug-ins that replace one)."""

@@ -23,16 +23,16 @@ from longtail.adjust import posthoc_logit_adjust, tau_normalize
 from longtail.data import smote_oversample
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import Criterion, Method
+from longtail.engine.methods import Method
 from longtail.engine.models import build_model
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
+    MethodTask,
     MetricSpec,
     OptimizerSpec,
     Setup,
     StepOutput,
-    Task,
     nan_to_none,
 )
 from longtail.metrics import SingleLabelMetrics
@@ -55,7 +55,7 @@ def prior_bias(num_classes: int) -> float:
     return -math.log((1.0 - pi) / pi)
 
 
-class ClassifierTask(Task):
+class ClassifierTask(MethodTask):
     """Single-label classification with a long-tail :class:`~longtail.engine.methods.Method`.
 
     Trains the method's first stage: the head (linear / cosine), the loss (with deferred
@@ -65,7 +65,6 @@ class ClassifierTask(Task):
     the prior and excludes it from weight decay. The second stage, if any, is :class:`SecondStageTask`.
     """
 
-    kind = "single-label"
     metrics: ClassVar[tuple[MetricSpec, ...]] = CLASSIFIER_METRICS
 
     def __init__(
@@ -76,13 +75,7 @@ class ClassifierTask(Task):
         *,
         params: Mapping[str, Any] | None = None,
     ):
-        self.method = method
-        self.data = data
-        self.config = config
-        self.params = method.resolve_params(params)
-        self.criterion: Criterion = method.build_criterion(
-            data.class_counts, total_epochs=max(config.train.epochs, 1), params=self.params
-        )
+        super().__init__(method, data, config, params=params)
         self._counts = torch.as_tensor(data.class_counts, dtype=torch.float32)
 
     def build_model(self) -> nn.Module:

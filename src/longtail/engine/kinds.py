@@ -72,8 +72,8 @@ class TaskKind:
             (``data.balanced_reference``); ``None``: the task has no balanced reference.
         recipes_refused: why a config's ``recipes:`` section is refused with this task (``None``:
             recipes compose its methods).
-        recipe_help: what ``longtail methods --task NAME`` prints after the list: how to compose
-            a recipe (empty: the methods are presets).
+        recipe_help: ``() -> str``: what ``longtail methods --task NAME`` prints after the list,
+            how to compose a recipe (``None``: the methods are presets).
         section: the config section this task adds, if any.
         check_config: ``(config) -> None`` cross-checks of this task (raise ``ConfigError``).
         labels: the targets its data hold: ``"single"`` (one class per example) or ``"multi"``
@@ -93,15 +93,33 @@ class TaskKind:
     vocabulary: Vocabulary | None = None
     reference: Callable[[], Method] | None = None
     recipes_refused: str | None = None
-    recipe_help: str = ""
+    recipe_help: Callable[[], str] | None = None
     section: ConfigSection | None = None
     check_config: Callable[[Config], None] | None = None
     labels: str = "single"
 
 
-#: Every task kind, by ``Config.task``, in registration order (the tracks of
-#: :mod:`longtail.tracks`, imported on first use).
-TASK_KINDS: Registry[TaskKind] = Registry("task kind", locations=("longtail.tracks",))
+def _check_kind(name: str, kind: TaskKind) -> None:
+    if not isinstance(kind, TaskKind):
+        raise TypeError(f"a task kind must be a TaskKind, got {type(kind).__name__}")
+    if name != kind.name:
+        raise ValueError(f"task kind {kind.name!r} registered under another name, {name!r}")
+    if kind.labels not in ("single", "multi"):
+        raise ValueError(
+            f"task kind {name!r}: labels must be 'single' or 'multi', got {kind.labels!r}"
+        )
+    if not kind.metrics:
+        raise ValueError(
+            f"task kind {name!r}: needs at least one metric (the first is the primary)"
+        )
+
+
+#: Every task kind, by ``Config.task``, in registration order: the built-in tracks of
+#: :mod:`longtail.tracks` (imported on first use), then plug-ins (entry points of the group
+#: ``longtail.tracks``, see docs/architecture.md).
+TASK_KINDS: Registry[TaskKind] = Registry(
+    "task kind", locations=("longtail.tracks",), validate=_check_kind
+)
 
 
 def register_task_kind(kind: TaskKind) -> TaskKind:

@@ -53,14 +53,20 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from longtail.engine.config import Config
+    from longtail.engine.datasets import DataBundle
+    from longtail.engine.methods import Criterion, Method
+
 __all__ = [
     "Batch",
     "Evaluation",
+    "MethodTask",
     "MetricSpec",
     "OptimizerSpec",
     "Setup",
@@ -178,12 +184,10 @@ class Task(ABC):
     """A kind of learning problem (see the module docstring for the hooks and how tasks plug in).
 
     Attributes:
-        kind: the task name written to ``results.json`` (``"single-label"``, ...).
         metrics: the metrics ``evaluate`` returns, in table order; the first is the primary one
             (the gap to the reference is measured on it).
     """
 
-    kind: ClassVar[str]
     metrics: ClassVar[tuple[MetricSpec, ...]]
 
     @property
@@ -245,6 +249,36 @@ class Task(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027
         """Restore what :meth:`state_dict` returned."""
+
+
+class MethodTask(Task):
+    """A task that trains one :class:`~longtail.engine.methods.Method` on one data bundle.
+
+    The opening every task of a track shares: ``method``, ``data``, ``config``, ``params`` (the
+    method's defaults updated with the validated overrides) and, unless ``criterion=False``,
+    ``criterion``: the method's loss bound to the training class counts
+    (:meth:`Method.build_criterion <longtail.engine.methods.Method.build_criterion>`, over
+    ``max(train.epochs, 1)`` epochs). A subclass checks what it needs of the method and the data
+    first, then calls this.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        data: DataBundle,
+        config: Config,
+        *,
+        params: Mapping[str, Any] | None = None,
+        criterion: bool = True,
+    ) -> None:
+        self.method = method
+        self.data = data
+        self.config = config
+        self.params = method.resolve_params(params)
+        if criterion:
+            self.criterion: Criterion = method.build_criterion(
+                data.class_counts, total_epochs=max(config.train.epochs, 1), params=self.params
+            )
 
 
 def nan_to_none(values: Iterable[float | None]) -> list[float | None]:

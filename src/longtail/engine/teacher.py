@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from longtail.engine.checkpoint import CheckpointError, load_checkpoint
 from longtail.engine.config import ConfigError
-from longtail.engine.methods import Method
+from longtail.engine.methods import LossFn, Method, Param
 
 __all__ = [
     "ROLES",
@@ -47,6 +47,30 @@ class TeacherStudentMethod(Method):
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        role: str,
+        description: str,
+        paper: str,
+        *,
+        task: str,
+        loss: LossFn,
+        params: Mapping[str, Param] | None = None,
+    ) -> TeacherStudentMethod:
+        """A method of ``role`` in ``task``: a student is a second stage on the teacher's stage."""
+        return cls(
+            name=name,
+            description=description,
+            paper=paper,
+            loss=loss,
+            params=dict(params or {}),
+            task=task,
+            second_stage="distill" if role == "student" else None,  # type: ignore[arg-type]
+            role=role,
+        )
 
     @property
     def needs_stage(self) -> bool:

@@ -111,9 +111,14 @@ def _check_cross(cfg: Config) -> None:
             raise ConfigError(
                 f"config key '{key}': only used with task {task}, got task {cfg.task!r}"
             )
-    check = TASK_KINDS[cfg.task].check_config
-    if check is not None:
-        check(cfg)
+    kind = TASK_KINDS[cfg.task]
+    if kind.check_config is not None:
+        kind.check_config(cfg)
+    if cfg.data.balanced_reference and kind.reference is None:
+        raise ConfigError(
+            f"config key 'data.balanced_reference': task {cfg.task} has no balanced reference; "
+            "set it to false"
+        )
 
 
 def check_teacher_model(key: str, model: ModelConfig) -> None:

@@ -138,13 +138,12 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r} ({_type_name(raw)})")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    sections: dict[str, Any] = {}
+    section_raw: dict[str, Any] = {}
+    schemas: dict[str, tuple[str, type]] = {}
     if cls is Config:  # the task kinds' sections take the place of the field that holds them
         del fields["sections"]
         schemas = section_schemas()
-        for k in raw:
-            if k in schemas:
-                sections[k] = None if raw[k] is None else _build(schemas[k][1], raw[k], k)
+        section_raw = {k: v for k, v in raw.items() if k in schemas}
         raw = {k: v for k, v in raw.items() if k not in schemas}
         fields.update({k: None for k in schemas})  # type: ignore[misc]
     for k in raw:
@@ -159,6 +158,8 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
         if name in raw:
             full = f"{prefix}.{name}" if prefix else name
             kwargs[name] = _coerce(full, hints[name], raw[name], f.metadata)
-    if cls is Config:
-        kwargs["sections"] = sections
+    if cls is Config:  # validated after the other keys, in the order the file gives them
+        kwargs["sections"] = {
+            k: None if v is None else _build(schemas[k][1], v, k) for k, v in section_raw.items()
+        }
     return cls(**kwargs)

@@ -113,9 +113,9 @@ def register_section(task: str, fn: SectionFn) -> SectionFn:
 
         register_section("open-set", roc_section)
     """
-    if task not in REPORT_SECTIONS:
-        REPORT_SECTIONS.register(task, [])
-    fns = REPORT_SECTIONS[task]
+    fns = REPORT_SECTIONS.registered(task)
+    if fns is None:
+        fns = REPORT_SECTIONS.register(task, [])
     if fn not in fns:
         fns.append(fn)
     return fn

@@ -35,7 +35,6 @@ Modules, each importing only those above it:
 
 from __future__ import annotations
 
-from longtail.engine.kinds import TASK_KINDS, TaskKind
 from longtail.engine.runner.benchmark import (
     PROGRESS_SECONDS,
     method_names,
@@ -63,10 +62,8 @@ from longtail.engine.runner.stages import (
 __all__ = [
     "BALANCED",
     "PROGRESS_SECONDS",
-    "TASK_KINDS",
     "Runs",
     "Stage",
-    "TaskKind",
     "aggregate",
     "available_cores",
     "default_jobs",

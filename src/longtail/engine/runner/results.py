@@ -2,7 +2,7 @@
 
 ``results.json``::
 
-    {"dataset": str, "task": "single-label" | "multi-label" | "open-set",
+    {"dataset": str, "task": str (a registered task kind: single-label, multi-label, ...),
      "imbalance_factor": float | null,
      "class_counts": [int], "class_names": [str], "num_train": int, "num_test": int,
      "methods": {NAME: {"seeds": [int], "train_seconds": float,

@@ -131,15 +131,9 @@ _RKD = "Park et al., Relational Knowledge Distillation, CVPR 2019"
 def _method(
     name: str, role: str, description: str, paper: str, **defaults: float | bool
 ) -> TeacherStudentMethod:
-    return TeacherStudentMethod(
-        name=name,
-        description=description,
-        paper=paper,
-        loss=_ce,
-        params=_distill_params(**defaults) if role == "student" else {},
-        task="distillation",
-        second_stage="distill" if role == "student" else None,  # type: ignore[arg-type]
-        role=role,
+    params = _distill_params(**defaults) if role == "student" else {}
+    return TeacherStudentMethod.of(
+        name, role, description, paper, task="distillation", loss=_ce, params=params
     )
 
 
@@ -201,7 +195,7 @@ _DISTILL_ALL = [
     ),
 ]
 
-#: The distillation methods by name (``METHODS_BY_TASK["distillation"]``).
+#: The distillation methods by name (the kind's ``methods``).
 DISTILL_METHODS: Registry[Method] = Registry("distillation method")
 for _m in _DISTILL_ALL:
     DISTILL_METHODS.register(_m.name, _m)

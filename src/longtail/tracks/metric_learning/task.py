@@ -56,7 +56,15 @@ from longtail.engine.config import Config, ConfigError, ModelConfig
 from longtail.engine.datasets import DataBundle, _load_raw, _training_indices, standardise_images
 from longtail.engine.methods import LossContext, Method, Param
 from longtail.engine.models import build_backbone
-from longtail.engine.tasks import Batch, Evaluation, MetricSpec, Setup, StepOutput, Task
+from longtail.engine.tasks import (
+    Batch,
+    Evaluation,
+    MethodTask,
+    MetricSpec,
+    Setup,
+    StepOutput,
+    Task,
+)
 from longtail.engine.teacher import (
     TeacherStudentMethod,
     check_teacher_checkpoint,
@@ -120,15 +128,8 @@ _TRIPLET = (
 def _method(
     name: str, role: str, description: str, paper: str, params: dict[str, Param] | None = None
 ) -> TeacherStudentMethod:
-    return TeacherStudentMethod(
-        name=name,
-        description=description,
-        paper=paper,
-        loss=_unused,
-        params=params or {},
-        task="metric-learning",
-        second_stage="distill" if role == "student" else None,  # type: ignore[arg-type]
-        role=role,
+    return TeacherStudentMethod.of(
+        name, role, description, paper, task="metric-learning", loss=_unused, params=params
     )
 
 
@@ -162,7 +163,7 @@ _ALL = [
         _student_params(1.0, 2.0),
     ),
 ]
-#: The metric-learning methods by name (``METHODS_BY_TASK["metric-learning"]``).
+#: The metric-learning methods by name (the kind's ``methods``).
 METRIC_LEARNING_METHODS: Registry[Method] = Registry("metric-learning method")
 for _m in _ALL:
     METRIC_LEARNING_METHODS.register(_m.name, _m)
@@ -328,7 +329,7 @@ def pk_batches(
 # the task
 
 
-class MetricLearningTask(Task):
+class MetricLearningTask(MethodTask):
     """Train an embedding network: the teacher or the student alone with the triplet loss, or a
     student with RKD (and optionally its own triplet loss) against the frozen teacher.
 
@@ -342,7 +343,6 @@ class MetricLearningTask(Task):
             evaluated with ``train.epochs`` 0).
     """
 
-    kind = "metric-learning"
     metrics: ClassVar[tuple[MetricSpec, ...]] = METRIC_LEARNING_METRICS
 
     def __init__(
@@ -359,10 +359,8 @@ class MetricLearningTask(Task):
             raise ValueError(f"method {method.name!r} is not a metric-learning method")
         if method.role == "student" and teacher_state is None:
             raise ValueError(f"method {method.name!r} trains against a teacher: give teacher_state")
-        self.method = method
-        self.data = data
-        self.config = config
-        self.params = method.resolve_params(params)
+        super().__init__(method, data, config, params=params, criterion=False)
+        self.method: TeacherStudentMethod = method
         self.ml = _ml(config)
         self.teacher_state = None if teacher_state is None else dict(teacher_state)
         self.weights = None if weights is None else dict(weights)

@@ -30,7 +30,7 @@ KIND = register_task_kind(
         finish_task=_no_finish,
         finish_config=_no_finish,
         vocabulary=VOCABULARY,
-        recipe_help=(
+        recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section (with task: multi-label) from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, sampler {{instance, rfs}} (see docs/cli.md)."
         ),

@@ -18,9 +18,15 @@ from torch import Tensor, nn
 from longtail.data import InstanceBalancedSampler, RepeatFactorSampler
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
-from longtail.engine.methods import Criterion, Method
+from longtail.engine.methods import Method
 from longtail.engine.models import build_model
-from longtail.engine.tasks import Batch, Evaluation, MetricSpec, Setup, Task
+from longtail.engine.tasks import (
+    Batch,
+    Evaluation,
+    MethodTask,
+    MetricSpec,
+    Setup,
+)
 from longtail.metrics import MeanAveragePrecision, MultilabelPRF
 from longtail.tracks.multi_label.data import build_multilabel_data, hide_labels
 
@@ -73,13 +79,12 @@ def _nan_to_none(values: Iterable[float]) -> list[float | None]:
     return [None if (v is None or math.isnan(v)) else float(v) for v in values]
 
 
-class MultiLabelTask(Task):
+class MultiLabelTask(MethodTask):
     """Multi-label classification with a :class:`~longtail.engine.methods.Method` of task
     ``multi-label``: sigmoid outputs, one per label, trained with the method's loss (hidden
     entries ignored) and sampler (``instance``: a shuffle; ``rfs``: repeat-factor sampling).
     """
 
-    kind = "multi-label"
     metrics: ClassVar[tuple[MetricSpec, ...]] = MULTILABEL_METRICS
 
     def __init__(
@@ -94,13 +99,7 @@ class MultiLabelTask(Task):
             raise ValueError(f"method {method.name!r} is a {method.task} method, not multi-label")
         check_multilabel_targets(data.train_y, "train_y", data.num_classes)
         check_multilabel_targets(data.test_y, "test_y", data.num_classes)
-        self.method = method
-        self.data = data
-        self.config = config
-        self.params = method.resolve_params(params)
-        self.criterion: Criterion = method.build_criterion(
-            data.class_counts, total_epochs=max(config.train.epochs, 1), params=self.params
-        )
+        super().__init__(method, data, config, params=params)
 
     def build_model(self) -> nn.Module:
         m = self.config.model

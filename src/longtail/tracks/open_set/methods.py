@@ -294,7 +294,7 @@ _OPEN_ALL = [
     ),
 ]
 
-#: Every registered open-set method, by name, in display order (``METHODS_BY_TASK["open-set"]``).
+#: Every registered open-set method, by name, in display order (the kind's ``methods``).
 OPEN_SET_METHODS: Registry[Method] = Registry("open-set method")
 for _m in _OPEN_ALL:
     OPEN_SET_METHODS.register(_m.name, _m)

@@ -32,11 +32,11 @@ from longtail.engine.methods import Method
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
+    MethodTask,
     MetricSpec,
     OptimizerSpec,
     Setup,
     StepOutput,
-    Task,
     Update,
 )
 from longtail.losses import arpl_loss, confusing_sample_loss, gcpl_loss, rpl_loss, value_checks
@@ -61,7 +61,7 @@ def open_set_finish_config(cfg: Config, method: Method, params: Mapping[str, Any
     return dataclasses.replace(cfg, train=train)
 
 
-class OpenSetTask(Task):
+class OpenSetTask(MethodTask):
     """Train an :class:`OpenSetMethod` on the known classes; evaluate known vs unknown test images.
 
     Without ``stage_state`` the task trains the method (its stage): the backbone and head with SGD
@@ -72,7 +72,6 @@ class OpenSetTask(Task):
     :func:`open_set_finish_config`).
     """
 
-    kind = "open-set"
     metrics: ClassVar[tuple[MetricSpec, ...]] = OPEN_SET_METRICS
 
     def __init__(
@@ -88,13 +87,8 @@ class OpenSetTask(Task):
             raise ValueError(
                 f"method {method.name!r} is a {method.task} method, not an open-set method"
             )
+        super().__init__(method, data, config, params=params)
         self.method: OpenSetMethod = method
-        self.data = data
-        self.config = config
-        self.params = method.resolve_params(params)
-        self.criterion = method.build_criterion(
-            data.class_counts, total_epochs=max(config.train.epochs, 1), params=self.params
-        )
         self.stage_state = None if stage_state is None else dict(stage_state)
         counts = torch.as_tensor(data.class_counts, dtype=torch.float64)
         log_prior = (counts / counts.sum()).log()

@@ -41,7 +41,7 @@ KIND = register_task_kind(
         finish_config=second_stage_config,
         vocabulary=VOCABULARY,
         reference=lambda: METHODS["erm"],
-        recipe_help=(
+        recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "
             "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
