@@ -47,7 +47,9 @@ def _check_schema(results: dict[str, Any], methods: list[str], seeds: list[int])
         "num_test",
         "data_source",
         "evaluated_on",
+        "feature_scaling",
     }
+    assert results["feature_scaling"] is None  # the digits are used as loaded
     assert results["data_source"] is None  # the bundled digits: no file read
     assert results["evaluated_on"] == "test"  # no data.validation_fraction
     specs = {s["name"]: s for s in results["metric_specs"]}

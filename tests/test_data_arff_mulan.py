@@ -267,3 +267,74 @@ def test_real_mulan_folders(
         assert split.class_names is not None and len(split.class_names) == labels
     assert train.class_names == test.class_names
     assert load_mulan(folder, name)[0].targets.equal(train.targets)
+
+
+MIXED_HEADER = """@relation mixed
+@attribute f0 numeric
+@attribute colour {red,green,blue}
+@attribute A {0,1}
+@attribute f1 real
+@attribute B numeric
+@attribute C {1,0}
+@data
+"""
+# each row plain (the fast path) and with quotes / blanks (the reference parser): same values;
+# C is declared {1,0}, so an omitted C is 1 (its first value) and "0" is its second value
+MIXED_ROWS = [
+    ("0.5,blue,1,-2,0,0", "0.5, 'blue' ,'1', -2 ,0,'0'"),
+    ("{0 3,3 1e-3,4 1}", "{0 3, 3 1e-3 , 4 1, 2 '0'}"),
+    ("{}", "{ }"),
+    ("{1 green,2 1,5 0}", "{1 'green',2 '1',5 '0'}"),
+    ("-1,red,0,7,1,1", "-1 , red , 0 , 7 , 1 , '1'"),
+    ("{5 0,1 blue}", '{5 0, 1 "blue"}'),
+]
+MIXED_FEATURES = [[0.5, 2, -2], [3, 0, 1e-3], [0, 0, 0], [0, 1, 0], [-1, 0, 7], [0, 2, 0]]
+MIXED_LABELS = [[1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 0, 0], [0, 1, 1], [0, 0, 0]]  # A, B, C
+
+
+def test_plain_and_quoted_rows_read_the_same(tmp_path: Path) -> None:
+    """Plain rows (read in place) and rows with quotes and blanks (the reference parser) give the
+    same values, in any mix of dense and sparse rows, with comments and blank lines between."""
+    xml = '<labels><label name="C"/><label name="A"/><label name="B"/></labels>'
+    (tmp_path / "m.xml").write_text(xml)
+    expected_x = np.array(MIXED_FEATURES, np.float32)
+    expected_y = np.array(MIXED_LABELS, np.float32)
+    for variant in range(3):
+        rows = [plain if variant == 0 else quoted for plain, quoted in MIXED_ROWS]
+        if variant == 2:  # alternate, with comments and blank lines in the data section
+            rows = [r[k % 2] for k, r in enumerate(MIXED_ROWS)]
+            rows = [line for r in rows for line in (r, "% a comment", "")]
+        path = tmp_path / f"m{variant}.arff"
+        path.write_text(MIXED_HEADER + "\n".join(rows) + "\n")
+        got = load_multilabel_arff(path, tmp_path / "m.xml")
+        assert got.class_names == ("A", "B", "C")
+        assert got.data.is_contiguous() and got.targets.is_contiguous()
+        np.testing.assert_array_equal(got.data.numpy(), expected_x)
+        np.testing.assert_array_equal(got.targets.numpy(), expected_y)
+        by_name = load_multilabel_arff(path, ["B", "C"])  # an explicit order is kept
+        np.testing.assert_array_equal(by_name.targets.numpy(), expected_y[:, [1, 2]])
+        # the features in file order: f0, colour, A (not a label here), f1
+        np.testing.assert_array_equal(by_name.data.numpy()[:, [0, 1, 3]], expected_x)
+        np.testing.assert_array_equal(by_name.data.numpy()[:, 2], expected_y[:, 0])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("{0 1,0 2}", r"m\.arff:10: sparse index 0 appears twice"),
+        ("{9 1}", r"m\.arff:10: sparse index 9 outside \[0, 6\) attributes"),
+        (
+            "{0 1,2 2}",
+            r"m\.arff:10: column 2 \('A'\): '2' is not one of the declared nominal values",
+        ),
+        ("{4 2}", r"m\.arff:10: label 'B' has value '2', expected 0 or 1"),
+        ("1,purple,0,0,0,0", r"m\.arff:10: column 1 \('colour'\): 'purple' is not one of"),
+        ("1,red,0,x,0,0", r"m\.arff:10: column 3 \('f1'\): 'x' is not a number"),
+    ],
+)
+def test_row_errors_after_a_plain_row(tmp_path: Path, row: str, message: str) -> None:
+    """A bad row after a plain one is reported by the reference parser, with its line."""
+    path = tmp_path / "m.arff"
+    path.write_text(MIXED_HEADER + MIXED_ROWS[0][0] + "\n" + row + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_multilabel_arff(path, ["A", "B", "C"])

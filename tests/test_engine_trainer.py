@@ -40,7 +40,8 @@ def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def _strip_time(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+    timing = ("epoch_seconds", "eval_seconds")
+    return [{k: v for k, v in row.items() if k not in timing} for row in history]
 
 
 def test_same_seed_same_weights() -> None:

@@ -77,7 +77,10 @@ def _override(text: str) -> tuple[str, Any]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the data files (overrides data.data_dir)")
-    p.add_argument("--data-path", help="data file of dataset table / mat (overrides data.path)")
+    p.add_argument(
+        "--data-path",
+        help="data file of dataset table / mat / image-manifest (overrides data.path)",
+    )
     p.add_argument(
         "--out", help="run folder (default: runs/<name>-<timestamp>; with --resume: the latest one)"
     )
@@ -235,7 +238,7 @@ def _load(args: argparse.Namespace, out_dir: Path | None) -> Any:
             cfg,
             methods=[first],
             seeds=[cfg.seeds[0]],
-            data=dataclasses.replace(cfg.data, balanced_reference=False),
+            data=dataclasses.replace(cfg.data, balanced_reference=False, sklearn_reference=False),
         )
     return cfg
 

@@ -15,7 +15,8 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
 
 Image folders (``root/<class>/*.png``) are read lazily: :class:`ImageFolderDataset` (a torch
 ``Dataset`` decoding one image at a time with Pillow), :func:`scan_image_folder`,
-:func:`image_channel_stats`.
+:func:`image_channel_stats`; so are image manifests (a CSV of image paths and labels, single- or
+multi-label): :func:`read_image_manifest` and :class:`ImageFilesDataset`.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
 Many-class pair sets (``K`` classes -> ``K * K`` side-by-side pair classes): :func:`make_pair_images`.
@@ -42,10 +43,12 @@ from longtail.data.download import DATASETS, RemoteFile, download, sha256sum
 from longtail.data.idx import load_idx
 from longtail.data.image_folder import (
     IMAGE_EXTENSIONS,
+    ImageFilesDataset,
     ImageFolderDataset,
     image_channel_stats,
     scan_image_folder,
 )
+from longtail.data.image_manifest import ImageManifest, read_image_manifest
 from longtail.data.long_tailed import class_counts, long_tailed_counts, make_long_tailed
 from longtail.data.mat import load_mat
 from longtail.data.oversample import smote_oversample
@@ -66,7 +69,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ClassAwareSampler",
     "ClassBalancedSampler",
+    "ImageFilesDataset",
     "ImageFolderDataset",
+    "ImageManifest",
     "InstanceBalancedSampler",
     "LabeledTensors",
     "ProgressivelyBalancedSampler",
@@ -92,6 +97,7 @@ __all__ = [
     "make_long_tailed",
     "make_pair_images",
     "make_tile_images",
+    "read_image_manifest",
     "read_mulan_labels",
     "read_table",
     "safe_unpickle",

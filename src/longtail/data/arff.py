@@ -17,7 +17,6 @@ values are 0 / the first nominal value).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -25,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import torch
 
+from longtail.data._arff_rows import _Attribute, _split_values, _unquote, read_rows
 from longtail.data._types import LabeledTensors
 
 __all__ = ["load_mulan", "load_multilabel_arff", "read_mulan_labels"]
@@ -35,23 +34,6 @@ __all__ = ["load_mulan", "load_multilabel_arff", "read_mulan_labels"]
 _NUMERIC = {"numeric", "real", "integer"}
 _UNSUPPORTED = {"string", "date", "relational"}
 _MEKA_C = re.compile(r"(?:^|\s)-C\s+(-?\d+)(?=\s|$|['\"])")
-
-
-class _Attribute:
-    __slots__ = ("codes", "line", "name")
-
-    def __init__(self, name: str, codes: dict[str, float] | None, line: int) -> None:
-        self.name = name
-        self.codes = codes  # None for numeric; value -> code for nominal
-        self.line = line
-
-
-def _unquote(token: str) -> str:
-    token = token.strip()
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
-        inner = token[1:-1]
-        return re.sub(r"\\(.)", r"\1", inner)
-    return token
 
 
 def _split_first(text: str) -> tuple[str, str]:
@@ -72,38 +54,6 @@ def _split_first(text: str) -> tuple[str, str]:
     if not parts:
         raise ValueError("missing name")
     return parts[0], parts[1] if len(parts) > 1 else ""
-
-
-def _split_values(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside quotes; keep quotes (they are removed later)."""
-    if "'" not in text and '"' not in text:
-        return text.split(sep)
-    out: list[str] = []
-    cur: list[str] = []
-    quote = ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            cur.append(ch)
-            if ch == "\\" and i + 1 < len(text):
-                cur.append(text[i + 1])
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-            cur.append(ch)
-        elif ch == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    if quote:
-        raise ValueError("unterminated quote")
-    out.append("".join(cur))
-    return out
 
 
 def read_mulan_labels(path: str | os.PathLike[str]) -> list[str]:
@@ -260,32 +210,10 @@ def load_multilabel_arff(
     with open(file, "rb") as handle:
         lines = _lines(file, handle)
         relation, attributes = _read_header(file, lines)
-        n_attr = len(attributes)
         columns = _label_columns(file, attributes, labels, relation)
-        label_set = set(columns)
         for j in columns:
             _check_label_attribute(file, attributes[j])
-        # sparse rows: an omitted value is 0, i.e. the first nominal value
-        defaults = np.zeros(n_attr)
-        for j in columns:
-            codes = attributes[j].codes
-            if codes is not None:
-                defaults[j] = float(next(iter(codes)))
-        rows: list[np.ndarray] = []
-        for lineno, line, ended in lines:
-            try:
-                rows.append(_parse_row(file, lineno, line, attributes, label_set, defaults))
-            except ValueError as exc:
-                if ended:
-                    raise
-                raise ValueError(
-                    f"{exc} (the file ends inside this line, without a line end: is "
-                    f"{file.name} truncated?)"
-                ) from None
-    matrix = np.stack(rows) if rows else np.zeros((0, n_attr))
-    feature_columns = [j for j in range(n_attr) if j not in label_set]
-    features = matrix[:, feature_columns].astype(np.float32)
-    targets = matrix[:, columns].astype(np.float32)
+        features, targets = read_rows(file, lines, attributes, columns)
     names = tuple(attributes[j].name for j in columns)
     return LabeledTensors(torch.from_numpy(features), torch.from_numpy(targets), names)
 
@@ -330,90 +258,6 @@ def _check_label_attribute(path: Path, attribute: _Attribute) -> None:
             f"{path}:{attribute.line}: label attribute {attribute.name!r} must be nominal "
             f"{{0,1}} or numeric, got values {sorted(attribute.codes)}"
         )
-
-
-def _convert(
-    path: Path, lineno: int, attribute: _Attribute, token: str, is_label: bool, column: int
-) -> float:
-    token = token.strip()
-    if token == "?":
-        return -1.0 if is_label else math.nan
-    if attribute.codes is None:
-        try:
-            value = float(token)
-        except ValueError:
-            raise ValueError(
-                f"{path}:{lineno}: column {column} ({attribute.name!r}): {token[:40]!r} is not "
-                f"a number"
-            ) from None
-        if is_label and value not in (0.0, 1.0):
-            raise ValueError(
-                f"{path}:{lineno}: label {attribute.name!r} has value {token!r}, expected 0 or 1"
-            )
-        return value
-    value_str = _unquote(token)
-    if value_str not in attribute.codes:
-        raise ValueError(
-            f"{path}:{lineno}: column {column} ({attribute.name!r}): {token[:40]!r} is not one "
-            f"of the declared nominal values"
-        )
-    return float(value_str) if is_label else attribute.codes[value_str]
-
-
-def _parse_row(
-    path: Path,
-    lineno: int,
-    line: str,
-    attributes: list[_Attribute],
-    label_set: set[int],
-    defaults: np.ndarray,
-) -> np.ndarray:
-    n_attr = len(attributes)
-    if line.startswith("{"):
-        if not line.endswith("}"):
-            raise ValueError(f"{path}:{lineno}: sparse row without a closing '}}'")
-        row: np.ndarray = np.array(defaults, dtype=np.float64)
-        body = line[1:-1].strip()
-        if not body:
-            return row
-        try:
-            entries = _split_values(body)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{lineno}: {exc}") from exc
-        seen: set[int] = set()
-        for entry in entries:
-            parts = entry.strip().split(None, 1)
-            if len(parts) != 2:
-                raise ValueError(
-                    f"{path}:{lineno}: sparse entry {entry.strip()[:40]!r} is not 'index value'"
-                )
-            try:
-                j = int(parts[0])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: sparse index {parts[0][:20]!r} is not an integer"
-                ) from None
-            if not 0 <= j < n_attr:
-                raise ValueError(
-                    f"{path}:{lineno}: sparse index {j} outside [0, {n_attr}) attributes"
-                )
-            if j in seen:
-                raise ValueError(f"{path}:{lineno}: sparse index {j} appears twice")
-            seen.add(j)
-            row[j] = _convert(path, lineno, attributes[j], parts[1], j in label_set, j)
-        return row
-    try:
-        tokens = _split_values(line)
-    except ValueError as exc:
-        raise ValueError(f"{path}:{lineno}: {exc}") from exc
-    if len(tokens) != n_attr:
-        raise ValueError(
-            f"{path}:{lineno}: row has {len(tokens)} values, expected {n_attr} attributes"
-        )
-    row = np.empty(n_attr)
-    for j, token in enumerate(tokens):
-        row[j] = _convert(path, lineno, attributes[j], token, j in label_set, j)
-    return row
 
 
 def _find_mulan_name(folder: Path) -> str:

@@ -7,8 +7,11 @@ extension is not one of :data:`IMAGE_EXTENSIONS` (case-insensitive). Scanning lo
 only; an image is decoded (with Pillow) when it is read, and a file Pillow cannot read raises
 :class:`UnreadableImageError` (a ``ValueError``) naming it, also from a ``DataLoader`` worker.
 
-:class:`ImageFolderDataset` holds file paths and labels, never decoded pixels, so a folder larger
-than memory can be trained on through a ``torch.utils.data.DataLoader`` (with workers). Every image
+:class:`ImageFilesDataset` (any list of image files with their targets, single- or multi-label;
+:class:`ImageFolderDataset` is the one of a folder, the image manifests of
+:mod:`longtail.data.image_manifest` the one of a CSV file) holds file paths and labels, never
+decoded pixels, so a set larger than memory can be trained on through a
+``torch.utils.data.DataLoader`` (with workers). Every image
 is converted to ``channels`` (1: grey ``"L"``, 3: ``"RGB"``) and resized to ``image_size`` x
 ``image_size`` (bilinear, aspect ratio not kept), then scaled to ``[0, 1]``; with ``mean`` / ``std``
 set (see :func:`image_channel_stats`) it is standardised per channel.
@@ -16,9 +19,11 @@ set (see :func:`image_channel_stats`) it is standardised per channel.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +32,7 @@ from torch.utils.data import Dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ImageFilesDataset",
     "ImageFolderDataset",
     "UnreadableImageError",
     "image_channel_stats",
@@ -127,7 +133,141 @@ def _read_image(path: str, image_size: int, channels: int) -> Tensor:
     return x.float().div_(255.0)
 
 
-class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
+_D = TypeVar("_D", bound="ImageFilesDataset")
+
+
+class ImageFilesDataset(Dataset[tuple[Tensor, Any]]):
+    """Image files and their targets, decoded one image at a time (see the module docstring).
+
+    The lazy dataset of image folders (:class:`ImageFolderDataset`) and image manifests
+    (:func:`longtail.data.read_image_manifest`).
+
+    Args:
+        paths: one image file per example.
+        targets: ``int64 (N,)`` class indices (single-label) or ``float32 (N, L)`` label
+            indicators in ``{0, 1}``, ``-1`` unknown (multi-label).
+        image_size: side of the square every image is resized to.
+        channels: 1 (grey) or 3 (RGB).
+        class_names: one name per class or label.
+        root: the folder :meth:`relative_paths` is relative to by default (default: the
+            current folder).
+        mean, std: per-channel standardisation ``(x - mean) / std`` (``channels`` values each);
+            ``None``: images stay in ``[0, 1]``.
+
+    ``dataset[i]`` is ``(image, target)``: ``float32 (channels, image_size, image_size)`` and an
+    ``int`` (single-label) or a ``float32 (L,)`` row (multi-label). Nothing is decoded when the
+    dataset is built.
+
+    Raises:
+        ValueError: ``image_size < 1``, ``channels`` not 1 or 3, targets that are not one per
+            path, a bad ``mean`` / ``std``, or Pillow missing.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        targets: Tensor | Sequence[int],
+        image_size: int,
+        channels: int = 3,
+        class_names: Sequence[str] = (),
+        *,
+        root: str | os.PathLike[str] | None = None,
+        mean: Sequence[float] | Tensor | None = None,
+        std: Sequence[float] | Tensor | None = None,
+    ):
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size: expected an int >= 1, got {image_size!r}")
+        if channels not in (1, 3) or isinstance(channels, bool):
+            raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
+        try:
+            import PIL  # noqa: F401  (optional: the cli extra)
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ValueError(
+                "images are decoded with Pillow; install it with `pip install "
+                "'longtail[cli]'` (or `pip install pillow`)"
+            ) from exc
+        self.root = Path("." if root is None else root)
+        self.image_size = image_size
+        self.channels = channels
+        self.class_names = [str(n) for n in class_names]
+        self.paths = [str(p) for p in paths]
+        self.targets = self._checked(torch.as_tensor(targets))
+        self.mean: Tensor | None = None
+        self.std: Tensor | None = None
+        if mean is not None or std is not None:
+            self.set_normalization(mean, std)
+
+    def _checked(self, targets: Tensor) -> Tensor:
+        if targets.ndim not in (1, 2) or len(targets) != len(self.paths):
+            raise ValueError(
+                f"targets: expected (N,) or (N, L) with N = {len(self.paths)} paths, got shape "
+                f"{tuple(targets.shape)}"
+            )
+        return targets.long() if targets.ndim == 1 else targets.float()
+
+    def set_normalization(
+        self, mean: Sequence[float] | Tensor | None, std: Sequence[float] | Tensor | None
+    ) -> None:
+        """Standardise every image with ``(x - mean) / std`` per channel (both ``None``: off)."""
+        if mean is None and std is None:
+            self.mean = self.std = None
+            return
+        if mean is None or std is None:
+            raise ValueError("mean and std: give both or neither")
+        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        s = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if m.numel() != self.channels or s.numel() != self.channels:
+            raise ValueError(
+                f"mean / std: expected {self.channels} values each, got {m.numel()} and {s.numel()}"
+            )
+        if not bool(torch.isfinite(m).all()) or not bool((s > 0).all()):
+            raise ValueError(
+                f"mean / std: must be finite with std > 0, got {m.tolist()} / {s.tolist()}"
+            )
+        self.mean, self.std = m.view(-1, 1, 1), s.view(-1, 1, 1)
+
+    def subset(self: _D, indices: Sequence[int] | Tensor) -> _D:
+        """A dataset of the examples ``indices`` (same size, channels, classes and standardisation)."""
+        out = copy.copy(self)
+        idx = [int(i) for i in (indices.tolist() if isinstance(indices, Tensor) else indices)]
+        out.paths = [self.paths[i] for i in idx]
+        out.targets = self.targets[torch.as_tensor(idx, dtype=torch.long)]
+        return out
+
+    def with_targets(self: _D, targets: Tensor) -> _D:
+        """The same images with other targets, one per image (e.g. with hidden labels)."""
+        out = copy.copy(self)
+        out.targets = self._checked(torch.as_tensor(targets))
+        return out
+
+    def relative_paths(self, start: str | os.PathLike[str] | None = None) -> list[str]:
+        """The files relative to ``start`` (default: ``root``), with ``/`` separators."""
+        base = Path(self.root if start is None else start)
+        return [Path(os.path.relpath(p, base)).as_posix() for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Tensor:
+        """Image ``index`` decoded, converted and resized, in ``[0, 1]`` (not standardised)."""
+        return _read_image(self.paths[index], self.image_size, self.channels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+        x = self.load(index)
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        y = self.targets[index]
+        return x, (int(y) if y.ndim == 0 else y)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, {len(self)} images, "
+            f"{len(self.class_names)} classes, image_size={self.image_size}, "
+            f"channels={self.channels})"
+        )
+
+
+class ImageFolderDataset(ImageFilesDataset):
     """A folder of class sub-folders, decoded one image at a time (see the module docstring).
 
     Args:
@@ -161,89 +301,26 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         mean: Sequence[float] | Tensor | None = None,
         std: Sequence[float] | Tensor | None = None,
     ):
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size: expected an int >= 1, got {image_size!r}")
-        if channels not in (1, 3) or isinstance(channels, bool):
-            raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
-        try:
-            import PIL  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ValueError(
-                "image folders are decoded with Pillow; install it with `pip install "
-                "'longtail[cli]'` (or `pip install pillow`)"
-            ) from exc
-        self.root = Path(root)
-        self.image_size = image_size
-        self.channels = channels
-        samples, names = scan_image_folder(self.root, class_names)
-        self._set_samples(samples)
-        self.class_names = names
-        self.mean: Tensor | None = None
-        self.std: Tensor | None = None
-        if mean is not None or std is not None:
-            self.set_normalization(mean, std)
-
-    def _set_samples(self, samples: list[tuple[str, int]]) -> None:
-        self.samples = samples
-        self.targets = torch.tensor([t for _, t in samples], dtype=torch.int64)
-
-    def set_normalization(
-        self, mean: Sequence[float] | Tensor | None, std: Sequence[float] | Tensor | None
-    ) -> None:
-        """Standardise every image with ``(x - mean) / std`` per channel (both ``None``: off)."""
-        if mean is None and std is None:
-            self.mean = self.std = None
-            return
-        if mean is None or std is None:
-            raise ValueError("mean and std: give both or neither")
-        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        s = torch.as_tensor(std, dtype=torch.float32).flatten()
-        if m.numel() != self.channels or s.numel() != self.channels:
-            raise ValueError(
-                f"mean / std: expected {self.channels} values each, got {m.numel()} and {s.numel()}"
-            )
-        if not bool(torch.isfinite(m).all()) or not bool((s > 0).all()):
-            raise ValueError(
-                f"mean / std: must be finite with std > 0, got {m.tolist()} / {s.tolist()}"
-            )
-        self.mean, self.std = m.view(-1, 1, 1), s.view(-1, 1, 1)
-
-    def subset(self, indices: Sequence[int] | Tensor) -> ImageFolderDataset:
-        """A dataset of the examples ``indices`` (same size, channels, classes and standardisation)."""
-        out = object.__new__(ImageFolderDataset)
-        out.__dict__.update(self.__dict__)
-        idx = indices.tolist() if isinstance(indices, Tensor) else list(indices)
-        out._set_samples([self.samples[int(i)] for i in idx])
-        return out
-
-    def relative_paths(self, start: str | os.PathLike[str] | None = None) -> list[str]:
-        """The files relative to ``start`` (default: ``root``), with ``/`` separators."""
-        base = Path(self.root if start is None else start)
-        return [Path(os.path.relpath(p, base)).as_posix() for p, _ in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> Tensor:
-        """Image ``index`` decoded, converted and resized, in ``[0, 1]`` (not standardised)."""
-        return _read_image(self.samples[index][0], self.image_size, self.channels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        x = self.load(index)
-        if self.mean is not None and self.std is not None:
-            x = (x - self.mean) / self.std
-        return x, self.samples[index][1]
-
-    def __repr__(self) -> str:
-        return (
-            f"ImageFolderDataset(root={str(self.root)!r}, {len(self)} images, "
-            f"{len(self.class_names)} classes, image_size={self.image_size}, "
-            f"channels={self.channels})"
+        samples, names = scan_image_folder(root, class_names)
+        super().__init__(
+            [p for p, _ in samples],
+            [t for _, t in samples],
+            image_size,
+            channels,
+            names,
+            root=root,
+            mean=mean,
+            std=std,
         )
+
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        """``(path, class index)`` per example."""
+        return list(zip(self.paths, self.targets.tolist(), strict=True))
 
 
 class _Unnormalised(Dataset[Tensor]):
-    def __init__(self, dataset: ImageFolderDataset):
+    def __init__(self, dataset: ImageFilesDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -254,7 +331,7 @@ class _Unnormalised(Dataset[Tensor]):
 
 
 def image_channel_stats(
-    dataset: ImageFolderDataset,
+    dataset: ImageFilesDataset,
     *,
     max_images: int | None = 2000,
     seed: int = 0,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from longtail.engine.config import Config
     from longtail.engine.datasets import DataBundle
     from longtail.engine.methods import Method, Vocabulary
+    from longtail.engine.reference import SklearnReference
     from longtail.engine.tasks import MetricSpec, Task
 
 __all__ = [
@@ -79,6 +80,10 @@ class TaskKind:
         labels: the targets its data hold: ``"single"`` (one class per example) or ``"multi"``
             (a 0/1 row per example); the config accepts the data formats that serve them
             (:attr:`~longtail.engine.datasets.DataFormat.labels`).
+        sklearn_reference: ``(data, config) -> SklearnReference`` fits the scikit-learn baseline
+            of ``data.sklearn_reference`` on the training split and scores it with the task's
+            evaluation (:mod:`longtail.engine.reference`); ``None``: the task has none (the key
+            is refused).
     """
 
     name: str
@@ -97,6 +102,7 @@ class TaskKind:
     section: ConfigSection | None = None
     check_config: Callable[[Config], None] | None = None
     labels: str = "single"
+    sklearn_reference: Callable[[DataBundle, Config], SklearnReference] | None = None
 
 
 def _check_kind(name: str, kind: TaskKind) -> None:

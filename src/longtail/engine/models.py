@@ -1,9 +1,13 @@
-"""Networks of the engine, in plain PyTorch: an MLP, a small CNN for 28x28 images and ResNet-32.
+"""Networks of the engine, in plain PyTorch: a linear model, an MLP, a small CNN for 28x28 images and
+ResNet-32.
 
 Every model is a :class:`Classifier`: a ``backbone`` mapping inputs to features of size
 ``feature_dim``, and a ``head`` mapping features to logits. The head is chosen by the method:
 ``"linear"`` (``nn.Linear``) or ``"cosine"`` (:class:`longtail.heads.CosineClassifier`, the normalised
-classifier that LDAM expects). Tasks that need more outputs (open-set distances, a self-distillation
+classifier that LDAM expects). With ``arch: linear`` the backbone is only the flattened input
+(:class:`FlatInput`), so the model is the head alone: logistic / softmax regression with a linear
+head, a cosine classifier on the inputs (scaled cosine of input and class weight, no bias) with a
+cosine head; every method works on it (a second stage re-trains the whole model). Tasks that need more outputs (open-set distances, a self-distillation
 head, joint labels) replace or add heads on the same backbone.
 
 Any other network: ``model.factory: "package.module:callable"`` (with ``model.kwargs``) builds the
@@ -37,6 +41,7 @@ __all__ = [
     "FACTORY_FORMAT",
     "MLP",
     "Classifier",
+    "FlatInput",
     "ResNet32",
     "build_backbone",
     "build_factory_model",
@@ -45,6 +50,20 @@ __all__ = [
     "model_factory",
     "resolve_factory",
 ]
+
+
+class FlatInput(nn.Module):
+    """The backbone of ``arch: linear``: ``(N, ...) -> (N, D)``, the input flattened (``dropout >
+    0``: dropout on the inputs), so the model is its head alone."""
+
+    def __init__(self, in_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.feature_dim = in_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.dropout(x.flatten(1))
+        return out
 
 
 class MLP(nn.Module):
@@ -203,16 +222,18 @@ def build_backbone(
     dropout: float = 0.0,
     convs_per_stage: int = 1,
 ) -> nn.Module:
-    """A backbone for inputs of shape ``input_shape`` (without the batch dimension).
+    """A backbone for inputs of shape ``input_shape`` (without the batch dimension): ``"linear"``
+    (the flattened input, :class:`FlatInput`), ``"mlp"``, ``"cnn"``, ``"resnet32"`` or ``"auto"``
+    (:func:`resolve_arch`).
 
     The returned module has an ``int`` attribute ``feature_dim``.
     """
     arch = resolve_arch(arch, input_shape)
-    if arch == "mlp":
+    if arch in ("mlp", "linear"):
         d = 1
         for s in input_shape:
             d *= int(s)
-        return MLP(d, hidden, dropout)
+        return MLP(d, hidden, dropout) if arch == "mlp" else FlatInput(d, dropout)
     if arch == "cnn":
         c_in = 1 if len(input_shape) == 2 else int(input_shape[0])
         return CNN(c_in, channels, dropout, convs_per_stage)

@@ -159,11 +159,16 @@ class Setup:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric a task reports: ``name`` (key in results), ``label`` (table header), direction."""
+    """A metric a task reports: ``name`` (key in results), ``label`` (table header), direction.
+
+    ``optional``: reported only in some runs (e.g. a metric that needs a validation split); its
+    column is left out of the table, without a note, when no method has a value.
+    """
 
     name: str
     label: str
     higher_is_better: bool = True
+    optional: bool = False
 
 
 @dataclass

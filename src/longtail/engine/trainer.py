@@ -405,7 +405,9 @@ class Trainer:
             row.update(extra)
             every = cfg.eval_every
             if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+                t_eval = time.perf_counter()
                 ev = self.evaluate(model)
+                row["eval_seconds"] = time.perf_counter() - t_eval
                 for k, v in ev.metrics.items():
                     row[f"test_{k}"] = float(v)
                 self._train_mode(modules)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ._common import (
     CountsLike,
     Reduction,
+    as_vector,
     check_class_counts,
     check_interval,
     check_nonnegative,
@@ -22,6 +23,7 @@ from ._common import (
     check_single_label,
     ignore_mask,
     reduce_loss,
+    skip_value_checks,
     upcast,
     weighted_cross_entropy,
 )
@@ -48,18 +50,41 @@ def _normalise(w: Tensor) -> Tensor:
     return (w * (w.numel() / w.sum())).to(torch.float32)
 
 
+def _nonnegative_counts(class_counts: CountsLike) -> Tensor:
+    """Whole-dataset counts, one entry ``>= 0`` per class (a class may have none), as float64."""
+    counts = as_vector("class_counts", class_counts).to(torch.float64)
+    if counts.numel() == 0:
+        raise ValueError("class_counts must not be empty")
+    if not skip_value_checks() and bool((counts < 0).any()):
+        bad = int(torch.nonzero(counts < 0)[0, 0])
+        raise ValueError(
+            f"class_counts must be >= 0 for every class; class {bad} has {counts[bad].item():g}"
+        )
+    return counts
+
+
 def class_balanced_weights(class_counts: CountsLike, *, beta: float = 0.9999) -> Tensor:
     r"""Class-balanced weights from the effective number of samples (Cui et al. 2019).
 
     .. math::
-        E_{n} = \frac{1 - \beta^{n}}{1 - \beta}, \qquad
+        E_{n} = \frac{1 - \beta^{\max(n, 1)}}{1 - \beta}, \qquad
         w_c = \frac{C \,/\, E_{n_c}}{\sum_k 1 / E_{n_k}}
 
     so that ``sum(w) == C``. ``beta = 0`` gives all ones; ``beta -> 1`` tends to inverse frequency.
     Computed in float64 (``1 - beta^n`` as ``-expm1(n log beta)``), returned as float32.
 
+    **A class with no example** (``n = 0``; e.g. a multi-label label without a training positive)
+    is weighted as a class with one: the paper's :math:`E_0 = 0` has no finite inverse (the
+    official code divides by it and its normalisation then gives NaN for that class and 0 for every
+    other), so :math:`E_0 := E_1 = 1` for every ``beta``, the smallest effective number and the
+    largest weight: a class with none is at least as rare as the rarest possible one, the weights
+    keep falling as ``n`` grows, stay finite, and still sum to ``C``. In a multi-label loss such a
+    label's terms are all negatives, so this weight pushes it towards "absent" as strongly as the
+    rarest label.
+
     Args:
-        class_counts: ``(C,)`` whole training-set counts (never mini-batch counts); every entry > 0.
+        class_counts: ``(C,)`` whole training-set counts (never mini-batch counts); every entry
+            ``>= 0`` (``0``: see above).
         beta: in ``[0, 1)``; the paper's grid is {0.9, 0.99, 0.999, 0.9999}. Default 0.9999.
 
     Example:
@@ -69,13 +94,16 @@ def class_balanced_weights(class_counts: CountsLike, *, beta: float = 0.9999) ->
         [0.0341, 0.2752, 2.6907]
         >>> class_balanced_weights([500, 50, 5], beta=0.0).tolist()  # beta = 0: no re-weighting
         [1.0, 1.0, 1.0]
+        >>> w = class_balanced_weights([500, 0, 1], beta=0.999)  # n = 0 weighs as n = 1
+        >>> [round(x, 4) for x in w.tolist()]
+        [0.0038, 1.4981, 1.4981]
     """
     beta = _check_beta(beta)
-    counts = check_class_counts(class_counts)
+    counts = _nonnegative_counts(class_counts)
     if beta == 0.0:
         return torch.ones_like(counts, dtype=torch.float32)
     log_beta = torch.log(torch.tensor(beta, dtype=torch.float64))
-    effective = -torch.expm1(counts * log_beta) / (1.0 - beta)
+    effective = -torch.expm1(counts.clamp_min(1.0) * log_beta) / (1.0 - beta)
     return _normalise(1.0 / effective)
 
 
@@ -219,7 +247,8 @@ class ClassBalancedLoss(nn.Module):
         self.gamma = check_nonnegative("gamma", gamma)
         self.ignore_index = int(ignore_index)
         self.reduction: Reduction = reduction
-        self.register_buffer("weights", class_balanced_weights(class_counts, beta=self.beta))
+        counts = check_class_counts(class_counts)  # single-label: every class needs an example
+        self.register_buffer("weights", class_balanced_weights(counts, beta=self.beta))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         z, t = check_single_label(logits, target, ignore_index=self.ignore_index)
@@ -271,7 +300,7 @@ class DeferredReweighting:
         self.total_epochs = total_epochs
         self.start_epoch = start_epoch
         self.beta = _check_beta(beta)
-        self.weights = class_balanced_weights(class_counts, beta=self.beta)
+        self.weights = class_balanced_weights(check_class_counts(class_counts), beta=self.beta)
 
     def weight(self, epoch: int) -> Tensor | None:
         """Class weights for 0-based ``epoch``: ``None`` before ``start_epoch``, CB weights after."""

@@ -38,8 +38,10 @@ from longtail.metrics.multilabel import (
     MeanAveragePrecision,
     MultilabelPRF,
     average_precision,
+    f1_thresholds,
     mean_average_precision,
     multilabel_prf,
+    scored_labels,
 )
 from longtail.metrics.open_set import OpenSetMetrics, open_set_aupr, open_set_auroc, oscr
 from longtail.metrics.retrieval import RecallAtK, recall_at_k
@@ -63,6 +65,7 @@ __all__ = [
     "closed_set_accuracy",
     "confusion_matrix",
     "expected_calibration_error",
+    "f1_thresholds",
     "mean_average_precision",
     "multilabel_prf",
     "open_set_aupr",
@@ -71,6 +74,7 @@ __all__ = [
     "per_class_accuracy",
     "recall_at_k",
     "reliability_diagram_data",
+    "scored_labels",
     "shot_accuracy",
     "shot_groups",
 ]

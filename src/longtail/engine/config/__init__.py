@@ -30,7 +30,7 @@ once the data is loaded.
       pair_test_per_class: 100 # fashion-pairs only: balanced test images per pair class
       balanced_reference: false
     model:
-      arch: auto               # auto | mlp | cnn | resnet32
+      arch: auto               # auto | linear | mlp | cnn | resnet32
       hidden: [128]
       channels: [16, 32, 64]
       convs_per_stage: 1

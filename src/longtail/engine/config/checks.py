@@ -119,6 +119,23 @@ def _check_cross(cfg: Config) -> None:
             f"config key 'data.balanced_reference': task {cfg.task} has no balanced reference; "
             "set it to false"
         )
+    if cfg.data.sklearn_reference:
+        _check_sklearn_reference(cfg, fmt)
+
+
+def _check_sklearn_reference(cfg: Config, fmt: DataFormat) -> None:
+    """``data.sklearn_reference`` needs a task that offers it and feature vectors."""
+    if TASK_KINDS[cfg.task].sklearn_reference is None:
+        offering = [k.name for k in TASK_KINDS.values() if k.sklearn_reference is not None]
+        raise ConfigError(
+            f"config key 'data.sklearn_reference': task {cfg.task} has no scikit-learn reference "
+            f"(tasks with one: {', '.join(offering) or 'none'}); set it to false"
+        )
+    if fmt.inputs != "vectors":
+        raise ConfigError(
+            f"config key 'data.sklearn_reference': needs feature vectors (tables, .mat files, "
+            f"Mulan sets), but dataset {cfg.data.dataset!r} holds images; set it to false"
+        )
 
 
 def check_teacher_model(key: str, model: ModelConfig) -> None:
@@ -171,6 +188,11 @@ def _check_task_data(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'data.hide_fraction': hides multi-label entries; got {d.hide_fraction} "
             f"with task {cfg.task}"
+        )
+    if not multi and d.min_label_positives > 0:
+        raise ConfigError(
+            "config key 'data.min_label_positives': drops multi-label labels; got "
+            f"{d.min_label_positives} with task {cfg.task}"
         )
     if multi:
         if d.balanced_reference:
@@ -311,5 +333,5 @@ def check_config_against_data(cfg: Config, *, is_image: bool, num_classes: int) 
     if cfg.model.arch in ("cnn", "resnet32"):
         raise ConfigError(
             f"config key 'model.arch': {cfg.model.arch} needs images, but the inputs of "
-            f"{cfg.data.dataset!r} are feature vectors (use mlp or auto)"
+            f"{cfg.data.dataset!r} are feature vectors (use linear, mlp or auto)"
         )

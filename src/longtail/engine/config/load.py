@@ -18,6 +18,7 @@ from longtail.engine.config.files import (
     bundled_config_path,
 )
 from longtail.engine.config.schema import Config, ConfigError, TrainConfig, section_schemas
+from longtail.engine.datasets.formats import DATA_FORMATS
 
 __all__ = ["config_from_dict", "config_to_dict", "load_config", "save_config"]
 
@@ -47,9 +48,28 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         # absent unless set: the dicts (and run fingerprints) of the other tasks stay as they were
         if sections.get(key) is not None:
             out[key] = sections[key]
-    if out["data"].get("validation_fraction") is None:
-        out["data"].pop("validation_fraction", None)  # likewise: older run folders still resume
+    data = out["data"]
+    if data.get("validation_fraction") is None:
+        data.pop("validation_fraction", None)  # likewise: older run folders still resume
+    # keys added later, absent at their defaults, so that the fingerprints of older runs hold
+    for key, default in _LATER_DEFAULTS.items():
+        if data.get(key) == default:
+            data.pop(key, None)
+    # the feature scaling shapes what vector formats train on (its default `auto` may differ from
+    # the earlier fixed standardisation on sparse data): kept for them, dropped where unused
+    fmt = DATA_FORMATS.get(str(data.get("dataset")))
+    if fmt is None or "feature_scaling" not in fmt.used_keys:
+        data.pop("feature_scaling", None)
     return out
+
+
+#: ``data`` keys added after run folders existed, with the defaults that keep earlier behaviour.
+_LATER_DEFAULTS: dict[str, Any] = {
+    "min_label_positives": 0,
+    "sklearn_reference": False,
+    "tag_separator": ";",
+    "path_column": "path",
+}
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

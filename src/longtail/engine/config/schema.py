@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longtail.engine.datasets.formats import DATA_FORMATS
+from longtail.engine.datasets.standardise import FEATURE_SCALINGS
 from longtail.engine.kinds import TASK_KINDS
 
 __all__ = [
@@ -92,7 +93,8 @@ class DataConfig:
         gt=0.0,
         lt=1.0,
         doc="digits: share of each class held out (balanced test split); table, mat, image-folder "
-        "without test/: share of each class held out (stratified split)",
+        "without test/, image-manifest without a split column: share of each class held out "
+        "(stratified split; multi-label: of the rows, at random)",
     )
     pair_test_per_class: int = _f(
         100, ge=1, doc="fashion-pairs: test images per pair class (balanced test set)"
@@ -107,6 +109,12 @@ class DataConfig:
     )
     balanced_reference: bool = _f(
         False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
+    )
+    sklearn_reference: bool = _f(
+        False,
+        doc="feature vectors (single- or multi-label): also fit a scikit-learn logistic "
+        "regression (multinomial; one-vs-rest for multi-label) on the same training split, scored "
+        "by the same metrics: the row `sklearn-logreg`",
     )
     mulan_name: str | None = _f(
         None,
@@ -126,6 +134,13 @@ class DataConfig:
         doc="multi-label: a hidden entry becomes -1 (unknown, ignored by the losses) or 0 (an "
         "unannotated label taken as negative: hidden positives become false negatives)",
     )
+    min_label_positives: int = _f(
+        0,
+        ge=0,
+        doc="multi-label: drop the labels with fewer visible positives than this in the training "
+        "rows (after the validation split and data.hide_fraction); 0 keeps every label (one "
+        "without a positive trains as all-negative)",
+    )
     tiles_train: int = _f(
         6000, ge=1, doc="fashion-tiles: training images (2x2 tiles from the official train split)"
     )
@@ -141,37 +156,70 @@ class DataConfig:
     tiles_blank_prob: float = _f(
         0.25, ge=0.0, lt=1.0, doc="fashion-tiles: probability that a tile is blank"
     )
-    path: str | None = _f(None, doc="table / mat: the data file (.csv, .npz, .parquet / .mat)")
+    path: str | None = _f(
+        None,
+        doc="table / mat: the data file (.csv, .npz, .parquet / .mat); image-manifest: the "
+        "manifest (.csv)",
+    )
     label_column: str | None = _f(
-        None, doc="table, single-label: the column holding the class (text or integers)"
+        None,
+        doc="table, image-manifest, single-label: the column holding the class (text or "
+        "integers); image-manifest, multi-label: the column of tags (data.tag_separator)",
     )
     label_columns: list[str] | None = field(
         default=None,
-        metadata=_meta(doc="table, multi-label: the 0/1 label columns (empty / NaN: unknown)"),
+        metadata=_meta(
+            doc="table, image-manifest, multi-label: the 0/1 label columns (empty / NaN, "
+            "image-manifest also -1: unknown)"
+        ),
+    )
+    path_column: str = _f("path", doc="image-manifest: the column of image paths")
+    tag_separator: str = _f(
+        ";",
+        doc="image-manifest, multi-label with data.label_column: the separator between an "
+        "image's tags",
     )
     x_key: str | None = _f(None, doc="mat: the variable holding the inputs (default X)")
     y_key: str | None = _f(None, doc="mat: the variable holding the labels (default Y)")
     image_size: int | None = _f(
-        None, ge=1, doc="image-folder: images are resized to this square size (default 32)"
+        None,
+        ge=1,
+        doc="image-folder, image-manifest: images are resized to this square size (default 32)",
     )
     channels: int | None = _f(
-        None, ge=1, le=3, doc="image-folder: 1 (grey) or 3 (RGB, default) channels"
+        None,
+        ge=1,
+        le=3,
+        doc="image-folder, image-manifest: 1 (grey) or 3 (RGB, default) channels",
     )
     num_workers: int = _f(
         0,
         ge=0,
-        doc="image-folder: DataLoader worker processes decoding the images (0: in the loop)",
+        doc="image-folder, image-manifest: DataLoader worker processes decoding the images (0: "
+        "in the loop)",
+    )
+    feature_scaling: str = _f(
+        "auto",
+        choices=FEATURE_SCALINGS,
+        doc="table, mat, mulan: standard (training mean and std), maxabs (divide by the training "
+        "max |x|, zeros stay zero), none (as loaded) or auto (maxabs for non-negative features "
+        "that are mostly zeros or all 0/1, else standard)",
     )
 
 
-ARCHS = ("auto", "mlp", "cnn", "resnet32")
+ARCHS = ("auto", "linear", "mlp", "cnn", "resnet32")
 
 
 @dataclass
 class ModelConfig:
     """The network: backbone plus the head the method asks for (linear or cosine)."""
 
-    arch: str = _f("auto", choices=ARCHS, doc="mlp (vectors), cnn (28x28), resnet32 (CIFAR)")
+    arch: str = _f(
+        "auto",
+        choices=ARCHS,
+        doc="linear (no hidden layer: the head on the flattened input), mlp (vectors), cnn "
+        "(28x28), resnet32 (CIFAR); auto: mlp, cnn or resnet32 by the input shape",
+    )
     hidden: list[int] = field(
         default_factory=lambda: [128], metadata=_meta(ge=1, doc="mlp hidden widths")
     )

@@ -4,7 +4,8 @@
 file or folder the format reads, calls its loader for the training *pool* and the test set, makes
 the pool long-tailed with :func:`longtail.data.make_long_tailed` (``imbalance_factor``,
 ``profile``, ``subset_seed``, ``max_per_class``) and standardises both with the training subset's
-statistics (the format's ``standardise``); the test set is never subsampled. With
+statistics (the format's ``standardise``, or :func:`~longtail.engine.datasets.scale_features` with
+``data.feature_scaling`` for a format that reads that key); the test set is never subsampled. With
 ``balanced=True`` the same number of training examples is drawn evenly over the classes instead
 (the upper-bound reference). A format with ``build`` (image folders, read lazily) builds the whole
 bundle itself.
@@ -31,6 +32,7 @@ from torch import Tensor
 from longtail.data import class_counts, make_long_tailed
 from longtail.engine.datasets.bundle import DataBundle
 from longtail.engine.datasets.formats import DATA_FORMATS, LoadedData, resolve_source
+from longtail.engine.datasets.standardise import scale_features
 
 if TYPE_CHECKING:
     from longtail.engine.config import DataConfig
@@ -109,7 +111,11 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
     counts = [int(c) for c in class_counts(y_train, num_classes)]
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
-    x_train, x_test = fmt.standardise(x_train, pool.test_x)
+    scaling = None
+    if "feature_scaling" in fmt.used_keys:
+        x_train, x_test, scaling = scale_features(x_train, pool.test_x, cfg.feature_scaling)
+    else:
+        x_train, x_test = fmt.standardise(x_train, pool.test_x)
     return DataBundle(
         name=cfg.dataset,
         train_x=x_train,
@@ -121,6 +127,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         group_counts=lt_counts,
         imbalance_factor=cfg.imbalance_factor,
         split=pool.split,
+        feature_scaling=scaling,
     )
 
 

@@ -8,7 +8,14 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["DataBundle"]
+__all__ = ["DataBundle", "DataWarning"]
+
+
+class DataWarning(UserWarning):
+    """A remark about the data of a run that is not an error (e.g. a multi-label label without a
+    training positive). A data builder warns with it and puts the same text in
+    :attr:`DataBundle.notes`; ``longtail bench`` prints the notes as ``note:`` lines on standard
+    error instead of the warnings."""
 
 
 @dataclass
@@ -35,6 +42,11 @@ class DataBundle:
         num_workers: ``DataLoader`` workers for the lazy datasets.
         evaluated_on: ``"test"``, or ``"validation"`` when the evaluation splits were held out of
             the training data (``data.validation_fraction``, see :func:`hold_out_validation`).
+        feature_scaling: the scaling of feature vectors (``data.feature_scaling`` resolved:
+            ``standard``, ``maxabs`` or ``none``); ``None`` for data not scaled so (images, digits).
+        notes: remarks about the data for the user (one sentence each; see :class:`DataWarning`).
+        details: JSON-serialisable facts the data building decided (e.g. the labels a multi-label
+            set dropped or scores), recorded in ``results.json`` as ``data_details``.
     """
 
     name: str
@@ -52,6 +64,9 @@ class DataBundle:
     split: dict[str, Any] | None = None
     num_workers: int = 0
     evaluated_on: str = "test"
+    feature_scaling: str | None = None
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lazy(self) -> bool:

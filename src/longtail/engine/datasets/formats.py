@@ -17,7 +17,7 @@ multi-label track: ``mulan`` and ``fashion-tiles``): :data:`DATA_FORMATS` import
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from longtail.engine.datasets.standardise import standardise_images
 from longtail.registry import Registry
 
 if TYPE_CHECKING:
+    from longtail.data.image_folder import ImageFilesDataset
     from longtail.engine.config import Config, DataConfig
     from longtail.engine.datasets.bundle import DataBundle
 
@@ -56,6 +57,12 @@ class LoadedData:
         split: the record of the test hold-out of data without a test set of their own (written
             to ``split.json``), else ``None``.
         name: the bundle's name (default: the format's), e.g. the Mulan set read.
+        feature_scaling: the scaling applied to feature vectors (``data.feature_scaling`` with
+            ``auto`` resolved: ``standard``, ``maxabs`` or ``none``), ``None`` when not scaled so.
+        train_dataset, test_dataset: lazy data (multi-label image manifests): the splits as
+            datasets decoding one image at a time (standardised), ``train_x`` / ``test_x`` then
+            empty ``(0, C, S, S)`` placeholders giving the input shape; ``None``: in memory.
+        num_workers: ``DataLoader`` workers reading the lazy datasets.
     """
 
     train_x: Tensor
@@ -65,6 +72,41 @@ class LoadedData:
     class_names: list[str]
     split: dict[str, Any] | None = None
     name: str | None = None
+    feature_scaling: str | None = None
+    train_dataset: ImageFilesDataset | None = None
+    test_dataset: ImageFilesDataset | None = None
+    num_workers: int = 0
+
+    def hold_out(self, keep: Tensor, held: Tensor) -> LoadedData:
+        """The training examples ``held`` as the test split, ``keep`` left for training (a
+        validation split): in-memory tensors indexed, lazy datasets subset."""
+        if self.train_dataset is None:
+            return replace(
+                self,
+                train_x=self.train_x[keep].contiguous(),
+                train_y=self.train_y[keep],
+                test_x=self.train_x[held].contiguous(),
+                test_y=self.train_y[held].contiguous(),
+            )
+        return replace(
+            self,
+            train_y=self.train_y[keep],
+            test_y=self.train_y[held].contiguous(),
+            train_dataset=self.train_dataset.subset(keep),
+            test_dataset=self.train_dataset.subset(held),
+        )
+
+    def lazy_datasets(self, train_y: Tensor, test_y: Tensor) -> dict[str, Any]:
+        """The :class:`~longtail.engine.datasets.DataBundle` arguments of lazy data whose final
+        targets are ``train_y`` / ``test_y`` (e.g. with hidden labels): ``train_dataset``,
+        ``eval_datasets``, ``num_workers``; ``{}`` for in-memory data."""
+        if self.train_dataset is None or self.test_dataset is None:
+            return {}
+        return {
+            "train_dataset": self.train_dataset.with_targets(train_y),
+            "eval_datasets": {"test": self.test_dataset.with_targets(test_y)},
+            "num_workers": self.num_workers,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,7 +119,8 @@ class DataFormat:
             checked ``data.data_dir`` folder or ``data.path`` file (:func:`resolve_source`),
             ``None`` when the format reads neither.
         load_multilabel: multi-label loader, same signature (targets ``(N, L)`` in ``{0, 1}``,
-            ``-1`` unknown; inputs already standardised).
+            ``-1`` unknown; inputs already standardised; images read lazily in
+            :attr:`LoadedData.train_dataset` / :attr:`~LoadedData.test_dataset`).
         build: single-label, instead of :attr:`load`: ``(data config, source, balanced, seed) ->
             DataBundle`` builds the whole bundle (lazy image folders).
         source: ``"data_dir"`` (a folder, required), ``"path"`` (one file, required; then
@@ -85,7 +128,9 @@ class DataFormat:
         suffixes: with ``source="path"``: the file suffixes read (lower case), checked by the config.
         keys: the ``data.*`` keys that only formats listing them read; set (not at their default)
             with another format, the config refuses them. ``data.path`` is implied by
-            ``source="path"``.
+            ``source="path"``. A format listing ``feature_scaling`` has its single-label features
+            scaled by :func:`~longtail.engine.datasets.scale_features` instead of
+            :attr:`standardise` (its multi-label loader scales them itself).
         inputs: ``"images"`` or ``"vectors"`` (feature vectors: the report speaks of examples).
         standardise: ``(train_x, test_x) -> (train_x, test_x)`` applied to :attr:`load`'s tensors
             after the long-tailed subset is drawn (training statistics only).

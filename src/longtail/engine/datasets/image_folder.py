@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from longtail.data import class_counts
-from longtail.data.image_folder import ImageFolderDataset, image_channel_stats
+from longtail.data.image_folder import (
+    ImageFilesDataset,
+    ImageFolderDataset,
+    image_channel_stats,
+)
 from longtail.engine.datasets.build import training_indices
 from longtail.engine.datasets.bundle import DataBundle
 from longtail.engine.datasets.formats import DataFormat, register_data_format
@@ -29,49 +33,56 @@ from longtail.engine.datasets.splits import split_record, stratified_split
 if TYPE_CHECKING:
     from longtail.engine.config import Config, DataConfig
 
-__all__ = ["IMAGE_FOLDER", "IMAGE_STATS_SAMPLE"]
+__all__ = [
+    "IMAGE_FOLDER",
+    "IMAGE_STATS_SAMPLE",
+    "check_channels",
+    "image_shape",
+    "lazy_image_bundle",
+    "standardise_lazy",
+]
 
 #: Image folders: the mean and std are estimated from at most this many training images.
 IMAGE_STATS_SAMPLE = 2000
 
 
-def _build(cfg: DataConfig, root: Path | None, balanced: bool, seed: int | None) -> DataBundle:
-    """Lazy datasets over ``data_dir/train`` (and ``data_dir/test``)."""
-    assert root is not None
-    if not (root / "train").is_dir():
-        raise FileNotFoundError(
-            f"data.data_dir: {root} has no train/ folder (expected train/<class>/*.png, *.jpg or "
-            "*.jpeg, and optionally test/<class>/...)"
-        )
+def image_shape(cfg: DataConfig) -> tuple[int, int]:
+    """``(image_size, channels)`` of lazily read images: ``data.image_size`` (default 32) and
+    ``data.channels`` (default 3)."""
     size = cfg.image_size if cfg.image_size is not None else 32
     channels = cfg.channels if cfg.channels is not None else 3
-    pool = ImageFolderDataset(root / "train", size, channels)
-    names = list(pool.class_names)
-    split: dict[str, Any] | None = None
-    if (root / "test").is_dir():
-        test = ImageFolderDataset(root / "test", size, channels, class_names=names)
-    else:
-        train_idx, test_idx = stratified_split(pool.targets, cfg.test_fraction, cfg.subset_seed)
-        test = pool.subset(test_idx)
-        pool = pool.subset(train_idx)
-        split = split_record(
-            cfg,
-            root / "train",
-            test.relative_paths(root),
-            len(pool),
-            entries="image files, relative to data.data_dir",
-        )
-    idx, lt_counts = training_indices(cfg, pool.targets, len(names), balanced=balanced, seed=seed)
-    train = pool.subset(idx)
-    counts = [int(c) for c in class_counts(train.targets, len(names))]
-    if min(counts) == 0:
-        raise ValueError(f"data: a class has no training images (counts {counts})")
+    return size, channels
+
+
+def standardise_lazy(cfg: DataConfig, train: ImageFilesDataset, test: ImageFilesDataset) -> None:
+    """Standardise both splits with the per-channel mean and std of (a seeded sample of at most
+    :data:`IMAGE_STATS_SAMPLE` of) the training images."""
     mean, std = image_channel_stats(
         train, max_images=IMAGE_STATS_SAMPLE, seed=cfg.subset_seed, num_workers=cfg.num_workers
     )
     train.set_normalization(mean, std)
     test.set_normalization(mean, std)
-    placeholder = torch.empty((0, channels, size, size))
+
+
+def lazy_image_bundle(
+    cfg: DataConfig,
+    pool: ImageFilesDataset,
+    test: ImageFilesDataset,
+    split: dict[str, Any] | None,
+    balanced: bool,
+    seed: int | None,
+) -> DataBundle:
+    """The single-label bundle of lazily read images: the training pool made long-tailed (or the
+    balanced reference's subset, see :func:`~longtail.engine.datasets.training_indices`),
+    standardised with :func:`standardise_lazy`; ``train_x`` / ``test_x`` are placeholders."""
+    names = list(pool.class_names)
+    idx, lt_counts = training_indices(cfg, pool.targets, len(names), balanced=balanced, seed=seed)
+    train = pool.subset(idx)
+    counts = [int(c) for c in class_counts(train.targets, len(names))]
+    if min(counts) == 0:
+        raise ValueError(f"data: a class has no training images (counts {counts})")
+    standardise_lazy(cfg, train, test)
+    placeholder = torch.empty((0, train.channels, train.image_size, train.image_size))
     return DataBundle(
         name=cfg.dataset,
         train_x=placeholder,
@@ -89,7 +100,35 @@ def _build(cfg: DataConfig, root: Path | None, balanced: bool, seed: int | None)
     )
 
 
-def _check(cfg: Config, labels: str) -> None:
+def _build(cfg: DataConfig, root: Path | None, balanced: bool, seed: int | None) -> DataBundle:
+    """Lazy datasets over ``data_dir/train`` (and ``data_dir/test``)."""
+    assert root is not None
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(
+            f"data.data_dir: {root} has no train/ folder (expected train/<class>/*.png, *.jpg or "
+            "*.jpeg, and optionally test/<class>/...)"
+        )
+    size, channels = image_shape(cfg)
+    pool = ImageFolderDataset(root / "train", size, channels)
+    split: dict[str, Any] | None = None
+    if (root / "test").is_dir():
+        test = ImageFolderDataset(root / "test", size, channels, class_names=pool.class_names)
+    else:
+        train_idx, test_idx = stratified_split(pool.targets, cfg.test_fraction, cfg.subset_seed)
+        test = pool.subset(test_idx)
+        pool = pool.subset(train_idx)
+        split = split_record(
+            cfg,
+            root / "train",
+            test.relative_paths(root),
+            len(pool),
+            entries="image files, relative to data.data_dir",
+        )
+    return lazy_image_bundle(cfg, pool, test, split, balanced, seed)
+
+
+def check_channels(cfg: Config, labels: str) -> None:
+    """``data.channels``: 1 or 3 (the config allows 1..3)."""
     channels = cfg.data.channels
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"config key 'data.channels': must be 1 or 3, got {channels}")
@@ -103,7 +142,7 @@ IMAGE_FOLDER = register_data_format(
         test_set="the `test/` folder",
         holds_out_test=lambda root: not (root / "test").is_dir(),
         own_data=True,
-        check=_check,
+        check=check_channels,
         doc="your images: data_dir/train/<class>/*.png (and test/<class>/...), read lazily",
     )
 )

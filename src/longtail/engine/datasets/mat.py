@@ -3,8 +3,8 @@
 
 Class labels are mapped to ``0..C-1`` in sorted order of their values, which are the class names.
 The rows are split by :func:`~longtail.engine.datasets.stratified_split` (``data.test_fraction``,
-seed ``data.subset_seed``) before the training pool is made long-tailed; features are standardised
-like a table's (:func:`~longtail.engine.datasets.standardise_features`).
+seed ``data.subset_seed``) before the training pool is made long-tailed; features are scaled like a
+table's (``data.feature_scaling``, :func:`~longtail.engine.datasets.scale_features`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ MAT = register_data_format(
         load=_load,
         source="path",
         suffixes=(".mat",),
-        keys=("x_key", "y_key"),
+        keys=("x_key", "y_key", "feature_scaling"),
         inputs="vectors",
         standardise=standardise_features,
         holds_out_test=True,

@@ -9,8 +9,10 @@
   used as loaded; ``test_fraction`` of the rows (at least one) are held out at random (seed
   ``subset_seed``; a stratified split is not defined for several labels per row).
 
-Features are standardised with the training subset's mean and std (a constant feature is only
-centred); a missing value (NaN) is replaced by the training mean, i.e. 0 after standardising. The
+Features are scaled with the training subset's statistics as ``data.feature_scaling`` says
+(:func:`~longtail.engine.datasets.scale_features`; ``auto``: divided by the training max ``|x|`` for
+non-negative features that are mostly zeros or all 0/1, else standardised with the training mean and
+std, a constant feature only centred); a missing value (NaN) is replaced by the training mean. The
 test rows are kept in ``DataBundle.split`` and written to ``split.json``; the test set follows the
 data's own class distribution (it is not balanced).
 """
@@ -32,7 +34,7 @@ from longtail.engine.datasets.formats import (
     resolve_source,
 )
 from longtail.engine.datasets.splits import ROWS, hold_out, split_record
-from longtail.engine.datasets.standardise import standardise_features
+from longtail.engine.datasets.standardise import scale_features, standardise_features
 
 if TYPE_CHECKING:
     from longtail.engine.config import Config, DataConfig
@@ -89,8 +91,10 @@ def load_table_multilabel(
 
 def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
     x_train, y_train, x_test, y_test, names, name, split = load_table_multilabel(cfg)
-    x_train, x_test = standardise_features(x_train, x_test)
-    return LoadedData(x_train, y_train, x_test, y_test, names, split, name)
+    scaled = scale_features(x_train, x_test, cfg.feature_scaling)
+    return LoadedData(
+        scaled.train, y_train, scaled.test, y_test, names, split, name, scaled.scaling
+    )
 
 
 def _check(cfg: Config, labels: str) -> None:
@@ -137,7 +141,7 @@ TABLE = register_data_format(
         load_multilabel=_load_multilabel,
         source="path",
         suffixes=(".csv", ".npz", ".parquet"),
-        keys=("label_column", "label_columns"),
+        keys=("label_column", "label_columns", "feature_scaling"),
         inputs="vectors",
         standardise=standardise_features,
         holds_out_test=True,

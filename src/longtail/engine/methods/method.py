@@ -218,9 +218,16 @@ class Method:
         *,
         total_epochs: int,
         params: Mapping[str, Any] | None = None,
+        allow_zero_counts: bool = False,
     ) -> Criterion:
         """The training loss of this method for given class counts (see :class:`Criterion`)."""
-        return Criterion(self, class_counts, total_epochs=total_epochs, params=params)
+        return Criterion(
+            self,
+            class_counts,
+            total_epochs=total_epochs,
+            params=params,
+            allow_zero_counts=allow_zero_counts,
+        )
 
 
 class Criterion:
@@ -230,6 +237,11 @@ class Criterion:
     called with the library's value checks off (:func:`longtail.losses.value_checks`), so a training
     step reads nothing back to the host. Holds the deferred re-weighting schedule when ``method.drw``
     (class-balanced weights with ``drw_beta`` from epoch ``int(drw_start_fraction * total_epochs)``).
+
+    Every count must be positive, unless ``allow_zero_counts`` (multi-label data: a label without
+    a training positive; its log prior is then ``-inf``, and a loss that weights by the counts
+    must define the weight of a zero, as :func:`~longtail.losses.class_balanced_weights` does);
+    at least one count must be positive.
     """
 
     def __init__(
@@ -239,12 +251,15 @@ class Criterion:
         *,
         total_epochs: int,
         params: Mapping[str, Any] | None = None,
+        allow_zero_counts: bool = False,
     ):
         self.method = method
         self.params = method.resolve_params(params)
         counts = torch.as_tensor(class_counts, dtype=torch.float32)
-        if counts.ndim != 1 or bool((counts <= 0).any()):
-            raise ValueError(f"class_counts must be positive, got {counts.tolist()}")
+        bad = (counts < 0) if allow_zero_counts else (counts <= 0)
+        if counts.ndim != 1 or bool(bad.any()) or not bool((counts > 0).any()):
+            need = "non-negative with one positive" if allow_zero_counts else "positive"
+            raise ValueError(f"class_counts must be {need}, got {counts.tolist()}")
         self.counts_list = [int(c) for c in counts.tolist()]
         self.total_epochs = int(total_epochs)
         self._counts = counts

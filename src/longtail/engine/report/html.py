@@ -40,6 +40,7 @@ table.results td { text-align: right; font-variant-numeric: tabular-nums; white-
 table.results td:first-child { text-align: left; }
 table.meta th { text-align: left; white-space: nowrap; vertical-align: top; }
 td.best { font-weight: 700; }
+tr.reference td { background: #f6f6f6; color: #444; font-style: italic; }
 p.note { font-size: 0.92em; color: #333; margin: 0.3em 0; }
 figure { margin: 0 0 1.2em; }
 figure img { max-width: 100%; height: auto; display: block; border: 1px solid #eee; }
@@ -74,12 +75,13 @@ def _inline(text: str) -> str:
 def _results_table(table: Mapping[str, Any]) -> list[str]:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table["header"])
     out = ['<table class="results">', f"<thead><tr>{head}</tr></thead>", "<tbody>"]
-    for cells, flags in zip(table["rows"], table["best"], strict=True):
+    references = table.get("references") or [False] * len(table["rows"])
+    for cells, flags, ref in zip(table["rows"], table["best"], references, strict=True):
         tds = "".join(
             f'<td class="best">{html.escape(c)}</td>' if b else f"<td>{html.escape(c)}</td>"
             for c, b in zip(cells, flags, strict=True)
         )
-        out.append(f"<tr>{tds}</tr>")
+        out.append(f'<tr class="reference">{tds}</tr>' if ref else f"<tr>{tds}</tr>")
     out += ["</tbody>", "</table>"]
     out += [f'<p class="note">{_inline(n)}</p>' for n in table.get("notes", [])]
     return out
@@ -101,7 +103,8 @@ def render_html(
         title: the page title and heading (markdown inline marks allowed).
         paragraphs: the text above the table (markdown inline marks).
         table: ``{"header": [...], "rows": [[...]], "best": [[bool]], "notes": [...]}``; best
-            cells are bold; ``None``: no results.
+            cells are bold; an optional ``"references": [bool]`` marks the reference rows (set
+            apart: grey, italic); ``None``: no results.
         commands: shell commands that reproduce the run.
         figures: ``(title, caption, png bytes)`` per plot, embedded as ``data:image/png`` URIs.
         metadata: ``(key, value)`` rows of the run's metadata table.

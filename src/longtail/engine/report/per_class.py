@@ -1,8 +1,9 @@
 """Per-class (per-label) plots: classes head to tail on the x axis, one line per method.
 
 Up to :data:`NAMED_CLASSES_MAX` classes each is named with its training count; beyond, neighbouring
-ranks are averaged in 10 to 20 bins. :func:`per_item_sections` draws the overlaid plot of a per-class
-quantity of the runs' ``details`` and, when some methods are grey, one panel per method.
+ranks are averaged in 10 to 20 bins (beyond 100 classes, tick labels too wide for their bin are
+tilted). :func:`per_item_sections` draws the overlaid plot of a per-class quantity of the runs'
+``details`` and, when some methods are grey, one panel per method.
 """
 
 from __future__ import annotations
@@ -115,6 +116,16 @@ def _per_rank(ctx: ReportContext, m: str, key: str, axis: _ClassAxis) -> list[fl
     return out
 
 
+def _crowded(axis: _ClassAxis, width: float) -> bool:
+    """Whether the axis bins more than 100 classes and its longest tick line (8 pt characters,
+    about 0.067 inch each) is wider than a point's share of the axes (the figure ``width`` less
+    about 2.6 inches of labels and legend). Up to 100 classes the axis is drawn as it always was."""
+    if not axis.binned or sum(len(b) for b in axis.bins) <= 100:
+        return False
+    longest = max(len(line) for tick in axis.ticklabels for line in tick.split("\n"))
+    return longest * 0.067 > (width - 2.6) / len(axis.bins)
+
+
 def per_item_sections(
     ctx: ReportContext,
     key: str,
@@ -148,11 +159,13 @@ def per_item_sections(
         )
     ax.set_xticks(xs)
     rotate = not axis.binned
+    # bins of 3- and 4-digit ranks: the labels would overlap side by side, tilt them (one line)
+    tilt = _crowded(axis, width)
     ax.set_xticklabels(
-        axis.ticklabels,
-        rotation=60 if rotate else 0,
-        ha="right" if rotate else "center",
-        rotation_mode="anchor" if rotate else "default",
+        [t.replace("\n", " ") for t in axis.ticklabels] if tilt else axis.ticklabels,
+        rotation=60 if rotate else 40 if tilt else 0,
+        ha="right" if rotate or tilt else "center",
+        rotation_mode="anchor" if rotate or tilt else "default",
         fontsize=8,
     )
     ax.set_xlabel(axis.xlabel, fontsize=9)

@@ -31,6 +31,7 @@ __all__ = [
     "prose_of",
     "register_prose",
     "report_title",
+    "scaling_phrase",
     "validation_text",
 ]
 
@@ -122,14 +123,38 @@ def data_source(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> str | Non
     return str(source) if source else None
 
 
+#: How the feature vectors were scaled (``results["feature_scaling"]``), for the data sentence.
+_SCALING_TEXT = {
+    "standard": "standardised with the training mean and std",
+    "maxabs": "divided by their training max |x| (not centred)",
+    "none": "used as loaded",
+}
+
+
+def scaling_phrase(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
+    """``, features standardised ... (`data.feature_scaling: auto` chose `standard`)``, or ``""``
+    when the features were not scaled by ``data.feature_scaling`` (images, digits)."""
+    scaling = results.get("feature_scaling")
+    if scaling not in _SCALING_TEXT:
+        return ""
+    asked = (cfg.get("data", {}) or {}).get("feature_scaling", "auto")
+    how = (
+        f"`data.feature_scaling: auto` chose `{scaling}`"
+        if asked == "auto"
+        else f"`data.feature_scaling: {scaling}`"
+    )
+    return f", features {_SCALING_TEXT[scaling]} ({how})"
+
+
 def data_phrase(results: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
-    """``read from `PATH` (loader `x`)``, or the bundled digits."""
+    """``read from `PATH` (loader `x`)`` with the scaling of feature vectors, or the bundled
+    digits."""
     source = data_source(results, cfg)
     dataset = results["dataset"]
     if source:
         mulan = (cfg.get("data", {}) or {}).get("mulan_name")
         extra = f", set `{mulan}`" if mulan else ""
-        return f"read from `{source}` (loader `{dataset}`{extra})"
+        return f"read from `{source}` (loader `{dataset}`{extra}){scaling_phrase(results, cfg)}"
     if dataset == "digits":
         return "`digits`, the 8x8 digits bundled with scikit-learn (no file read)"
     return f"`{dataset}`"

@@ -17,7 +17,9 @@ from longtail.engine.methods import SAME_LOSS, canonical_loss
 
 __all__ = [
     "REFERENCE",
+    "REFERENCES",
     "REPEAT_TOLERANCE",
+    "SKLEARN",
     "TableModel",
     "format_table",
     "method_identity",
@@ -32,6 +34,11 @@ __all__ = [
 
 #: The balanced reference's name in ``results.json``.
 REFERENCE = "balanced"
+#: The scikit-learn reference's name in ``results.json`` (``data.sklearn_reference``).
+SKLEARN = "sklearn-logreg"
+#: The rows that are references, not methods: listed last, never bold, not in the figures.
+REFERENCES = (SKLEARN, REFERENCE)
+_SKLEARN_MARK = "†"
 #: Two metric columns are the same when every value (method, seed) differs by at most this.
 REPEAT_TOLERANCE = 1e-9
 _MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
@@ -188,10 +195,11 @@ class TableModel:
 
     Attributes:
         header: column titles.
-        rows: one list of cell texts per method (table order, the reference last).
+        rows: one list of cell texts per method (table order, the references last).
         best: per cell, whether it is the best of its column (bold in markdown and HTML).
         methods: the method (``results.json`` key) of each row.
-        notes: markdown sentences under the table (dropped columns, same methods).
+        notes: markdown sentences under the table (dropped columns, same methods, the
+            scikit-learn reference).
     """
 
     header: list[str]
@@ -199,6 +207,11 @@ class TableModel:
     best: list[list[bool]]
     methods: list[str]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def references(self) -> list[bool]:
+        """Per row, whether it is a reference (:data:`REFERENCES`), drawn apart in HTML."""
+        return [m in REFERENCES for m in self.methods]
 
 
 def table_model(results: Mapping[str, Any]) -> TableModel:
@@ -213,16 +226,19 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
         and all(m["metrics"].get(s["name"], {}).get("mean") is None for m in methods.values())
     ]
     shown = [s for s in specs if s["name"] not in dropped and s["name"] not in undefined]
+    # an optional metric (e.g. one that needs a validation split) absent from every method: no note
+    optional = {s["name"] for s in specs if s.get("optional")}
+    undefined = [m for m in undefined if m not in optional]
     labels = {s["name"]: s["label"] for s in specs}
     has_ref = REFERENCE in methods and "erm" in methods
-    order = [m for m in methods if m != REFERENCE] + ([REFERENCE] if REFERENCE in methods else [])
+    order = [m for m in methods if m not in REFERENCES] + [r for r in REFERENCES if r in methods]
     best: set[tuple[str, str]] = set()
     for spec in shown:
         metric = spec["name"]
         cands = {
             m: round(100 * methods[m]["metrics"][metric]["mean"], 1)
             for m in order
-            if m != REFERENCE and methods[m]["metrics"].get(metric, {}).get("mean") is not None
+            if m not in REFERENCES and methods[m]["metrics"].get(metric, {}).get("mean") is not None
         }
         if cands:
             target = (max if spec["higher_is_better"] else min)(cands.values())
@@ -236,7 +252,10 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
     rows, bold = [], []
     for m in order:
         entry = methods[m]
-        name = "balanced (reference)" if m == REFERENCE else m
+        name = {
+            REFERENCE: "balanced (reference)",
+            SKLEARN: f"{SKLEARN} (reference) {_SKLEARN_MARK}",
+        }.get(m, m)
         cells = [f"{name} {mark[m]}" if m in mark else name]
         flags = [False]
         for spec in shown:
@@ -274,7 +293,56 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
             f"{_MARKS[i % len(_MARKS)]} {names}: the same method under {len(g)} names: "
             f"{_same_reason(results, g)}."
         )
+    if SKLEARN in methods:
+        notes.append(_sklearn_note(results, order, shown[0] if shown else None))
     return TableModel(header, rows, bold, order, notes)
+
+
+def _sklearn_note(
+    results: Mapping[str, Any], order: Sequence[str], primary: Mapping[str, Any] | None
+) -> str:
+    """What the scikit-learn reference row is, and where the best method stands against it."""
+    info = results.get("sklearn_reference") or {}
+    settings = info.get("settings") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k in ("C", "solver", "max_iter"))
+    scaling = info.get("feature_scaling")
+    text = (
+        f"{_SKLEARN_MARK} `{SKLEARN}`: a reference, not a method of this library: scikit-learn "
+        f"{info.get('estimator', 'LogisticRegression')}"
+        + (f", with {shown} (otherwise scikit-learn's defaults)" if shown else "")
+        + ", fitted on the same training rows as the methods"
+        + (
+            " with the features as loaded (no scaling)"
+            if scaling == "none"
+            else f" with the same features (feature scaling `{scaling}`)"
+            if scaling
+            else ""
+        )
+        + " and scored by the same metric code; never bold, not in the plots."
+    )
+    if primary is None:
+        return text
+    metric, label = primary["name"], primary["label"]
+    ref = results["methods"][SKLEARN]["metrics"].get(metric, {}).get("mean")
+    cands = [
+        (results["methods"][m]["metrics"].get(metric, {}).get("mean"), m)
+        for m in order
+        if m not in REFERENCES
+    ]
+    cands = [(v, m) for v, m in cands if v is not None]
+    if ref is None or not cands:
+        return text
+    higher = bool(primary["higher_is_better"])
+    value, best = (max if higher else min)(cands)
+    diff = 100 * (value - ref)
+    if round(diff, 1) == 0:
+        where = "level with it"
+    else:
+        better = diff > 0 if higher else diff < 0
+        where = f"{abs(diff):.1f} points {'above' if diff > 0 else 'below'} it" + (
+            "" if better else f" (the reference is better on {label})"
+        )
+    return f"{text} The best method on {label}, `{best}`, is {where}."
 
 
 def format_table(results: Mapping[str, Any], *, markdown: bool = True, notes: bool = True) -> str:

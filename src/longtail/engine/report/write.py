@@ -18,7 +18,7 @@ from longtail.engine.report.plots import common_sections, training_curves
 from longtail.engine.report.prose import data_phrase, data_source, intro, report_title
 from longtail.engine.report.sections import ReportContext, Section, sections_of
 from longtail.engine.report.style import method_styles
-from longtail.engine.report.table import format_table, plain, table_model
+from longtail.engine.report.table import SKLEARN, format_table, plain, table_model
 
 __all__ = ["load_runs", "write_report"]
 
@@ -111,8 +111,11 @@ def write_report(run_dir: str | Path) -> Path:
 
         config_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
         cfg = yaml.safe_load(config_text) or {}
-    names = [m for m in results["methods"] if m in runs]
-    ctx = ReportContext(run_dir, results, runs, cfg, names, method_styles(results, names))
+    # the figures show the methods (and the balanced reference); the scikit-learn reference is a
+    # row of the table only (it has no training curves, and it is not one of the methods)
+    drawn = {m: r for m, r in runs.items() if m != SKLEARN}
+    names = [m for m in results["methods"] if m in drawn]
+    ctx = ReportContext(run_dir, results, drawn, cfg, names, method_styles(results, names))
     sections = _sections(ctx)
     name = str(cfg.get("name", run_dir.name))
     title = report_title(name, results, cfg)
@@ -154,6 +157,7 @@ def write_report(run_dir: str | Path) -> Path:
             "rows": model.rows,
             "best": model.best,
             "notes": model.notes,
+            "references": model.references,
         },
         commands=commands,
         figures=[(s.title, s.caption, s.path.read_bytes()) for s in sections],

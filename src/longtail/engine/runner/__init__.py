@@ -27,6 +27,8 @@ Modules, each importing only those above it:
   folders of a stage and a method.
 - :mod:`~longtail.engine.runner.results`: :func:`aggregate` (the ``results.json`` schema).
 - :mod:`~longtail.engine.runner.runs`: :class:`Runs`, training (or reusing) stages and methods.
+- :mod:`~longtail.engine.runner.reference`: the scikit-learn reference row
+  (``data.sklearn_reference``), fitted or read back per seed.
 - :mod:`~longtail.engine.runner.folders`: may a command write into a folder; new and latest run
   folders; the command line.
 - :mod:`~longtail.engine.runner.parallel`: the stages and methods in worker processes (``--jobs``).
@@ -48,6 +50,7 @@ from longtail.engine.runner.parallel import (
     run_parallel,
     threads_per_job,
 )
+from longtail.engine.runner.reference import SKLEARN
 from longtail.engine.runner.results import aggregate
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import (
@@ -62,6 +65,7 @@ from longtail.engine.runner.stages import (
 __all__ = [
     "BALANCED",
     "PROGRESS_SECONDS",
+    "SKLEARN",
     "Runs",
     "Stage",
     "aggregate",

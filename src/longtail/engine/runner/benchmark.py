@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from longtail.engine import distributed as D
 from longtail.engine.checkpoint import atomic_write_json
 from longtail.engine.config import Config, save_config
-from longtail.engine.datasets import DataBundle, write_split
+from longtail.engine.datasets import DataBundle, DataWarning, write_split
 from longtail.engine.kinds import TASK_KINDS, reference_method
 from longtail.engine.methods import Method, resolve_methods
 from longtail.engine.report import format_table, write_report
@@ -35,6 +36,12 @@ from longtail.engine.runner.folders import (
     remove_empty_dirs,
 )
 from longtail.engine.runner.parallel import run_parallel, threads_per_job
+from longtail.engine.runner.reference import (
+    SKLEARN,
+    SklearnRow,
+    check_sklearn_resumable,
+    summary,
+)
 from longtail.engine.runner.results import aggregate
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
@@ -132,6 +139,8 @@ def run_benchmark(
     raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
     if resume:
         check_resumable(out, cfg, entries)
+        if cfg.data.sklearn_reference:
+            check_sklearn_resumable(out, cfg)
     created: list[Path] = []
     problem = None
     if main:
@@ -147,9 +156,11 @@ def run_benchmark(
     # and before the run folder is written, so that bad data leave no half-made run behind
     try:
         check_data_files(cfg)
-        for variant in dict.fromkeys(v for _, _, v in entries):
-            for seed in cfg.seeds:
-                runs.data(variant, seed)
+        with warnings.catch_warnings():  # shown once each, below, as notes (DataBundle.notes)
+            warnings.simplefilter("ignore", DataWarning)
+            for variant in dict.fromkeys(v for _, _, v in entries):
+                for seed in cfg.seeds:
+                    runs.data(variant, seed)
         first = runs.data("long-tailed", cfg.seeds[0])
         unfit = {n: why for n, m, _ in entries if (why := _data_problem(m, first)) is not None}
         if unfit and not isinstance(cfg.methods, str):
@@ -165,6 +176,9 @@ def run_benchmark(
             for why in dict.fromkeys(unfit.values()):
                 skipped = ", ".join(n for n, w in unfit.items() if w == why)
                 echo(f"note: skipped {skipped}: {why}")
+    if echo is not None and main:  # remarks about the data (not errors), on standard error
+        for note in dict.fromkeys(n for b in runs.loaded_data().values() for n in b.notes):
+            print(f"note: {note}", file=sys.stderr, flush=True)
     problem = None
     if main:
         meta = {
@@ -270,6 +284,9 @@ def run_benchmark(
         for label, method, variant in entries:
             for seed in cfg.seeds:
                 per_run.setdefault(label, []).append(runs.method(label, method, variant, seed))
+        if cfg.data.sklearn_reference:  # the scikit-learn baseline: no stage, a row of its own
+            sklearn_row = SklearnRow(runs)
+            per_run[SKLEARN] = [sklearn_row.record(seed) for seed in cfg.seeds]
     finally:
         if bar is not None:
             bar.close()
@@ -284,6 +301,8 @@ def run_benchmark(
         compositions={label: m.composition() for label, m, _ in entries},
     )
     results["class_names"] = list(first.class_names)
+    if SKLEARN in per_run:
+        results["sklearn_reference"] = summary(per_run[SKLEARN][0], list(cfg.seeds))
     # the file or folder the data were read from, absolute (the report names it); null: bundled
     source = cfg.data.path or cfg.data.data_dir
     results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
@@ -291,6 +310,10 @@ def run_benchmark(
     results["num_test"] = len(first.test_y)
     # "validation": the metrics are of a split held out of the training data, not the test set
     results["evaluated_on"] = first.evaluated_on
+    if first.details:  # what building the data decided (e.g. multi-label: dropped, scored labels)
+        results["data_details"] = first.details
+    # the scaling of feature vectors (data.feature_scaling, auto resolved); null: images, digits
+    results["feature_scaling"] = first.feature_scaling
     results["stages_trained"] = len(runs.trained_stages) + parallel_stages
     if main:
         atomic_write_json(out / "results.json", results)

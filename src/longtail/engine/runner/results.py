@@ -9,7 +9,11 @@
                         "metrics": {METRIC: {"mean": float, "std": float, "values": [float]}}}}}
 
 Multi-label runs: ``class_counts`` are each label's visible positive training examples and the
-metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP`` (see :mod:`longtail.tracks.multi_label.task`).
+metrics are ``mAP``, ``CF1``, ``OF1`` and ``tail_mAP``, plus ``CF1_tuned`` / ``OF1_tuned`` on a
+validation split (see :mod:`longtail.tracks.multi_label.task`); ``data_details`` records the
+labels without a training positive, the labels dropped (``data.min_label_positives``) and the
+labels scored (with a positive in the evaluated split; see :mod:`longtail.tracks.multi_label.data`).
+A spec with ``"optional": true`` is a metric only some runs report.
 Open-set runs: seed ``i`` trains on ``open_set.splits[i]`` (the data are built per seed),
 ``class_counts`` / ``class_names`` are the first seed's known classes, the metrics are AUROC,
 AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each method's
@@ -17,7 +21,12 @@ AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each meth
 ``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
 sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
 (``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
-number of images spread evenly over the classes.
+number of images spread evenly over the classes. A ``sklearn-logreg`` entry
+(``data.sklearn_reference``) is the task's scikit-learn logistic regression on the same training
+split and features, scored by the same metric code; it has no ``composition`` or ``params``, and
+the top-level ``sklearn_reference`` says what it is: ``{"method", "estimator", "settings" (C,
+solver, max_iter...), "features", "feature_scaling", "fitted", "seeds"}`` (see
+:mod:`~longtail.engine.runner.reference`).
 """
 
 from __future__ import annotations
@@ -80,6 +89,7 @@ def aggregate(
         "class_counts": [int(c) for c in class_counts],
         "metric_specs": [
             {"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better}
+            | ({"optional": True} if m.optional else {})
             for m in metric_specs
         ],
         "methods": methods,

@@ -72,6 +72,11 @@ class Runs:
         """The data sets built so far, keyed as :meth:`data` keys them."""
         return dict(self._data)
 
+    @property
+    def given_data(self) -> DataBundle | None:
+        """The data given to the run instead of built from the config (tests, the Python API)."""
+        return self._given_data
+
     def data(self, variant: str, seed: int) -> DataBundle:
         if self._given_data is not None:
             return self._given_data

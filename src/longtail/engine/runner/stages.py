@@ -50,6 +50,7 @@ def _stage_blob(cfg: Config) -> dict[str, Any]:
     d["train"].pop("eval_every", None)
     d["train"].pop("num_threads", None)
     d["data"].pop("balanced_reference", None)  # which data a stage trains on is its variant
+    d["data"].pop("sklearn_reference", None)  # a row of its own, trained on no stage
     d["data"].pop("num_workers", None)  # loader processes do not change the batches
     return d
 

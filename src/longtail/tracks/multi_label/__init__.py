@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.kinds import ConfigSection, TaskKind, register_task_kind
 from longtail.tracks.multi_label import report  # noqa: F401  (registers its report sections)
+from longtail.tracks.multi_label.config import MultiLabelConfig
 from longtail.tracks.multi_label.data import build_multilabel_data  # registers its data formats
 from longtail.tracks.multi_label.losses import LOSS_COMPONENTS
 from longtail.tracks.multi_label.methods import MULTILABEL_METHODS, VOCABULARY
+from longtail.tracks.multi_label.sklearn import sklearn_reference
 from longtail.tracks.multi_label.task import MULTILABEL_METRICS, MultiLabelTask
 
-__all__ = ["KIND", "MULTILABEL_METHODS", "MultiLabelTask"]
+__all__ = ["KIND", "MULTILABEL_METHODS", "MultiLabelConfig", "MultiLabelTask"]
 
 
 def _no_finish(*args: Any) -> NoReturn:
@@ -30,6 +32,10 @@ KIND = register_task_kind(
         finish_task=_no_finish,
         finish_config=_no_finish,
         vocabulary=VOCABULARY,
+        sklearn_reference=sklearn_reference,
+        section=ConfigSection(
+            "multi_label", MultiLabelConfig, "how the training loss is reduced over labels"
+        ),
         recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section (with task: multi-label) from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, sampler {{instance, rfs}} (see docs/cli.md)."

@@ -5,9 +5,11 @@ Data (:func:`build_multilabel_data`), every label column a float ``{0, 1}`` (``-
 
 - ``mulan``: a Mulan folder (``data_dir`` holds ``NAME-train.arff``, ``NAME-test.arff`` and
   ``NAME.xml``; ``data.mulan_name`` picks NAME when there are several), read with
-  :func:`longtail.data.load_mulan`. Features are standardised with the mean and standard deviation
-  of the *training* split only (a constant feature is centred and left unscaled); a missing feature
-  (``?``) is set to the training mean, i.e. 0 after standardising. The model is an MLP.
+  :func:`longtail.data.load_mulan`. Features are scaled with statistics of the *training* split
+  only, as ``data.feature_scaling`` says (:func:`~longtail.engine.datasets.scale_features`;
+  ``auto``: divided by the training max ``|x|`` for non-negative features that are mostly zeros or
+  all 0/1, such as bag-of-words, else standardised with the training mean and std); a missing
+  feature (``?``) is set to the training mean. The model is an MLP (or ``model.arch: linear``).
 - ``fashion-tiles``: 2x2 grids of Fashion-MNIST items (``data_dir`` holds the IDX files), each
   item first resized to ``data.tiles_item_size`` pixels (area averaging; 14 by default, so the
   images are 28x28 like Fashion-MNIST's and train as fast), built with
@@ -21,7 +23,7 @@ Data (:func:`build_multilabel_data`), every label column a float ``{0, 1}`` (``-
 - ``table``: a ``.csv`` / ``.npz`` / ``.parquet`` file (``data.path``) whose ``data.label_columns``
   hold 0 / 1 (empty / NaN: unknown, -1); every other numeric column is a feature (see
   :func:`longtail.data.load_table`). ``test_fraction`` of the rows (at least one) are held out at
-  random (seed ``subset_seed``; recorded in ``split.json``); features are standardised like Mulan's.
+  random (seed ``subset_seed``; recorded in ``split.json``); features are scaled like Mulan's.
 
 Missing labels (``data.hide_fraction`` = h > 0): each training label entry is hidden (set to -1)
 independently with probability h, drawn from a generator seeded with ``subset_seed + 2``; the
@@ -30,8 +32,12 @@ repeat factors, the report) count the visible positives. With ``data.hidden_as: 
 entry becomes 0 instead (an unannotated label taken as negative, the setting of the Hill paper: the
 hidden positives become false negatives). The test labels are never hidden.
 
-A label without a visible positive in the training split is an error naming the label: nothing can
-be learned about it, and no class-balanced weight or repeat factor exists for it.
+Labels (:mod:`.labels`): a label without a visible positive in the training rows is kept and trains
+as all-negative (a :class:`~longtail.engine.datasets.DataWarning` names it);
+``data.min_label_positives: K`` drops the labels with fewer than ``K`` visible training positives
+(counted after the validation split and hiding); the metrics average over the labels with a
+positive in the evaluated split. The bundle's ``details`` record the dropped, unseen and scored
+labels (``results.json``'s ``data_details``).
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ from longtail.engine.datasets import (
     LoadedData,
     register_data_format,
     resolve_source,
-    standardise_features,
+    scale_features,
     validation_indices,
 )
+from longtail.tracks.multi_label.labels import select_labels
 
 if TYPE_CHECKING:
     from longtail.engine.config import Config, DataConfig
@@ -87,11 +94,17 @@ def positive_counts(targets: Tensor) -> list[int]:
 def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
     assert directory is not None
     train, test = load_mulan(directory, cfg.mulan_name)
-    x_train, x_test = standardise_features(train.data, test.data)
+    x_train, x_test, scaling = scale_features(train.data, test.data, cfg.feature_scaling)
     names = list(train.class_names or [f"label {j}" for j in range(train.targets.shape[1])])
     name = cfg.mulan_name or _mulan_stem(directory)
     return LoadedData(
-        x_train, train.targets.float(), x_test, test.targets.float(), names, name=name
+        x_train,
+        train.targets.float(),
+        x_test,
+        test.targets.float(),
+        names,
+        name=name,
+        feature_scaling=scaling,
     )
 
 
@@ -158,7 +171,7 @@ MULAN = register_data_format(
     DataFormat(
         name="mulan",
         load_multilabel=_load_mulan,
-        keys=("mulan_name",),
+        keys=("mulan_name", "feature_scaling"),
         inputs="vectors",
         check=_check_mulan,
         doc="a Mulan folder: NAME-train.arff, NAME-test.arff and NAME.xml (multi-label)",
@@ -176,11 +189,15 @@ FASHION_TILES = register_data_format(
 
 
 def build_multilabel_data(cfg: DataConfig) -> DataBundle:
-    """Load a multi-label data set (see the module docstring) and hide labels if configured.
+    """Load a multi-label data set (see the module docstring), hide labels if configured and keep
+    the labels :func:`~longtail.tracks.multi_label.labels.select_labels` keeps.
+
+    Warns:
+        DataWarning: naming the labels without a visible positive training example.
 
     Raises:
         ValueError: a data problem (the message names the file, the label or the config key), or
-            a label without a visible positive training example.
+            no label left with a visible positive training example.
     """
     fmt = DATA_FORMATS[cfg.dataset]
     if fmt.load_multilabel is None:
@@ -193,22 +210,18 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
     if cfg.validation_fraction is not None:
         # held out before hiding: the validation labels are complete, as the test labels are
         keep, held = validation_indices(y_train, cfg.validation_fraction, cfg.subset_seed + 3)
-        x_test, y_test = x_train[held].contiguous(), y_train[held].contiguous()
-        x_train, y_train = x_train[keep].contiguous(), y_train[keep]
+        loaded = loaded.hold_out(keep, held)  # lazy images: the datasets too
+        x_train, y_train = loaded.train_x, loaded.train_y
+        x_test, y_test = loaded.test_x, loaded.test_y
         evaluated_on = "validation"
     value = -1.0 if cfg.hidden_as == "unknown" else 0.0
     y_train = hide_labels(y_train, cfg.hide_fraction, cfg.subset_seed + 2, value=value)
-    counts = positive_counts(y_train)
-    for j, c in enumerate(counts):
-        if c == 0:
-            hidden = (
-                f" after hiding {cfg.hide_fraction:g} of the entries" if cfg.hide_fraction else ""
-            )
-            raise ValueError(
-                f"data: label {names[j]!r} (column {j}) has no positive example in the training "
-                f"split{hidden} of {source}; it cannot be learned and has no class-balanced "
-                "weight (remove the label or use more data)"
-            )
+    hidden = f" after hiding {cfg.hide_fraction:g} of the entries" if cfg.hide_fraction else ""
+    where = f" of {source or cfg.dataset}{hidden}"
+    kept = select_labels(y_train, y_test, names, min_positives=cfg.min_label_positives, where=where)
+    if len(kept.columns) < len(names):
+        y_train, y_test = y_train[:, kept.columns], y_test[:, kept.columns]
+    names, counts = kept.names, kept.counts
     return DataBundle(
         name=loaded.name or cfg.dataset,
         train_x=x_train,
@@ -221,4 +234,8 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         imbalance_factor=cfg.imbalance_factor,
         split=loaded.split,
         evaluated_on=evaluated_on,
+        feature_scaling=loaded.feature_scaling,
+        notes=kept.notes,
+        details=kept.details,
+        **loaded.lazy_datasets(y_train, y_test),  # lazy images carry the final targets
     )

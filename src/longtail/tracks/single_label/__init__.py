@@ -11,6 +11,7 @@ from longtail.engine.kinds import TaskKind, register_task_kind
 from longtail.tracks.single_label import report  # noqa: F401  (registers its report sections)
 from longtail.tracks.single_label.losses import LOSS_COMPONENTS
 from longtail.tracks.single_label.methods import METHODS, VOCABULARY
+from longtail.tracks.single_label.sklearn import sklearn_reference
 from longtail.tracks.single_label.task import (
     SINGLE_LABEL_METRICS,
     SecondStageTask,
@@ -41,6 +42,7 @@ KIND = register_task_kind(
         finish_config=second_stage_config,
         vocabulary=VOCABULARY,
         reference=lambda: METHODS["erm"],
+        sklearn_reference=sklearn_reference,
         recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "
