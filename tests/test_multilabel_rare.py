@@ -468,3 +468,17 @@ def test_label_reduction_sum_is_the_mean_times_known_entries_per_row() -> None:
     assert torch.allclose(task(None).training_step(model, batch, 0, 0), mean, atol=1e-6)
     assert torch.allclose(task("mean").training_step(model, batch, 0, 0), mean, atol=1e-6)
     assert torch.allclose(task("sum").training_step(model, batch, 0, 0), summed, atol=1e-6)
+
+
+def test_worker_processes_and_the_reference_row_print_no_python_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """--jobs 2 (workers build the data again) and the scikit-learn row (built unscaled): one note."""
+    raw = ml_config(rare_mulan(tmp_path))
+    raw["methods"] = ["bce", "asl"]
+    code, _ = _bench(tmp_path, raw, "--jobs", "2", "--set", "data.sklearn_reference=true")
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    notes = [line for line in captured.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "'sand'" in notes[0]
+    assert "DataWarning" not in captured.err and "warnings.warn" not in captured.err

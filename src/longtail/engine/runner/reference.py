@@ -20,12 +20,13 @@ import dataclasses
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from longtail.engine.checkpoint import atomic_write_json, read_json
 from longtail.engine.config import Config, config_to_dict
-from longtail.engine.datasets import DataBundle, hold_out_validation
+from longtail.engine.datasets import DataBundle, DataWarning, hold_out_validation
 from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.runner.results import finite_or_none
 from longtail.engine.runner.runs import Runs
@@ -129,7 +130,9 @@ class SklearnRow:
             )
             kind = TASK_KINDS[cfg.task]
             per_seed = kind.data_per_seed or cfg.data.class_order == "random"
-            cached = kind.build_data(raw_cfg, "long-tailed", seed if per_seed else None)
+            with warnings.catch_warnings():  # the run has shown the data's notes already
+                warnings.simplefilter("ignore", DataWarning)
+                cached = kind.build_data(raw_cfg, "long-tailed", seed if per_seed else None)
             fraction = cfg.data.validation_fraction
             if fraction is not None:  # as Runs.data holds it out
                 cached = hold_out_validation(cached, fraction, cfg.data.subset_seed + 3)
