@@ -473,10 +473,13 @@ def test_label_reduction_sum_is_the_mean_times_known_entries_per_row() -> None:
 def test_worker_processes_and_the_reference_row_print_no_python_warning(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """--jobs 2 (workers build the data again) and the scikit-learn row (built unscaled): one note."""
+    """--jobs 2 and the scikit-learn row (whose unscaled data are built again): one note, no warning."""
     raw = ml_config(rare_mulan(tmp_path))
     raw["methods"] = ["bce", "asl"]
-    code, _ = _bench(tmp_path, raw, "--jobs", "2", "--set", "data.sklearn_reference=true")
+    with warnings.catch_warnings(record=True) as caught:  # what would reach a terminal
+        warnings.simplefilter("always")
+        code, _ = _bench(tmp_path, raw, "--jobs", "2", "--set", "data.sklearn_reference=true")
+    assert not [w for w in caught if issubclass(w.category, DataWarning)]
     captured = capfd.readouterr()
     assert code == 0, captured.err
     notes = [line for line in captured.err.splitlines() if line.startswith("note: ")]

@@ -28,13 +28,16 @@ import contextvars
 import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.heads import CosineClassifier
+
+if TYPE_CHECKING:
+    from longtail.engine.config import ModelConfig
 
 __all__ = [
     "CNN",
@@ -44,6 +47,7 @@ __all__ = [
     "FlatInput",
     "ResNet32",
     "build_backbone",
+    "build_configured_model",
     "build_factory_model",
     "build_model",
     "factory_head_problem",
@@ -421,3 +425,21 @@ def build_model(
     else:
         raise ValueError(f"head: expected 'linear' or 'cosine', got {head!r}")
     return Classifier(backbone, head_module)
+
+
+def build_configured_model(
+    m: ModelConfig, input_shape: Sequence[int], num_classes: int, *, head: str = "linear"
+) -> nn.Module:
+    """:func:`build_model` with the network a config's ``model`` section describes (``arch``,
+    ``hidden``, ``channels``, ``dropout``, ``convs_per_stage``; a ``model.factory`` applies through
+    :func:`model_factory`)."""
+    return build_model(
+        m.arch,
+        input_shape,
+        num_classes,
+        head=head,
+        hidden=m.hidden,
+        channels=m.channels,
+        dropout=m.dropout,
+        convs_per_stage=m.convs_per_stage,
+    )

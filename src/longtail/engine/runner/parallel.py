@@ -26,14 +26,12 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from longtail.engine.datasets import DataWarning
 from longtail.engine.kinds import reference_method
 from longtail.engine.methods import resolve_methods
 from longtail.engine.runner.runs import Runs
@@ -83,9 +81,6 @@ def _init(
             gpu_counter.value += 1
         os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     torch.set_num_threads(threads)
-    # the main process has printed each data note once (`note: ...`); a worker that builds the
-    # data again must not print it as a Python warning with a source line
-    warnings.simplefilter("ignore", DataWarning)
 
     def tick(what: str, seed: int, epochs: int, **info: Any) -> None:
         row = info.get("row")

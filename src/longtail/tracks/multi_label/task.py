@@ -34,7 +34,7 @@ from longtail.data import InstanceBalancedSampler, RepeatFactorSampler
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
-from longtail.engine.models import build_model
+from longtail.engine.models import build_configured_model
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -173,15 +173,8 @@ class MultiLabelTask(MethodTask):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
-        return build_model(
-            m.arch,
-            self.data.input_shape,
-            self.data.num_classes,
-            head="linear",
-            hidden=m.hidden,
-            channels=m.channels,
-            dropout=m.dropout,
-            convs_per_stage=m.convs_per_stage,
+        return build_configured_model(
+            m, self.data.input_shape, self.data.num_classes, head="linear"
         )
 
     def setup(self) -> Setup:

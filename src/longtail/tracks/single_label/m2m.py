@@ -40,7 +40,7 @@ from longtail.engine.classifier import class_sampler
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
-from longtail.engine.models import build_model
+from longtail.engine.models import build_configured_model
 from longtail.engine.tasks import Batch, Evaluation, Setup, StepOutput
 from longtail.tracks.single_label.methods import METHODS
 
@@ -114,16 +114,7 @@ class M2mTask(SingleLabelTask):
 
     def _build_g(self) -> nn.Module:
         m = self.config.model
-        g = build_model(
-            m.arch,
-            self.data.input_shape,
-            self.data.num_classes,
-            head="linear",
-            hidden=m.hidden,
-            channels=m.channels,
-            dropout=m.dropout,
-            convs_per_stage=m.convs_per_stage,
-        )
+        g = build_configured_model(m, self.data.input_shape, self.data.num_classes, head="linear")
         key = f"method_params.{self.m2m_method.name}.m2m_g_checkpoint"
         head_w = self.g_state.get("head.weight")
         if head_w is not None and head_w.shape[0] != self.data.num_classes:

@@ -39,7 +39,7 @@ from longtail.engine.classifier import ClassifierTask as SingleLabelTask
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
-from longtail.engine.models import build_model
+from longtail.engine.models import build_configured_model
 from longtail.engine.tasks import Batch, StepOutput
 from longtail.losses import value_checks
 from longtail.sla import (
@@ -101,15 +101,8 @@ class SLATask(SingleLabelTask):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
-        return build_model(
-            m.arch,
-            self.data.input_shape,
-            self.num_outputs,
-            head=self.method.head,
-            hidden=m.hidden,
-            channels=m.channels,
-            dropout=m.dropout,
-            convs_per_stage=m.convs_per_stage,
+        return build_configured_model(
+            m, self.data.input_shape, self.num_outputs, head=self.method.head
         )
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
