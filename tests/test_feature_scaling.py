@@ -84,7 +84,7 @@ def test_auto_rule_picks_standard_for_dense_real_negative_and_mixed_features() -
 def test_maxabs_divides_by_the_training_max_and_keeps_zeros() -> None:
     x_train = torch.tensor([[0.0, 2.0, 0.0, 3.0], [4.0, 0.0, 0.0, 3.0], [1.0, -5.0, 0.0, 3.0]])
     x_test = torch.tensor([[8.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 6.0]])
-    train, test, scaling = scale_features(x_train, x_test, "maxabs")
+    train, test, scaling, _ = scale_features(x_train, x_test, "maxabs")
     assert scaling == "maxabs"
     ref = x_train.numpy() / np.array([4.0, 5.0, 1.0, 3.0])  # column 2: all zero, divided by 1
     assert np.array_equal(train.numpy(), ref.astype(np.float32))
@@ -99,7 +99,7 @@ def test_maxabs_divides_by_the_training_max_and_keeps_zeros() -> None:
 def test_none_is_the_identity_and_standard_is_todays_standardisation() -> None:
     x_train = torch.randn(50, 6, generator=_gen(8))
     x_test = torch.randn(20, 6, generator=_gen(9))
-    train, test, scaling = scale_features(x_train, x_test, "none")
+    train, test, scaling, _ = scale_features(x_train, x_test, "none")
     assert scaling == "none" and torch.equal(train, x_train) and torch.equal(test, x_test)
     ref_train, ref_test = standardise_features(x_train, x_test)
     std = scale_features(x_train, x_test, "standard")
@@ -117,10 +117,10 @@ def test_missing_values_become_the_training_mean_under_every_scaling() -> None:
     x_train = torch.tensor([[0.0, 2.0], [4.0, nan], [2.0, 6.0]])
     x_test = torch.tensor([[nan, 1.0]])
     for scaling, fill in (("maxabs", (2.0 / 4.0, 4.0 / 6.0)), ("none", (2.0, 4.0))):
-        train, test, _ = scale_features(x_train, x_test, scaling)
+        train, test, _, _ = scale_features(x_train, x_test, scaling)
         assert torch.allclose(test[0, 0], torch.tensor(fill[0]))
         assert torch.allclose(train[1, 1], torch.tensor(fill[1]))
-    train, test, _ = scale_features(x_train, x_test, "standard")
+    train, test, _, _ = scale_features(x_train, x_test, "standard")
     assert float(test[0, 0]) == 0.0 and float(train[1, 1]) == 0.0
 
 

@@ -12,6 +12,25 @@ Subpackages:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+if TYPE_CHECKING:
+    from longtail.engine.bundle import Predictor
+
+
+def load(bundle: Any, *, device: Any = "cpu") -> Predictor:
+    """The :class:`~longtail.engine.bundle.Predictor` of a model bundle folder (``longtail fit
+    --out``): an ``nn.Module`` with ``predict``, ``predict_proba`` and ``decision_scores``.
+
+    >>> import longtail
+    >>> callable(longtail.load)
+    True
+    """
+    # deferred: `import longtail.losses` must not import the engine (the library's contract)
+    from longtail.engine.bundle import load_bundle
+
+    return load_bundle(bundle, device=device)

@@ -8,6 +8,9 @@
     longtail train CONFIG [--method M] [--seed S] [--data-dir DIR] [--out DIR] [--resume]
                    [--epochs N] [--set KEY=VALUE ...]
     longtail report RUN_DIR
+    longtail fit [CONFIG] --method M --out DIR [--refit] ...   (a model bundle, cli_bundle.py)
+    longtail predict BUNDLE INPUT... --out predictions.csv
+    longtail export BUNDLE --format torchscript|onnx|exported-program --out FILE
     longtail methods [--task single-label|multi-label|open-set|distillation|metric-learning]
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
@@ -28,6 +31,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from longtail.cli_bundle import COMMANDS as BUNDLE_COMMANDS
+from longtail.cli_bundle import add_bundle_commands, run_bundle_command
 
 __all__ = ["build_parser", "main"]
 
@@ -159,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task kind whose methods to list: single-label (default), multi-label, "
         "open-set, distillation, metric-learning or a plug-in's",
     )
+    add_bundle_commands(sub, _common, _positive_int)
     return parser
 
 
@@ -375,6 +382,8 @@ def _report(exc: BaseException) -> int:
 def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
     if args.command == "methods":
         return _cmd_methods(args.task)
+    if args.command in BUNDLE_COMMANDS:
+        return run_bundle_command(args, _load, _say)
     if args.command == "report":
         from longtail.engine.checkpoint import read_json  # lazy: a fast `longtail --help`
         from longtail.engine.report import (  # lazy: a fast `longtail --help`

@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail import data as ltdata
-from longtail.adjust import posthoc_logit_adjust, tau_normalize
+from longtail.adjust import tau_normalize
 from longtail.data import smote_oversample
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.models import build_configured_model
+from longtail.engine.prediction import PredictionRule, class_counts_tuple, rule_logits
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -192,19 +193,22 @@ class ClassifierTask(MethodTask):
         dominant = torch.where(lam_y >= 0.5, y, y_b)
         return StepOutput(loss=loss, logits=logits.detach(), targets=dominant)
 
+    def prediction_rule(self) -> PredictionRule:
+        """Argmax of the logits; a cosine head's logits times the loss's scale ``s`` (they live
+        in ``[-1, 1]``; the scale makes their softmax the probabilities the model was trained
+        for); post-hoc logit adjustment with the training counts when the method says so."""
+        cosine = self.method.head == "cosine" and "scale" in self.params
+        posthoc = self.method.posthoc == "logit-adjust"
+        return PredictionRule(
+            "class",
+            logit_scale=float(self.params["scale"]) if cosine else None,
+            posthoc_tau=float(self.params["tau"]) if posthoc else None,
+            class_counts=class_counts_tuple(self.data.class_counts),
+        )
+
     def predict_logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Test-time logits, post-hoc adjusted when the method says so."""
-        logits: Tensor = model(x).float()
-        if self.method.head == "cosine" and "scale" in self.params:
-            # cosine logits live in [-1, 1]; the loss's scale s makes their softmax meaningful
-            # (argmax unchanged, calibration measured on the probabilities the model was trained for)
-            logits = logits * self.params["scale"]
-        if self.method.posthoc == "logit-adjust":
-            adjusted: Tensor = posthoc_logit_adjust(
-                logits, self.data.class_counts, tau=self.params["tau"]
-            )
-            return adjusted
-        return logits
+        """Test-time logits by :meth:`prediction_rule` (post-hoc adjusted when the method says so)."""
+        return rule_logits(self.prediction_rule(), model, x)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:

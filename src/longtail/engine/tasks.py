@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from longtail.engine.prediction import PredictionRule
+
 if TYPE_CHECKING:
     from longtail.engine.config import Config
     from longtail.engine.datasets import DataBundle
@@ -247,6 +249,19 @@ class Task(ABC):
 
     def postprocess(self, model: nn.Module) -> None:  # noqa: B027
         """Called once after the last epoch, before the final evaluation (e.g. tau-norm)."""
+
+    def inference_model(self) -> nn.Module:
+        """A freshly built network of the structure of the trained ``"model"`` (the weights
+        come from elsewhere): what a model bundle rebuilds before loading its weights. The
+        default is :meth:`build_model`; it must read nothing but the task's configuration,
+        method, parameters and the data's shapes, names and counts."""
+        return self.build_model()
+
+    def prediction_rule(self) -> PredictionRule:
+        """How the trained ``"model"`` predicts (:class:`~longtail.engine.prediction.PredictionRule`):
+        what :meth:`evaluate` applies to the network's outputs, and what a model bundle
+        (``longtail fit``) stores. A task that cannot be exported raises ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} has no prediction rule")
 
     def state_dict(self) -> dict[str, Any]:
         """Task state to checkpoint (tensors and plain Python values only)."""

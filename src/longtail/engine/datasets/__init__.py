@@ -37,6 +37,7 @@ from longtail.engine.datasets.formats import (
     register_data_format,
     resolve_source,
 )
+from longtail.engine.datasets.preprocessing import Preprocessing
 from longtail.engine.datasets.splits import (
     hold_out_validation,
     split_record,
@@ -51,6 +52,7 @@ from longtail.engine.datasets.standardise import (
     scale_features,
     standardise_features,
     standardise_images,
+    standardise_recorded,
 )
 
 # The built-in formats register themselves, in the order of listings (benchmark formats, then
@@ -79,6 +81,7 @@ __all__ = [
     "DataFormat",
     "DataWarning",
     "LoadedData",
+    "Preprocessing",
     "ScaledFeatures",
     "_load_raw",
     "_training_indices",
@@ -95,6 +98,7 @@ __all__ = [
     "split_record",
     "standardise_features",
     "standardise_images",
+    "standardise_recorded",
     "stratified_split",
     "training_indices",
     "validation_indices",

@@ -32,7 +32,8 @@ from torch import Tensor
 from longtail.data import class_counts, make_long_tailed
 from longtail.engine.datasets.bundle import DataBundle
 from longtail.engine.datasets.formats import DATA_FORMATS, LoadedData, resolve_source
-from longtail.engine.datasets.standardise import scale_features
+from longtail.engine.datasets.preprocessing import Preprocessing
+from longtail.engine.datasets.standardise import scale_features, standardise_recorded
 
 if TYPE_CHECKING:
     from longtail.engine.config import DataConfig
@@ -112,10 +113,13 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
     scaling = None
+    pre: Preprocessing | None
     if "feature_scaling" in fmt.used_keys:
-        x_train, x_test, scaling = scale_features(x_train, pool.test_x, cfg.feature_scaling)
+        x_train, x_test, scaling, pre = scale_features(x_train, pool.test_x, cfg.feature_scaling)
     else:
-        x_train, x_test = fmt.standardise(x_train, pool.test_x)
+        x_train, x_test, pre = standardise_recorded(fmt.standardise, x_train, pool.test_x)
+    if pre is not None:
+        pre = pre.with_feature_names(pool.feature_names)
     return DataBundle(
         name=cfg.dataset,
         train_x=x_train,
@@ -128,6 +132,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         imbalance_factor=cfg.imbalance_factor,
         split=pool.split,
         feature_scaling=scaling,
+        preprocessing=pre,
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from longtail.engine.datasets.preprocessing import Preprocessing
+
 __all__ = ["DataBundle", "DataWarning"]
 
 
@@ -45,6 +47,9 @@ class DataBundle:
         feature_scaling: the scaling of feature vectors (``data.feature_scaling`` resolved:
             ``standard``, ``maxabs`` or ``none``); ``None`` for data not scaled so (images, digits).
         notes: remarks about the data for the user (one sentence each; see :class:`DataWarning`).
+        preprocessing: the steps from raw inputs to the network's inputs (standardisation
+            statistics of the training subset, image size, feature names), when known: what a
+            model bundle applies to new inputs (:class:`~longtail.engine.datasets.Preprocessing`).
         details: JSON-serialisable facts the data building decided (e.g. the labels a multi-label
             set dropped or scores), recorded in ``results.json`` as ``data_details``.
     """
@@ -67,6 +72,7 @@ class DataBundle:
     feature_scaling: str | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
 
     @property
     def lazy(self) -> bool:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from longtail.data.image_folder import ImageFilesDataset
     from longtail.engine.config import Config, DataConfig
     from longtail.engine.datasets.bundle import DataBundle
+    from longtail.engine.datasets.preprocessing import Preprocessing
 
 __all__ = [
     "DATA_FORMATS",
@@ -63,6 +64,9 @@ class LoadedData:
             datasets decoding one image at a time (standardised), ``train_x`` / ``test_x`` then
             empty ``(0, C, S, S)`` placeholders giving the input shape; ``None``: in memory.
         num_workers: ``DataLoader`` workers reading the lazy datasets.
+        feature_names: the column of each feature (named tables), else ``None``.
+        preprocessing: the steps from raw inputs to ``train_x`` / ``test_x`` when the loader
+            scaled them itself (:class:`~longtail.engine.datasets.Preprocessing`), else ``None``.
     """
 
     train_x: Tensor
@@ -76,6 +80,8 @@ class LoadedData:
     train_dataset: ImageFilesDataset | None = None
     test_dataset: ImageFilesDataset | None = None
     num_workers: int = 0
+    feature_names: tuple[str, ...] | None = None
+    preprocessing: Preprocessing | None = None
 
     def hold_out(self, keep: Tensor, held: Tensor) -> LoadedData:
         """The training examples ``held`` as the test split, ``keep`` left for training (a

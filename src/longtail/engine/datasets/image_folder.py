@@ -28,6 +28,7 @@ from longtail.data.image_folder import (
 from longtail.engine.datasets.build import training_indices
 from longtail.engine.datasets.bundle import DataBundle
 from longtail.engine.datasets.formats import DataFormat, register_data_format
+from longtail.engine.datasets.preprocessing import Preprocessing
 from longtail.engine.datasets.splits import split_record, stratified_split
 
 if TYPE_CHECKING:
@@ -54,14 +55,24 @@ def image_shape(cfg: DataConfig) -> tuple[int, int]:
     return size, channels
 
 
-def standardise_lazy(cfg: DataConfig, train: ImageFilesDataset, test: ImageFilesDataset) -> None:
+def standardise_lazy(
+    cfg: DataConfig, train: ImageFilesDataset, test: ImageFilesDataset
+) -> Preprocessing:
     """Standardise both splits with the per-channel mean and std of (a seeded sample of at most
-    :data:`IMAGE_STATS_SAMPLE` of) the training images."""
+    :data:`IMAGE_STATS_SAMPLE` of) the training images; the steps as a record (decoded images
+    are in ``[0, 1]``, so ``divide`` is 255)."""
     mean, std = image_channel_stats(
         train, max_images=IMAGE_STATS_SAMPLE, seed=cfg.subset_seed, num_workers=cfg.num_workers
     )
     train.set_normalization(mean, std)
     test.set_normalization(mean, std)
+    shape = (train.channels, train.image_size, train.image_size)
+    return Preprocessing.for_images(
+        torch.as_tensor(mean, dtype=torch.float32),
+        torch.as_tensor(std, dtype=torch.float32),
+        shape,
+        255.0,
+    )
 
 
 def lazy_image_bundle(
@@ -81,7 +92,7 @@ def lazy_image_bundle(
     counts = [int(c) for c in class_counts(train.targets, len(names))]
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
-    standardise_lazy(cfg, train, test)
+    pre = standardise_lazy(cfg, train, test)
     placeholder = torch.empty((0, train.channels, train.image_size, train.image_size))
     return DataBundle(
         name=cfg.dataset,
@@ -97,6 +108,7 @@ def lazy_image_bundle(
         eval_datasets={"test": test},
         split=split,
         num_workers=cfg.num_workers,
+        preprocessing=pre,
     )
 
 

@@ -109,7 +109,7 @@ def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
     """Multi-label: lazy datasets (``train_x`` / ``test_x`` placeholders), used as loaded."""
     assert source is not None
     train, test, split = _splits(cfg, source, _read(cfg, source, multi=True), multi=True)
-    standardise_lazy(cfg, train, test)
+    pre = standardise_lazy(cfg, train, test)
     placeholder = torch.empty((0, train.channels, train.image_size, train.image_size))
     return LoadedData(
         placeholder,
@@ -121,6 +121,7 @@ def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
         train_dataset=train,
         test_dataset=test,
         num_workers=cfg.num_workers,
+        preprocessing=pre,
     )
 
 

@@ -32,6 +32,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from longtail.engine.datasets.preprocessing import Preprocessing
+
 __all__ = [
     "FEATURE_SCALINGS",
     "SPARSE_ZERO_SHARE",
@@ -40,6 +42,7 @@ __all__ = [
     "scale_features",
     "standardise_features",
     "standardise_images",
+    "standardise_recorded",
 ]
 
 #: The values of ``data.feature_scaling``.
@@ -49,12 +52,13 @@ SPARSE_ZERO_SHARE = 0.5
 
 
 class ScaledFeatures(NamedTuple):
-    """What :func:`scale_features` returns: the scaled float32 tensors and the scaling applied
-    (``auto`` resolved)."""
+    """What :func:`scale_features` returns: the scaled float32 tensors, the scaling applied
+    (``auto`` resolved) and the steps as a :class:`Preprocessing` record."""
 
     train: Tensor
     test: Tensor
     scaling: str
+    preprocessing: Preprocessing
 
 
 def _as_images(x: Tensor) -> Tensor:
@@ -71,12 +75,35 @@ def standardise_images(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]
     """Images (``ndim >= 3``): to float ``(N, C, H, W)`` in ``[0, 1]``, then standardised with the
     training images' per-channel mean and std (std at least ``1e-6``); anything else: float32 as
     loaded. Both results are contiguous."""
+    train, test, _ = _images_recorded(x_train, x_test)
+    return train, test
+
+
+def _images_recorded(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor, Preprocessing]:
+    """:func:`standardise_images` and its :class:`Preprocessing` record."""
     if x_train.ndim < 3:
-        return x_train.float().contiguous(), x_test.float().contiguous()
+        n = int(x_train.shape[1]) if x_train.ndim == 2 else 0
+        return x_train.float().contiguous(), x_test.float().contiguous(), Preprocessing.identity(n)
+    divide = 255.0 if x_train.numel() and float(x_train.max()) > 1.0 else 1.0
     x_train, x_test = _as_images(x_train), _as_images(x_test)
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return ((x_train - mean) / std).contiguous(), ((x_test - mean) / std).contiguous()
+    pre = Preprocessing.for_images(mean, std, x_train.shape[1:], divide)
+    return ((x_train - mean) / std).contiguous(), ((x_test - mean) / std).contiguous(), pre
+
+
+def standardise_recorded(
+    standardise: object, x_train: Tensor, x_test: Tensor
+) -> tuple[Tensor, Tensor, Preprocessing | None]:
+    """A format's ``standardise`` applied, with its :class:`Preprocessing` record (``None`` for a
+    function of a format's own, whose steps are not known)."""
+    if standardise is standardise_images:
+        return _images_recorded(x_train, x_test)
+    if standardise is standardise_features:
+        scaled = scale_features(x_train, x_test, "standard")
+        return scaled.train, scaled.test, scaled.preprocessing
+    train, test = standardise(x_train, x_test)  # type: ignore[operator]
+    return train, test, None
 
 
 def standardise_features(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,19 +113,26 @@ def standardise_features(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tenso
     only centred; every non-finite value (missing) becomes 0 afterwards, i.e. the training mean.
     ``scale_features(x_train, x_test, "standard")``.
     """
-    x_train, x_test = x_train.double(), x_test.double()
-    finite = torch.isfinite(x_train)
+    scaled = scale_features(x_train, x_test, "standard")
+    return scaled.train, scaled.test
+
+
+def _feature_stats(x_train: Tensor, scaling: str) -> Preprocessing:
+    """The per-feature ``offset``, ``scale`` and ``fill`` of a resolved ``scaling``."""
+    x = x_train.double()
+    finite = torch.isfinite(x)
     n = finite.sum(0).clamp_min(1)
-    mean = torch.where(finite, x_train, 0.0).sum(0) / n
-    var = torch.where(finite, (x_train - mean) ** 2, 0.0).sum(0) / (n - 1).clamp_min(1)
-    std = var.sqrt()
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-
-    def apply(x: Tensor) -> Tensor:
-        z = (x - mean) / std
-        return torch.where(torch.isfinite(z), z, 0.0).float().contiguous()
-
-    return apply(x_train), apply(x_test)
+    mean = torch.where(finite, x, 0.0).sum(0) / n
+    if scaling == "standard":
+        var = torch.where(finite, (x - mean) ** 2, 0.0).sum(0) / (n - 1).clamp_min(1)
+        std = var.sqrt()
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        return Preprocessing.for_features(mean, std, torch.zeros_like(mean))
+    scale = torch.ones_like(mean)
+    if scaling == "maxabs":
+        top = torch.where(finite, x.abs(), 0.0).amax(0) if len(x) else scale
+        scale = torch.where(top > 0, top, scale)
+    return Preprocessing.for_features(torch.zeros_like(mean), scale, mean / scale)
 
 
 def choose_feature_scaling(x_train: Tensor) -> str:
@@ -118,26 +152,6 @@ def choose_feature_scaling(x_train: Tensor) -> str:
     return "maxabs" if sparse or binary else "standard"
 
 
-def _divide(x_train: Tensor, x_test: Tensor, maxabs: bool) -> tuple[Tensor, Tensor]:
-    """``x / scale`` per feature, ``scale`` the largest finite training ``|x|`` (``maxabs``; 1 for
-    an all-zero feature) or 1; a non-finite value becomes the scaled training mean."""
-    x_train, x_test = x_train.double(), x_test.double()
-    finite = torch.isfinite(x_train)
-    n = finite.sum(0).clamp_min(1)
-    mean = torch.where(finite, x_train, 0.0).sum(0) / n
-    scale = torch.ones_like(mean)
-    if maxabs:
-        top = torch.where(finite, x_train.abs(), 0.0).amax(0) if len(x_train) else scale
-        scale = torch.where(top > 0, top, scale)
-    fill = mean / scale
-
-    def apply(x: Tensor) -> Tensor:
-        z = x / scale
-        return torch.where(torch.isfinite(z), z, fill).float().contiguous()
-
-    return apply(x_train), apply(x_test)
-
-
 def scale_features(x_train: Tensor, x_test: Tensor, scaling: str = "auto") -> ScaledFeatures:
     """Scale ``(N, D)`` feature vectors with statistics of ``x_train`` only (see the module
     docstring: ``standard``, ``maxabs``, ``none`` or ``auto``); float32, contiguous.
@@ -151,8 +165,5 @@ def scale_features(x_train: Tensor, x_test: Tensor, scaling: str = "auto") -> Sc
         )
     if scaling == "auto":
         scaling = choose_feature_scaling(x_train)
-    if scaling == "standard":
-        train, test = standardise_features(x_train, x_test)
-    else:
-        train, test = _divide(x_train, x_test, maxabs=scaling == "maxabs")
-    return ScaledFeatures(train, test, scaling)
+    pre = _feature_stats(x_train, scaling)
+    return ScaledFeatures(pre.apply(x_train), pre.apply(x_test), scaling, pre)

@@ -20,6 +20,7 @@ data's own class distribution (it is not balanced).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,16 +48,18 @@ def _load(cfg: DataConfig, source: Path | None) -> LoadedData:
     if cfg.label_column is None:
         raise ValueError("data.label_column: required for dataset 'table' (single-label)")
     table = load_table(source, label_column=cfg.label_column)
-    return hold_out(cfg, source, table.data, table.targets, list(table.class_names))
+    loaded = hold_out(cfg, source, table.data, table.targets, list(table.class_names))
+    return replace(loaded, feature_names=tuple(table.feature_names))
 
 
 def load_table_multilabel(
     cfg: DataConfig,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any]]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any], tuple[str, ...]]:
     """``table`` with ``task: multi-label``: features (NaN: missing), ``(N, L)`` labels (``-1``:
     unknown) of ``data.label_columns``, split at random (``test_fraction`` of the rows, at least
     one, seeded with ``subset_seed``; a stratified split is not defined for several labels per
-    row). Returns ``(x_train, y_train, x_test, y_test, label names, name, split record)``."""
+    row). Returns ``(x_train, y_train, x_test, y_test, label names, name, split record, feature
+    columns)``."""
     path = resolve_source(cfg, TABLE)
     assert path is not None
     if not cfg.label_columns:
@@ -86,14 +89,23 @@ def load_table_multilabel(
         list(table.class_names),
         cfg.dataset,
         split,
+        tuple(table.feature_names),
     )
 
 
 def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
-    x_train, y_train, x_test, y_test, names, name, split = load_table_multilabel(cfg)
+    x_train, y_train, x_test, y_test, names, name, split, features = load_table_multilabel(cfg)
     scaled = scale_features(x_train, x_test, cfg.feature_scaling)
     return LoadedData(
-        scaled.train, y_train, scaled.test, y_test, names, split, name, scaled.scaling
+        scaled.train,
+        y_train,
+        scaled.test,
+        y_test,
+        names,
+        split,
+        name,
+        scaled.scaling,
+        preprocessing=scaled.preprocessing.with_feature_names(features),
     )
 
 

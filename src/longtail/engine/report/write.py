@@ -18,7 +18,13 @@ from longtail.engine.report.plots import common_sections, training_curves
 from longtail.engine.report.prose import data_phrase, data_source, intro, report_title
 from longtail.engine.report.sections import ReportContext, Section, sections_of
 from longtail.engine.report.style import method_styles
-from longtail.engine.report.table import SKLEARN, format_table, plain, table_model
+from longtail.engine.report.table import (
+    SKLEARN,
+    format_table,
+    metric_specs,
+    plain,
+    table_model,
+)
 
 __all__ = ["load_runs", "write_report"]
 
@@ -91,6 +97,38 @@ def _metadata(
     return rows
 
 
+def best_on_validation(results: Mapping[str, Any], config: str) -> tuple[str, list[str]] | None:
+    """For a run evaluated on a validation split: a sentence naming the best method by the
+    primary metric (mean over seeds; the balanced and scikit-learn references are not methods
+    one can fit) and the commands that train it into a model bundle and predict with it."""
+    if results.get("evaluated_on") != "validation":
+        return None
+    specs = metric_specs(results)
+    if not specs:
+        return None
+    primary = specs[0]
+    sign = 1.0 if primary.get("higher_is_better", True) else -1.0
+    scored = [
+        (sign * float(v), name, float(v))
+        for name, m in results.get("methods", {}).items()
+        if name not in ("balanced", SKLEARN)
+        and (v := m.get("metrics", {}).get(primary["name"], {}).get("mean")) is not None
+    ]
+    if not scored:
+        return None
+    _, name, value = max(scored)
+    text = (
+        f"Best on validation by {primary.get('label', primary['name'])}: **{name}** "
+        f"({100 * value:.1f}). The test set was not read; train it on this data, choose its "
+        "calibration and thresholds on validation, and predict with the bundle:"
+    )
+    commands = [
+        f"longtail fit {config} --method {name} --out model",
+        "longtail predict model INPUT --out predictions.csv",
+    ]
+    return text, commands
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` for a run folder.
 
@@ -130,8 +168,11 @@ def write_report(run_dir: str | Path) -> Path:
         else ""
     )
 
+    best = best_on_validation(results, str(run_dir / "config.yaml"))
     lines = [f"# {title}", "", *paragraphs, ""]
     lines += [format_table(results, markdown=True), ""]
+    if best is not None:
+        lines += ["## Use the best method", "", best[0], "", "```", *best[1], "```", ""]
     lines += ["## Reproduce", "", "```", *commands, "```", ""]
     if sections:
         lines += ["## Plots", ""]
@@ -149,7 +190,8 @@ def write_report(run_dir: str | Path) -> Path:
 
     html = render_html(
         title=title,
-        paragraphs=[p for p in paragraphs if p],
+        paragraphs=[p for p in paragraphs if p]
+        + ([best[0] + " " + " ; ".join(f"`{c}`" for c in best[1])] if best else []),
         table=None
         if model is None
         else {

@@ -53,9 +53,16 @@ from torch import Tensor, nn
 from longtail.data import class_counts
 from longtail.engine import distributed as D
 from longtail.engine.config import Config, ConfigError, ModelConfig
-from longtail.engine.datasets import DataBundle, _load_raw, _training_indices, standardise_images
+from longtail.engine.datasets import (
+    DataBundle,
+    _load_raw,
+    _training_indices,
+    standardise_images,
+    standardise_recorded,
+)
 from longtail.engine.methods import LossContext, Method, Param
 from longtail.engine.models import build_backbone
+from longtail.engine.prediction import PredictionRule, rule_logits
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -212,7 +219,7 @@ def build_metric_learning_data(
         raise ValueError(f"data: a seen class has no training images (counts {counts})")
     unseen = relabel[y_test.long()] < 0
     x_test, y_test = x_test[unseen], y_test[unseen].long()
-    x_train, x_test = standardise_images(x_train, x_test)
+    x_train, x_test, pre = standardise_recorded(standardise_images, x_train, x_test)
     bundle = DataBundle(
         name=cfg.data.dataset,
         train_x=x_train.contiguous(),
@@ -223,6 +230,7 @@ def build_metric_learning_data(
         class_counts=counts,
         group_counts=lt_counts,
         imbalance_factor=cfg.data.imbalance_factor,
+        preprocessing=pre,
     )
     if len(y_test) <= max(RECALL_KS):
         raise ValueError(
@@ -444,12 +452,17 @@ class MetricLearningTask(MethodTask):
         loss = torch.stack(terms).sum() if terms else s.sum() * 0.0
         return StepOutput(loss=loss, logs=logs)
 
+    def prediction_rule(self) -> PredictionRule:
+        """The embedding (the network's output)."""
+        return PredictionRule("embedding")
+
     @torch.no_grad()
     def embed(self, model: nn.Module, batches: Iterable[Batch]) -> tuple[Tensor, Tensor]:
         """Embeddings and labels of ``batches`` (gathered from every process), on the CPU."""
         es, ys = [], []
+        rule = self.prediction_rule()
         for b in batches:
-            es.append(model(b.x).float())
+            es.append(rule_logits(rule, model, b.x))
             ys.append(b.y)
         device = es[0].device if es else torch.device("cpu")
         e = torch.cat(es) if es else torch.zeros(0, 1, device=device)

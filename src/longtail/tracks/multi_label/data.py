@@ -56,6 +56,7 @@ from longtail.engine.datasets import (
     DataBundle,
     DataFormat,
     LoadedData,
+    Preprocessing,
     register_data_format,
     resolve_source,
     scale_features,
@@ -94,7 +95,7 @@ def positive_counts(targets: Tensor) -> list[int]:
 def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
     assert directory is not None
     train, test = load_mulan(directory, cfg.mulan_name)
-    x_train, x_test, scaling = scale_features(train.data, test.data, cfg.feature_scaling)
+    x_train, x_test, scaling, pre = scale_features(train.data, test.data, cfg.feature_scaling)
     names = list(train.class_names or [f"label {j}" for j in range(train.targets.shape[1])])
     name = cfg.mulan_name or _mulan_stem(directory)
     return LoadedData(
@@ -105,6 +106,7 @@ def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
         names,
         name=name,
         feature_scaling=scaling,
+        preprocessing=pre,
     )
 
 
@@ -164,6 +166,7 @@ def _load_tiles(cfg: DataConfig, directory: Path | None) -> LoadedData:
         ((x_te - mean) / std).contiguous(),
         y_te.float(),
         names,
+        preprocessing=Preprocessing.for_images(mean, std, x_tr.shape[1:], 255.0),
     )
 
 
@@ -237,5 +240,6 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         feature_scaling=loaded.feature_scaling,
         notes=kept.notes,
         details=kept.details,
+        preprocessing=loaded.preprocessing,
         **loaded.lazy_datasets(y_train, y_test),  # lazy images carry the final targets
     )

@@ -35,6 +35,7 @@ from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.models import build_configured_model
+from longtail.engine.prediction import PredictionRule, rule_logits
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -204,6 +205,10 @@ class MultiLabelTask(MethodTask):
             loss = loss * (batch.y >= 0).sum() / batch.y.shape[0]
         return loss
 
+    def prediction_rule(self) -> PredictionRule:
+        """A set of labels: ``sigmoid(logits) >= 0.5`` per label (a bundle may tune them)."""
+        return PredictionRule("labels")
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:
         was_training = model.training
@@ -214,8 +219,9 @@ class MultiLabelTask(MethodTask):
         device = tensors[0].device if tensors else torch.device("cpu")
         ap = MeanAveragePrecision(num_labels).to(device)
         prf = MultilabelPRF(num_labels, macro_over="positive").to(device)
+        rule = self.prediction_rule()
         for b in splits["test"]:
-            scores = model(b.x).float()
+            scores = rule_logits(rule, model, b.x)
             targets = b.y.long()
             ap.update(scores, targets)
             prf.update(scores, targets)

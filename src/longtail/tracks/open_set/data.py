@@ -29,6 +29,7 @@ from longtail.engine.datasets import (
     _load_raw,
     _training_indices,
     standardise_images,
+    standardise_recorded,
     validation_indices,
 )
 from longtail.tracks.open_set.config import OpenSetConfig
@@ -113,7 +114,7 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
     counts = [int(c) for c in class_counts(y_train, k)]
     if min(counts) == 0:
         raise ValueError(f"data: a known class has no training images (counts {counts})")
-    x_train, x_test = standardise_images(x_train, x_test)
+    x_train, x_test, pre = standardise_recorded(standardise_images, x_train, x_test)
     is_known = y_test >= 0
     return DataBundle(
         name=cfg.data.dataset,
@@ -127,6 +128,7 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
         imbalance_factor=cfg.data.imbalance_factor,
         extra_splits={"unknown": (x_test[~is_known].contiguous(), y_test[~is_known].contiguous())},
         evaluated_on="test" if fraction is None else "validation",
+        preprocessing=pre,
     )
 
 

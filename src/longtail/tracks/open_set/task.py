@@ -29,6 +29,7 @@ from longtail.engine import distributed as D
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
+from longtail.engine.prediction import PredictionRule, rule_logits
 from longtail.engine.tasks import (
     Batch,
     Evaluation,
@@ -271,16 +272,23 @@ class OpenSetTask(MethodTask):
         ]
 
     # ---------------------------------------------------------------------------------- evaluation
+    def prediction_rule(self) -> PredictionRule:
+        """A known class (argmax), or "unknown" when the method's score is below a threshold
+        (chosen by a model bundle on validation data)."""
+        return PredictionRule("class-or-unknown", score=self.method.score)
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, splits: Mapping[str, Iterable[Batch]]) -> Evaluation:
         was_training = model.training
         model.eval()
         c = self.data.num_classes
 
+        rule = self.prediction_rule()
+
         def logits_of(name: str) -> tuple[Tensor, Tensor]:
             zs, ys = [], []
             for b in splits.get(name, ()):
-                zs.append(model(b.x).float())
+                zs.append(rule_logits(rule, model, b.x))
                 ys.append(b.y)
             device = zs[0].device if zs else torch.device("cpu")
             z = torch.cat(zs) if zs else torch.zeros(0, c, device=device)

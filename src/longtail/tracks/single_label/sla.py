@@ -40,6 +40,7 @@ from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
 from longtail.engine.models import build_configured_model
+from longtail.engine.prediction import PredictionRule, class_counts_tuple, rule_logits
 from longtail.engine.tasks import Batch, StepOutput
 from longtail.losses import value_checks
 from longtail.sla import (
@@ -47,7 +48,6 @@ from longtail.sla import (
     sla_expand,
     sla_num_transforms,
     sla_self_distillation_loss,
-    sla_transforms,
 )
 
 __all__ = ["SLATask"]
@@ -132,22 +132,23 @@ class SLATask(SingleLabelTask):
             shown = z[::m]
         return StepOutput(loss=loss, logits=shown.detach(), targets=batch.y)
 
+    def prediction_rule(self) -> PredictionRule:
+        """Class logits ``(B, N)`` by the method's inference (module docstring): the aggregated
+        logits of the transformed copies (``ag``), the distilled head (``sd``) or the identity
+        block (``si``); a cosine head's logits times its scale."""
+        cosine = self.method.head == "cosine" and "scale" in self.params
+        return PredictionRule(
+            "class",
+            logit_scale=float(self.params["scale"]) if cosine else None,
+            class_counts=class_counts_tuple(self.data.class_counts),
+            sla={
+                "kind": self.sla_kind,
+                "family": self.family,
+                "inference": self.inference,
+                "num_classes": self.n,
+            },
+        )
+
     def predict_logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Class logits ``(B, N)`` by the method's inference (module docstring)."""
-        n, m = self.n, self.m
-        if self.sla_kind == "joint" and self.inference == "ag":
-            # one forward per transformation (batches of x's size): on a CPU, 4 passes of 512
-            # images take about 0.7x the time of one pass of 2048 (benchmarks/sla_inference_cost.py),
-            # and the peak memory is one batch's
-            copies = sla_transforms(x, self.family)  # (B, M, C, H, W)
-            z = torch.stack([model(copies[:, j]).float() for j in range(m)], dim=1)
-            logits = sla_aggregate_logits(z[..., : n * m], m)
-        else:
-            z = model(x).float()
-            if self.sla_kind == "joint":
-                logits = z[:, n * m :] if self.inference == "sd" else z[:, : n * m : m]
-            else:
-                logits = z[:, :n]
-        if self.method.head == "cosine" and "scale" in self.params:
-            logits = logits * self.params["scale"]
-        return logits
+        """Class logits ``(B, N)`` by :meth:`prediction_rule`."""
+        return rule_logits(self.prediction_rule(), model, x)

@@ -165,6 +165,15 @@ class SecondStageTask(SingleLabelTask):
             )
         return Setup({"model": model}, {"classifier": spec}, eval_modules=frozen_parts)
 
+    def inference_model(self) -> nn.Module:
+        """The classifier; LWS's head wrapped in its per-class scales."""
+        model = self.build_model()
+        if self.method.second_stage == "lws":
+            head = model.head
+            assert isinstance(head, nn.Linear)
+            model.head = LearnableWeightScaling(head)
+        return model
+
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
         kind = "class-balanced" if self.method.second_stage in ("crt", "lws") else "instance"
         return class_sampler(
