@@ -31,6 +31,7 @@ OPTIONAL = {
     "tqdm",
     "PIL",
     "pyarrow",
+    "filelock",
     "torch.utils.tensorboard",
 }
 

@@ -29,12 +29,12 @@ from longtail.engine.report import format_table, write_report
 from longtail.engine.runner.folders import (
     check_data_files,
     check_resumable,
-    make_dirs,
     os_reason,
-    out_dir_problem,
     raise_shared,
     remove_empty_dirs,
+    take_run_folder,
 )
+from longtail.engine.runner.lock import RunFolderLock
 from longtail.engine.runner.parallel import run_parallel, threads_per_job
 from longtail.engine.runner.reference import (
     SKLEARN,
@@ -122,39 +122,68 @@ def run_benchmark(
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
     only those two files (a start that failed later, before any result) is reused as if empty.
 
+    The run folder is locked for the whole call (:mod:`~longtail.engine.runner.lock`): another
+    command into it at the same time stops at once.
+
     Raises:
         FileExistsError: ``out_dir`` already holds results and ``resume`` is false, or it is a
             file, or a non-empty folder that is not a run folder (never written into).
+        RunFolderInUse: another command holds ``out_dir`` (a :class:`FileExistsError`).
         OSError: ``out_dir`` cannot be created or written (the message names it).
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
     """
     out = Path(out_dir)
+    # rank 0 checks, creates and locks the folder; every rank raises the same error (none waits
+    # forever); the lock is held until the command ends (the OS drops it if the process dies)
+    created, lock = take_run_folder(out, resume, command)
+    try:
+        return _run_benchmark(
+            cfg,
+            out,
+            created,
+            lock,
+            resume=resume,
+            command=command,
+            progress=progress,
+            echo=echo,
+            jobs=jobs,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_benchmark(
+    cfg: Config,
+    out: Path,
+    created: list[Path],
+    lock: RunFolderLock | None,
+    *,
+    resume: bool,
+    command: str,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+    jobs: int,
+) -> dict[str, Any]:
+    """:func:`run_benchmark` in the run folder ``out``, created (``created``) and locked."""
     main = D.is_main_process()
     table = resolve_methods(cfg.recipes, cfg.task)
     names = method_names(cfg)
     entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
         entries.append((BALANCED, reference_method(cfg.task), "balanced"))
-    # rank 0 checks and creates the folder; every rank raises the same error (none waits forever)
-    raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
-    if resume:
-        check_resumable(out, cfg, entries)
-        if cfg.data.sklearn_reference:
-            check_sklearn_resumable(out, cfg)
-    created: list[Path] = []
-    problem = None
-    if main:
-        try:
-            created = make_dirs(out)
-        except OSError as exc:
-            problem = f"--out: cannot create the run folder {out}: {os_reason(exc)}"
-    raise_shared(OSError, problem)
+    if echo is not None and lock is not None and lock.note is not None:
+        print(f"note: {lock.note}", file=sys.stderr, flush=True)
     runs = Runs(cfg, out, resume=resume, tick=lambda *a, **k: None)
     # every data set of the run is built now, before any training: building one later would see the
     # thread count a training set (train.num_threads), and the float32 standardisation statistics
     # depend on it in their last bits, so the same data would differ with the order of the runs;
     # and before the run folder is written, so that bad data leave no half-made run behind
     try:
+        if resume:  # checked once locked: no other command writes into the folder now
+            check_resumable(out, cfg, entries)
+            if cfg.data.sklearn_reference:
+                check_sklearn_resumable(out, cfg)
         check_data_files(cfg)
         with warnings.catch_warnings():  # shown once each, below, as notes (DataBundle.notes)
             warnings.simplefilter("ignore", DataWarning)
@@ -167,7 +196,8 @@ def run_benchmark(
             name, why = next(iter(unfit.items()))
             raise ValueError(f"config key 'methods': {name} {why}")
     except BaseException:
-        if main:
+        if lock is not None:  # a folder this command created goes again, with the lock's files
+            lock.release(discard=bool(created))
             remove_empty_dirs(created)
         raise
     if unfit:  # methods: all -> every method the data can run
