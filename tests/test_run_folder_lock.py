@@ -1,4 +1,4 @@
-"""One command at a time in a run folder (an OS lock; issue 23)."""
+"""One command at a time in a run folder (an OS lock), and an additive ``--resume`` (issue 23)."""
 
 from __future__ import annotations
 
@@ -162,3 +162,36 @@ def test_only_rank_0_creates_and_locks(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(D, "is_main_process", lambda: False)
     assert take_run_folder(tmp_path / "run", False) == ([], None)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_is_additive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(_bench(cfg, "--methods", "focal")) == 0
+    (out,) = (tmp_path / "runs").iterdir()
+    focal = out / "focal" / "seed_0" / "result.json"
+    before = focal.stat().st_mtime_ns
+    capsys.readouterr()
+    # a bare --resume (the newest run) with another method: the focal row stays
+    assert main(_bench(cfg, "--methods", "erm", "--seeds", "0", "--resume")) == 0
+    err = capsys.readouterr().err
+    assert "note: added from earlier runs" in err and "focal (seed 0)" in err, err
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["methods"]) == ["erm", "focal"]
+    assert results["earlier_runs"] == {"focal": [0]}
+    assert results["methods"]["focal"]["composition"]["loss"] == "focal"
+    assert focal.stat().st_mtime_ns == before  # read, not trained again
+    report = (out / "report.md").read_text()
+    assert "\n| focal " in report, report  # its row in the table
+    assert "From earlier runs in this run folder" in report and "`focal` (seed 0)" in report
+    # a result of another configuration (focal's gamma) is left out, said so, and kept
+    args = ["--methods", "erm", "--out", str(out), "--resume"]
+    assert main(_bench(cfg, *args, "--set", "method_params.focal.gamma=1.0")) == 0
+    err = capsys.readouterr().err
+    assert "note: left out of results.json" in err and "focal (seed 0)" in err, err
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["methods"]) == ["erm"] and "earlier_runs" not in results
+    assert "\n| focal " not in (out / "report.md").read_text()
+    assert focal.stat().st_mtime_ns == before

@@ -22,6 +22,8 @@ Stages: methods whose first training stages are equal share one, trained once pe
 
 Resume (``resume=True``): finished pairs (``result.json`` present) and finished stages
 (``stage.json``) are reused, interrupted ones continue from their checkpoint, missing ones start.
+It is additive: ``results.json`` also covers the finished pairs of earlier commands that this one
+did not ask for, if they match its configuration (:mod:`~longtail.engine.runner.earlier`).
 
 One command at a time: the folder is locked for the command's life
 (:mod:`~longtail.engine.runner.lock`); another command into it stops with :class:`RunFolderInUse`.
@@ -34,6 +36,7 @@ Modules, each importing only those above it:
 - :mod:`~longtail.engine.runner.runs`: :class:`Runs`, training (or reusing) stages and methods.
 - :mod:`~longtail.engine.runner.reference`: the scikit-learn reference row
   (``data.sklearn_reference``), fitted or read back per seed.
+- :mod:`~longtail.engine.runner.earlier`: the matching results of earlier commands (additive resume).
 - :mod:`~longtail.engine.runner.lock`: the run folder's lock (:class:`RunFolderInUse`).
 - :mod:`~longtail.engine.runner.folders`: may a command write into a folder; creating and locking
   it; new and latest run folders; the command line.

@@ -26,6 +26,7 @@ from longtail.engine.datasets import DataBundle, DataWarning, write_split
 from longtail.engine.kinds import TASK_KINDS, reference_method
 from longtail.engine.methods import Method, resolve_methods
 from longtail.engine.report import format_table, write_report
+from longtail.engine.runner.earlier import Earlier, earlier_results, pairs_phrase
 from longtail.engine.runner.folders import (
     check_data_files,
     check_resumable,
@@ -111,7 +112,8 @@ def run_benchmark(
         cfg: validated configuration.
         out_dir: the run folder (created).
         resume: skip finished pairs and continue interrupted ones (see
-            :mod:`longtail.engine.runner`).
+            :mod:`longtail.engine.runner`); ``results.json`` also covers the finished pairs of
+            earlier runs in the folder that match ``cfg`` (:mod:`~longtail.engine.runner.earlier`).
         command: the command line to record in ``run.json`` and the report.
         progress: show a tqdm bar (rank 0).
         echo: where to print the final table (``None``: silent).
@@ -206,6 +208,11 @@ def _run_benchmark(
             for why in dict.fromkeys(unfit.values()):
                 skipped = ", ".join(n for n, w in unfit.items() if w == why)
                 echo(f"note: skipped {skipped}: {why}")
+    # additive resume: the results of earlier commands this one does not ask for, if they match
+    asked = {(label, seed) for label, _, _ in entries for seed in cfg.seeds}
+    if cfg.data.sklearn_reference:
+        asked |= {(SKLEARN, seed) for seed in cfg.seeds}
+    earlier = earlier_results(out, cfg, asked) if resume else Earlier()
     if echo is not None and main:  # remarks about the data (not errors), on standard error
         for note in dict.fromkeys(n for b in runs.loaded_data().values() for n in b.notes):
             print(f"note: {note}", file=sys.stderr, flush=True)
@@ -320,7 +327,13 @@ def _run_benchmark(
     finally:
         if bar is not None:
             bar.close()
+    for label, records in earlier.records.items():
+        per_run.setdefault(label, []).extend(records)
+    refs = [k for k in (BALANCED, SKLEARN) if k in per_run]  # the references last
+    per_run = {k: per_run[k] for k in [*(k for k in per_run if k not in refs), *refs]}
     first = runs.data("long-tailed", cfg.seeds[0])
+    compositions = {label: m.composition() for label, m, _ in entries}
+    compositions |= {label: m.composition() for label, m in earlier.methods.items()}
     results = aggregate(
         per_run,
         dataset=first.name,
@@ -328,11 +341,14 @@ def _run_benchmark(
         imbalance_factor=cfg.data.imbalance_factor,
         class_counts=first.class_counts,
         metric_specs=TASK_KINDS[cfg.task].metrics,
-        compositions={label: m.composition() for label, m, _ in entries},
+        compositions=compositions,
     )
     results["class_names"] = list(first.class_names)
     if SKLEARN in per_run:
-        results["sklearn_reference"] = summary(per_run[SKLEARN][0], list(cfg.seeds))
+        seeds = sorted(int(r["seed"]) for r in per_run[SKLEARN])
+        results["sklearn_reference"] = summary(per_run[SKLEARN][0], seeds)
+    if earlier.records:  # (method, seeds) not asked for: read from earlier runs in the folder
+        results["earlier_runs"] = earlier.seeds()
     # the file or folder the data were read from, absolute (the report names it); null: bundled
     source = cfg.data.path or cfg.data.data_dir
     results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
@@ -349,7 +365,27 @@ def _run_benchmark(
         atomic_write_json(out / "results.json", results)
         write_report(out)
         if echo is not None:
+            _say_earlier(out, earlier)
             echo(format_table(results, markdown=False))
             echo(f"\nrun folder: {out}")
     D.barrier()
     return results
+
+
+def _say_earlier(out: Path, earlier: Earlier) -> None:
+    """Notes (standard error) on the rows added from earlier runs and the results left out."""
+    if earlier.records:
+        pairs = [(label, int(r["seed"])) for label, recs in earlier.records.items() for r in recs]
+        print(
+            f"note: added from earlier runs in {out} (not asked for by this command): "
+            f"{pairs_phrase(pairs)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    for why in dict.fromkeys(w for _, _, w in earlier.left_out):
+        pairs = [(label, seed) for label, seed, w in earlier.left_out if w == why]
+        print(
+            f"note: left out of results.json, kept in {out}: {pairs_phrase(pairs)}: {why}",
+            file=sys.stderr,
+            flush=True,
+        )
