@@ -33,6 +33,7 @@ OPTIONAL = {
     "pyarrow",
     "safetensors",
     "onnxruntime",
+    "filelock",
     "torch.utils.tensorboard",
 }
 

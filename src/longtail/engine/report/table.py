@@ -295,6 +295,16 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
         )
     if SKLEARN in methods:
         notes.append(_sklearn_note(results, order, shown[0] if shown else None))
+    earlier = {m: s for m, s in (results.get("earlier_runs") or {}).items() if m in methods}
+    if earlier:  # an additive --resume: rows (or seeds) the last command did not ask for
+        pairs = ", ".join(
+            f"`{m}` (seed{'s' if len(s) > 1 else ''} {', '.join(str(x) for x in s)})"
+            for m, s in earlier.items()
+        )
+        notes.append(
+            f"From earlier runs in this run folder (with the same configuration), not asked for by "
+            f"the command that wrote this table: {pairs}."
+        )
     return TableModel(header, rows, bold, order, notes)
 
 

@@ -14,12 +14,19 @@ Run-folder layout (only rank 0 writes; every file is written atomically)::
       <method>/seed_<s>/     result.json (final metrics, evaluation details, the history of both
                              stages), model.pt (final weights, after the post-hoc step); for a
                              method with a second stage also its checkpoint.pt and log.csv
+      .longtail.lock         the lock of the command writing the folder; .longtail.lock.json (its
+                             process id, host, start) while it runs (see :mod:`.lock`)
 
 Stages: methods whose first training stages are equal share one, trained once per (stage, seed)
 (see :mod:`~longtail.engine.runner.stages`).
 
 Resume (``resume=True``): finished pairs (``result.json`` present) and finished stages
 (``stage.json``) are reused, interrupted ones continue from their checkpoint, missing ones start.
+It is additive: ``results.json`` also covers the finished pairs of earlier commands that this one
+did not ask for, if they match its configuration (:mod:`~longtail.engine.runner.earlier`).
+
+One command at a time: the folder is locked for the command's life
+(:mod:`~longtail.engine.runner.lock`); another command into it stops with :class:`RunFolderInUse`.
 
 Modules, each importing only those above it:
 
@@ -29,8 +36,10 @@ Modules, each importing only those above it:
 - :mod:`~longtail.engine.runner.runs`: :class:`Runs`, training (or reusing) stages and methods.
 - :mod:`~longtail.engine.runner.reference`: the scikit-learn reference row
   (``data.sklearn_reference``), fitted or read back per seed.
-- :mod:`~longtail.engine.runner.folders`: may a command write into a folder; new and latest run
-  folders; the command line.
+- :mod:`~longtail.engine.runner.earlier`: the matching results of earlier commands (additive resume).
+- :mod:`~longtail.engine.runner.lock`: the run folder's lock (:class:`RunFolderInUse`).
+- :mod:`~longtail.engine.runner.folders`: may a command write into a folder; creating and locking
+  it; new and latest run folders; the command line.
 - :mod:`~longtail.engine.runner.parallel`: the stages and methods in worker processes (``--jobs``).
 - :mod:`~longtail.engine.runner.benchmark`: :func:`run_benchmark` and :func:`train_method`.
 """
@@ -44,6 +53,7 @@ from longtail.engine.runner.benchmark import (
     train_method,
 )
 from longtail.engine.runner.folders import default_out_dir, describe_command, latest_out_dir
+from longtail.engine.runner.lock import RunFolderInUse
 from longtail.engine.runner.parallel import (
     available_cores,
     default_jobs,
@@ -66,6 +76,7 @@ __all__ = [
     "BALANCED",
     "PROGRESS_SECONDS",
     "SKLEARN",
+    "RunFolderInUse",
     "Runs",
     "Stage",
     "aggregate",

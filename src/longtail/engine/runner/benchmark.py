@@ -26,15 +26,16 @@ from longtail.engine.datasets import DataBundle, DataWarning, write_split
 from longtail.engine.kinds import TASK_KINDS, reference_method
 from longtail.engine.methods import Method, resolve_methods
 from longtail.engine.report import format_table, write_report
+from longtail.engine.runner.earlier import Earlier, earlier_results, pairs_phrase
 from longtail.engine.runner.folders import (
     check_data_files,
     check_resumable,
-    make_dirs,
     os_reason,
-    out_dir_problem,
     raise_shared,
     remove_empty_dirs,
+    take_run_folder,
 )
+from longtail.engine.runner.lock import RunFolderLock
 from longtail.engine.runner.parallel import run_parallel, threads_per_job
 from longtail.engine.runner.reference import (
     SKLEARN,
@@ -111,7 +112,8 @@ def run_benchmark(
         cfg: validated configuration.
         out_dir: the run folder (created).
         resume: skip finished pairs and continue interrupted ones (see
-            :mod:`longtail.engine.runner`).
+            :mod:`longtail.engine.runner`); ``results.json`` also covers the finished pairs of
+            earlier runs in the folder that match ``cfg`` (:mod:`~longtail.engine.runner.earlier`).
         command: the command line to record in ``run.json`` and the report.
         progress: show a tqdm bar (rank 0).
         echo: where to print the final table (``None``: silent).
@@ -122,39 +124,68 @@ def run_benchmark(
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
     only those two files (a start that failed later, before any result) is reused as if empty.
 
+    The run folder is locked for the whole call (:mod:`~longtail.engine.runner.lock`): another
+    command into it at the same time stops at once.
+
     Raises:
         FileExistsError: ``out_dir`` already holds results and ``resume`` is false, or it is a
             file, or a non-empty folder that is not a run folder (never written into).
+        RunFolderInUse: another command holds ``out_dir`` (a :class:`FileExistsError`).
         OSError: ``out_dir`` cannot be created or written (the message names it).
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
     """
     out = Path(out_dir)
+    # rank 0 checks, creates and locks the folder; every rank raises the same error (none waits
+    # forever); the lock is held until the command ends (the OS drops it if the process dies)
+    created, lock = take_run_folder(out, resume, command)
+    try:
+        return _run_benchmark(
+            cfg,
+            out,
+            created,
+            lock,
+            resume=resume,
+            command=command,
+            progress=progress,
+            echo=echo,
+            jobs=jobs,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_benchmark(
+    cfg: Config,
+    out: Path,
+    created: list[Path],
+    lock: RunFolderLock | None,
+    *,
+    resume: bool,
+    command: str,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+    jobs: int,
+) -> dict[str, Any]:
+    """:func:`run_benchmark` in the run folder ``out``, created (``created``) and locked."""
     main = D.is_main_process()
     table = resolve_methods(cfg.recipes, cfg.task)
     names = method_names(cfg)
     entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
         entries.append((BALANCED, reference_method(cfg.task), "balanced"))
-    # rank 0 checks and creates the folder; every rank raises the same error (none waits forever)
-    raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
-    if resume:
-        check_resumable(out, cfg, entries)
-        if cfg.data.sklearn_reference:
-            check_sklearn_resumable(out, cfg)
-    created: list[Path] = []
-    problem = None
-    if main:
-        try:
-            created = make_dirs(out)
-        except OSError as exc:
-            problem = f"--out: cannot create the run folder {out}: {os_reason(exc)}"
-    raise_shared(OSError, problem)
+    if echo is not None and lock is not None and lock.note is not None:
+        print(f"note: {lock.note}", file=sys.stderr, flush=True)
     runs = Runs(cfg, out, resume=resume, tick=lambda *a, **k: None)
     # every data set of the run is built now, before any training: building one later would see the
     # thread count a training set (train.num_threads), and the float32 standardisation statistics
     # depend on it in their last bits, so the same data would differ with the order of the runs;
     # and before the run folder is written, so that bad data leave no half-made run behind
     try:
+        if resume:  # checked once locked: no other command writes into the folder now
+            check_resumable(out, cfg, entries)
+            if cfg.data.sklearn_reference:
+                check_sklearn_resumable(out, cfg)
         check_data_files(cfg)
         with warnings.catch_warnings():  # shown once each, below, as notes (DataBundle.notes)
             warnings.simplefilter("ignore", DataWarning)
@@ -167,7 +198,8 @@ def run_benchmark(
             name, why = next(iter(unfit.items()))
             raise ValueError(f"config key 'methods': {name} {why}")
     except BaseException:
-        if main:
+        if lock is not None:  # a folder this command created goes again, with the lock's files
+            lock.release(discard=bool(created))
             remove_empty_dirs(created)
         raise
     if unfit:  # methods: all -> every method the data can run
@@ -176,6 +208,11 @@ def run_benchmark(
             for why in dict.fromkeys(unfit.values()):
                 skipped = ", ".join(n for n, w in unfit.items() if w == why)
                 echo(f"note: skipped {skipped}: {why}")
+    # additive resume: the results of earlier commands this one does not ask for, if they match
+    asked = {(label, seed) for label, _, _ in entries for seed in cfg.seeds}
+    if cfg.data.sklearn_reference:
+        asked |= {(SKLEARN, seed) for seed in cfg.seeds}
+    earlier = earlier_results(out, cfg, asked) if resume else Earlier()
     if echo is not None and main:  # remarks about the data (not errors), on standard error
         for note in dict.fromkeys(n for b in runs.loaded_data().values() for n in b.notes):
             print(f"note: {note}", file=sys.stderr, flush=True)
@@ -290,7 +327,13 @@ def run_benchmark(
     finally:
         if bar is not None:
             bar.close()
+    for label, records in earlier.records.items():
+        per_run.setdefault(label, []).extend(records)
+    refs = [k for k in (BALANCED, SKLEARN) if k in per_run]  # the references last
+    per_run = {k: per_run[k] for k in [*(k for k in per_run if k not in refs), *refs]}
     first = runs.data("long-tailed", cfg.seeds[0])
+    compositions = {label: m.composition() for label, m, _ in entries}
+    compositions |= {label: m.composition() for label, m in earlier.methods.items()}
     results = aggregate(
         per_run,
         dataset=first.name,
@@ -298,11 +341,14 @@ def run_benchmark(
         imbalance_factor=cfg.data.imbalance_factor,
         class_counts=first.class_counts,
         metric_specs=TASK_KINDS[cfg.task].metrics,
-        compositions={label: m.composition() for label, m, _ in entries},
+        compositions=compositions,
     )
     results["class_names"] = list(first.class_names)
     if SKLEARN in per_run:
-        results["sklearn_reference"] = summary(per_run[SKLEARN][0], list(cfg.seeds))
+        seeds = sorted(int(r["seed"]) for r in per_run[SKLEARN])
+        results["sklearn_reference"] = summary(per_run[SKLEARN][0], seeds)
+    if earlier.records:  # (method, seeds) not asked for: read from earlier runs in the folder
+        results["earlier_runs"] = earlier.seeds()
     # the file or folder the data were read from, absolute (the report names it); null: bundled
     source = cfg.data.path or cfg.data.data_dir
     results["data_source"] = str(Path(source).expanduser().resolve()) if source else None
@@ -319,7 +365,27 @@ def run_benchmark(
         atomic_write_json(out / "results.json", results)
         write_report(out)
         if echo is not None:
+            _say_earlier(out, earlier)
             echo(format_table(results, markdown=False))
             echo(f"\nrun folder: {out}")
     D.barrier()
     return results
+
+
+def _say_earlier(out: Path, earlier: Earlier) -> None:
+    """Notes (standard error) on the rows added from earlier runs and the results left out."""
+    if earlier.records:
+        pairs = [(label, int(r["seed"])) for label, recs in earlier.records.items() for r in recs]
+        print(
+            f"note: added from earlier runs in {out} (not asked for by this command): "
+            f"{pairs_phrase(pairs)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    for why in dict.fromkeys(w for _, _, w in earlier.left_out):
+        pairs = [(label, seed) for label, seed, w in earlier.left_out if w == why]
+        print(
+            f"note: left out of results.json, kept in {out}: {pairs_phrase(pairs)}: {why}",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -2,7 +2,8 @@
 
 Only rank 0 looks at (and writes) the run folder; :func:`raise_shared` makes every rank fail alike.
 A missing or empty folder takes any run, a run folder takes ``--resume``, any other folder is
-refused and never written into.
+refused and never written into. :func:`take_run_folder` creates the folder and locks it for the
+command's life (:mod:`~longtail.engine.runner.lock`); the lock's files are not part of the content.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from longtail.engine.checkpoint import load_checkpoint, read_json
 from longtail.engine.config import Config
 from longtail.engine.datasets import DATA_FORMATS
 from longtail.engine.methods import Method
+from longtail.engine.runner.lock import LOCK_FILES, RunFolderInUse, RunFolderLock
 from longtail.engine.runner.stages import method_fingerprint, run_dir_for, stage_of
 
 __all__ = [
@@ -33,13 +35,15 @@ __all__ = [
     "out_dir_problem",
     "raise_shared",
     "remove_empty_dirs",
+    "take_run_folder",
 ]
 
 
 #: The files that make a folder a run folder (written by :func:`run_benchmark` before training).
 _RUN_MARKERS = ("config.yaml", "run.json")
-#: Files of a run folder written before any training (a failed start leaves only these).
-_START_FILES = (*_RUN_MARKERS, "split.json")
+#: Files of a run folder written before any training (a failed start leaves only these), and the
+#: lock's files (:mod:`~longtail.engine.runner.lock`; a killed run leaves them)
+_START_FILES = (*_RUN_MARKERS, "split.json", *LOCK_FILES)
 
 
 def raise_shared(kind: type[Exception], problem: str | None) -> None:
@@ -102,7 +106,9 @@ def out_dir_problem(out: Path, resume: bool) -> str | None:
     if not out.is_dir():
         return None
     try:
-        names = sorted(e.name for e in out.iterdir() if not _is_our_temp(e.name))
+        names = sorted(
+            e.name for e in out.iterdir() if not (_is_our_temp(e.name) or e.name in LOCK_FILES)
+        )
     except OSError as exc:
         return f"--out: cannot read the folder {out}: {os_reason(exc)}"
     if not names:
@@ -132,6 +138,55 @@ def make_dirs(out: Path) -> list[Path]:
         remove_empty_dirs([q for q in missing if q.is_dir()])
         raise
     return missing
+
+
+def take_run_folder(
+    out: Path, resume: bool, command: str = ""
+) -> tuple[list[Path], RunFolderLock | None]:
+    """Check ``out``, create it and lock it for this command (rank 0); every rank fails alike.
+
+    Returns the folders created (deepest first) and the lock (``None`` on the other ranks), which
+    the caller releases when the command ends. The folder is checked again once locked: another
+    command may have written into it between the first check and the lock.
+
+    Raises:
+        FileExistsError: ``out`` cannot take this run (:func:`out_dir_problem`).
+        RunFolderInUse: another command holds ``out`` (the message names it and its process).
+        OSError: ``out`` cannot be created or locked (the message names it).
+    """
+    main = D.is_main_process()
+    lock = RunFolderLock(out) if main else None
+    in_use = None
+    if lock is not None and out.is_dir():
+        try:
+            lock.check_free()  # first: a live run in the folder is what to say, not its content
+        except RunFolderInUse as exc:
+            in_use = str(exc)
+    raise_shared(RunFolderInUse, in_use)
+    raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
+    created: list[Path] = []
+    problem = unfit = None
+    if lock is not None:
+        try:
+            created = make_dirs(out)
+        except OSError as exc:
+            problem = f"--out: cannot create the run folder {out}: {os_reason(exc)}"
+        else:
+            try:
+                lock.acquire(command)
+            except RunFolderInUse as exc:
+                in_use = str(exc)
+            except OSError as exc:
+                problem = f"--out: cannot lock the run folder {out}: {os_reason(exc)}"
+            else:
+                unfit = out_dir_problem(out, resume)
+        if in_use or problem or unfit:
+            lock.release(discard=bool(created))  # nothing to release if another holds it
+            remove_empty_dirs(created)
+    raise_shared(RunFolderInUse, in_use)
+    raise_shared(OSError, problem)
+    raise_shared(FileExistsError, unfit)
+    return created, lock
 
 
 def remove_empty_dirs(created: Sequence[Path]) -> None:

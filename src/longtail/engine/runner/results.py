@@ -26,7 +26,9 @@ number of images spread evenly over the classes. A ``sklearn-logreg`` entry
 split and features, scored by the same metric code; it has no ``composition`` or ``params``, and
 the top-level ``sklearn_reference`` says what it is: ``{"method", "estimator", "settings" (C,
 solver, max_iter...), "features", "feature_scaling", "fitted", "seeds"}`` (see
-:mod:`~longtail.engine.runner.reference`).
+:mod:`~longtail.engine.runner.reference`). ``earlier_runs`` (only after an additive ``--resume``):
+``{NAME: [seed]}``, the entries' seeds read from earlier runs in the folder that the command did not
+ask for (:mod:`~longtail.engine.runner.earlier`).
 """
 
 from __future__ import annotations
