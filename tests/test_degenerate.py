@@ -41,7 +41,7 @@ def test_m2m_that_accepts_nothing_is_drs_in_result_json(tmp_path: Path) -> None:
     assert generated > 0 and sum(info["per_epoch"]["4"]["accepted"]) == 0
     assert m2m["degenerate"] == {
         "equals": "drs",
-        "why": "M2m accepted none of the samples it translated (epochs 5-5 of 5)",
+        "why": "M2m accepted none of the samples it translated (epoch 5 of 5)",
         "measured": {
             "m2m_start_epoch": 4,
             "generating_epochs": 1,
@@ -207,7 +207,7 @@ def test_bench_on_the_digits_footnotes_m2m_as_drs(tmp_path: Path) -> None:
     assert entry["degenerate"] == [
         {
             "equals": "drs",
-            "why": "M2m accepted none of the samples it translated (epochs 5-5 of 5)",
+            "why": "M2m accepted none of the samples it translated (epoch 5 of 5)",
             "seeds": [0],
         }
     ]

@@ -164,10 +164,8 @@ def degenerate(
             )
             f = METHODS[str(p["m2m_f_method"])]
             if per_epoch:
-                whys.append(
-                    f"M2m accepted none of the samples it translated (epochs {start + 1}-{total} "
-                    f"of {total})"
-                )
+                span = f"epoch {total}" if start + 1 >= total else f"epochs {start + 1}-{total}"
+                whys.append(f"M2m accepted none of the samples it translated ({span} of {total})")
             else:
                 whys.append(f"M2m never translated (its generation starts after epoch {total})")
             comp, p = f.composition(), f.resolve_params(None)
