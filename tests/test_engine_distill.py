@@ -500,3 +500,24 @@ def test_checkpoint_teacher_with_other_classes_is_refused(idx_dir: Path, tmp_pat
         ConfigError, match=r"'distill\.teacher\.checkpoint'.*distill\.teacher\.model"
     ):
         build_distill_data(other, "long-tailed", None)
+
+
+def test_a_cosine_teacher_distils_its_logits_times_its_scale() -> None:
+    """An LDAM-DRW teacher has a cosine head: its logits are cosines in [-1, 1], trained (and
+    evaluated) times the loss's scale s; the student distils the scaled logits."""
+    data = tiny_images()
+    cfg = _cfg(**{"distill.teacher.method": "ldam-drw", "distill.teacher.params": {"scale": 20.0}})
+    task, student, teacher = _student_task(
+        data, cfg, "kd", ce_weight=0.0, kd_weight=1.0, temperature=4.0, standardize=False
+    )
+    assert type(teacher.head).__name__ == "CosineClassifier"
+    x, y = data.train_x[:12], data.train_y[:12]
+    out = task.training_step(student, Batch(x, y, torch.arange(12)), epoch=0, step=0)
+    z_s = student(x)
+    with torch.no_grad():
+        cosines = teacher.head(teacher.backbone(x))
+    assert float(cosines.abs().max()) <= 1.0 + 1e-6
+    expected = kd_loss(z_s, 20.0 * cosines, temperature=4.0)
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+    unscaled = kd_loss(z_s, cosines, temperature=4.0)
+    assert not torch.allclose(unscaled, expected, rtol=1e-3)  # the scale changes this loss

@@ -163,3 +163,21 @@ def test_bad_parameters_name_the_key(params: dict[str, Any], match: str) -> None
     data = tiny_vectors()
     with pytest.raises(ValueError, match=match):
         M2mTask(METHODS["m2m"], data, tiny_config(), stage_state=_g_state(data), params=params)
+
+
+def test_step_size_and_noise_are_scaled_to_the_standardised_range() -> None:
+    """The official step size (0.1) and random start (0.5) are in [0, 1]-pixel units; on the
+    standardised inputs both are multiplied by the width of the training inputs' range, and every
+    step is clipped to that range (the generator's settings once ``on_train_start`` has run)."""
+    data = tiny_vectors()
+    lo, hi = float(data.train_x.min()), float(data.train_x.max())
+    assert hi - lo > 5.0  # the fixture's range is wide: unscaled settings would be far too small
+    params = {"m2m_step_size": 0.2, "m2m_init_noise": 0.3}
+    task = M2mTask(METHODS["m2m"], data, tiny_config(), stage_state=_g_state(data), params=params)
+    setup = task.setup()
+    task.on_train_start({**setup.modules, **setup.frozen}, torch.device("cpu"))
+    gen = task._generator
+    assert gen is not None and gen.g is setup.frozen["g"]
+    assert gen.step_size == pytest.approx(0.2 * (hi - lo))
+    assert gen.init_noise == pytest.approx(0.3 * (hi - lo))
+    assert gen.input_range == pytest.approx((lo, hi))

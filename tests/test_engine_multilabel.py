@@ -327,3 +327,28 @@ def test_hidden_as_negative_turns_hidden_positives_into_false_negatives(tmp_path
     assert negative.class_counts == unknown.class_counts
     with pytest.raises(ConfigError, match=r"data\.hidden_as"):
         config_from_dict(ml_config(folder, hidden_as="negative"))  # nothing hidden
+
+
+@pytest.mark.parametrize("name", ["rfs", "bce"])
+def test_sampler_draws_anew_every_epoch(tmp_path: Path, name: str) -> None:
+    """Each epoch is the library sampler's draw at that epoch: repeat-factor sampling rounds the
+    fractional repeat factors anew (another multiset of examples), the plain shuffle reorders."""
+    from longtail.data import InstanceBalancedSampler, RepeatFactorSampler
+
+    folder = write_mulan(tmp_path / "toy", n_train=200)
+    cfg = config_from_dict(ml_config(folder))
+    data = build_multilabel_data(cfg.data)
+    task = MultiLabelTask(MULTILABEL_METHODS[name], data, cfg)
+    if name == "rfs":
+        ref: Any = RepeatFactorSampler(data.train_y, threshold=1.0 / data.num_classes, seed=3)
+    else:
+        ref = InstanceBalancedSampler(torch.zeros(len(data.train_y), dtype=torch.long), seed=3)
+    draws = []
+    for epoch in range(3):
+        ref.set_epoch(epoch)
+        drawn = task.sampler(epoch, seed=3, rank=0, world_size=1)
+        assert torch.equal(drawn, ref.global_indices()), epoch
+        draws.append(drawn)
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    if name == "rfs":  # not only another order: other examples repeated
+        assert sorted(draws[0].tolist()) != sorted(draws[1].tolist())

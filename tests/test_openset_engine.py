@@ -420,3 +420,16 @@ def test_bench_end_to_end_results_and_report(idx_dir: Path, tmp_path: Path) -> N
     assert [p.name for _, p in sections] == ["open_set_scores.png", "open_set_roc.png"]
     assert all(p.is_file() and p.stat().st_size > 1000 for _, p in sections)
     assert open_set_sections(out, {**results, "task": "single-label"}) == []
+
+
+def test_oscr_thresholds_the_score_of_the_method() -> None:
+    """OSCR thresholds the method's own score: here the two scores rank the unknown image at
+    opposite ends, so OSCR is 2/3 (the correct share, every known image accepted before the
+    unknown one) with the maximum softmax and 0 with the maximum logit (the unknown one first)."""
+    known = torch.tensor([[4.0, 0.0], [3.0, 0.0], [0.0, 1.0]])  # two correct, one wrong
+    target = torch.tensor([0, 0, 0])
+    unknown = torch.tensor([[10.0, 10.0]])  # the largest logit, the smallest softmax maximum
+    sm, _ = open_set_evaluation(known, target, unknown, score="max-softmax", group_counts=[1, 1])
+    ml, _ = open_set_evaluation(known, target, unknown, score="max-logit", group_counts=[1, 1])
+    assert sm["oscr"] == pytest.approx(2 / 3) and ml["oscr"] == 0.0
+    assert sm["auroc"] == 1.0 and ml["auroc"] == 0.0

@@ -114,3 +114,36 @@ def test_two_jobs_multilabel_equal_sequential(tmp_path: Path) -> None:
     for name, entry in seq["methods"].items():
         for metric, stats in entry["metrics"].items():
             assert par["methods"][name]["metrics"][metric]["values"] == stats["values"]
+
+
+def test_stage_jobs_are_one_per_stage_key_and_seed() -> None:
+    """Methods that share a first stage share its job: the job list has one stage job per
+    (stage key, seed), however many methods start from it (a stage trained by two jobs at once
+    would be trained twice, each job writing the same folder)."""
+    from longtail.engine.config import config_from_dict
+    from longtail.engine.methods import resolve_methods
+    from longtail.engine.runner import stage_of
+    from longtail.engine.runner.parallel import plan_jobs
+
+    names = ["erm", "la-posthoc", "crt", "lws", "tau-norm", "focal", "m2m", "drw"]
+    cfg = config_from_dict({"methods": names, "seeds": [0, 1]})
+    table = resolve_methods(None, "single-label")
+    entries = [(n, table[n], "long-tailed") for n in names]
+    stage_jobs, finish_jobs = plan_jobs(cfg, entries)
+
+    def key(label: str) -> str:
+        m = table[label]
+        return stage_of(cfg, m, m.resolve_params({}), "long-tailed").key
+
+    assert len({key(n) for n in names}) == 3  # erm's stage (six methods), focal's, drw's
+    assert stage_jobs == [
+        ("stage", "erm", 0),
+        ("stage", "erm", 1),
+        ("stage", "focal", 0),
+        ("stage", "focal", 1),
+        ("stage", "drw", 0),
+        ("stage", "drw", 1),
+    ]
+    assert len({(key(label), seed) for _, label, seed in stage_jobs}) == len(stage_jobs)
+    finishing = ["la-posthoc", "crt", "lws", "tau-norm", "m2m"]
+    assert finish_jobs == [("method", n, s) for n in finishing for s in (0, 1)]

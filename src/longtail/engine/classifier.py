@@ -38,7 +38,13 @@ from longtail.engine.tasks import (
 )
 from longtail.metrics import SingleLabelMetrics
 
-__all__ = ["CLASSIFIER_METRICS", "ClassifierTask", "class_sampler", "prior_bias"]
+__all__ = [
+    "CLASSIFIER_METRICS",
+    "ClassifierTask",
+    "class_sampler",
+    "drs_start_epoch",
+    "prior_bias",
+]
 
 CLASSIFIER_METRICS = (
     MetricSpec("balanced_accuracy", "Balanced acc."),
@@ -139,9 +145,8 @@ class ClassifierTask(MethodTask):
         if kind == "smote":
             kind = "instance"
         elif kind == "drs":
-            total = self.config.train.epochs
-            start = int(float(self.params["drs_start_fraction"]) * total)
-            kind = "class-balanced" if epoch >= min(start, max(total - 1, 0)) else "instance"
+            start = drs_start_epoch(self.params["drs_start_fraction"], self.config.train.epochs)
+            kind = "class-balanced" if epoch >= start else "instance"
         return class_sampler(
             kind,
             self.data.train_y,
@@ -151,6 +156,20 @@ class ClassifierTask(MethodTask):
             rank,
             world_size,
         )
+
+    def schedule(self) -> dict[str, int]:
+        """When the deferred parts of the training start, as this task applies them
+        (``details["schedule"]``): ``epochs``, ``drw_start_epoch`` (deferred re-weighting) and
+        ``drs_start_epoch`` (deferred re-sampling), 0-based; empty when the method defers nothing."""
+        out: dict[str, int] = {}
+        criterion = getattr(self, "criterion", None)
+        drw = None if criterion is None else criterion.drw_start_epoch
+        if drw is not None:
+            out["drw_start_epoch"] = drw
+        if self.method.sampler == "drs":
+            total = self.config.train.epochs
+            out["drs_start_epoch"] = drs_start_epoch(self.params["drs_start_fraction"], total)
+        return {"epochs": self.config.train.epochs, **out} if out else {}
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
         if self.method.mix is not None:
@@ -239,6 +258,9 @@ class ClassifierTask(MethodTask):
                 "count": [int(c) for c in bins["count"].tolist()],
             },
         }
+        schedule = self.schedule()
+        if schedule:
+            details["schedule"] = schedule
         return Evaluation(metrics={k: float(v) for k, v in values.items()}, details=details)
 
     def postprocess(self, model: nn.Module) -> None:
@@ -251,6 +273,12 @@ class ClassifierTask(MethodTask):
             head.weight.copy_(tau_normalize(head.weight, tau=self.params["tau"]))
             if head.bias is not None and self.params.get("drop_bias", True):
                 head.bias.zero_()
+
+
+def drs_start_epoch(fraction: float, total_epochs: int) -> int:
+    """The first (0-based) epoch of deferred re-sampling: ``int(fraction * total_epochs)``, at most
+    the last epoch (so the class-balanced epochs always come; epoch 0 for a one-epoch run)."""
+    return min(int(float(fraction) * total_epochs), max(total_epochs - 1, 0))
 
 
 def class_sampler(

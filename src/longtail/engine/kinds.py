@@ -9,7 +9,7 @@ core still sees every built-in track, and a plug-in track registers itself the s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from longtail.registry import Registry
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TASK_KINDS",
     "ConfigSection",
+    "Degenerate",
     "TaskKind",
     "reference_method",
     "register_task_kind",
@@ -46,6 +47,28 @@ class ConfigSection:
     key: str
     schema: type
     doc: str = ""
+
+
+@dataclass(frozen=True)
+class Degenerate:
+    """A finished (method, seed) that trained another method's function: ``result.json``'s
+    ``degenerate`` (``null`` when it did not), a footnote of the results table.
+
+    Attributes:
+        equals: the method (a preset or a recipe of the run's task) whose function it trained;
+            ``None`` when no method is that function (``why`` says what it trained).
+        why: what made it so, one clause, the same for every seed the same way (markdown inline
+            marks allowed): ``M2m accepted none of the samples it translated (epochs 25-30)``.
+        measured: the numbers of this seed behind it (counts, epochs), as measured by the run.
+    """
+
+    equals: str | None
+    why: str
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``result.json`` form: ``{"equals", "why", "measured"}``."""
+        return {"equals": self.equals, "why": self.why, "measured": dict(self.measured)}
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,12 @@ class TaskKind:
             of ``data.sklearn_reference`` on the training split and scores it with the task's
             evaluation (:mod:`longtail.engine.reference`); ``None``: the task has none (the key
             is refused).
+        degenerate: ``(method, params, config, record, stage_record) -> Degenerate | None``:
+            whether a finished run trained another method's function (M2m that accepted no
+            translation, a deferred schedule that never switches, a second stage of 0 epochs),
+            read from what the run measured: its ``result.json`` record (details, history) and its
+            first stage's ``stage.json`` record. The runner stores it in ``result.json``; the table
+            footnotes it. ``None``: the task's runs never degenerate.
     """
 
     name: str
@@ -103,6 +132,13 @@ class TaskKind:
     check_config: Callable[[Config], None] | None = None
     labels: str = "single"
     sklearn_reference: Callable[[DataBundle, Config], SklearnReference] | None = None
+    degenerate: (
+        Callable[
+            [Method, Mapping[str, Any], Config, Mapping[str, Any], Mapping[str, Any]],
+            Degenerate | None,
+        ]
+        | None
+    ) = None
 
 
 def _check_kind(name: str, kind: TaskKind) -> None:

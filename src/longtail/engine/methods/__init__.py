@@ -25,7 +25,14 @@ from longtail.engine.methods.compose import (
     resolve_methods,
     task_vocabulary,
 )
-from longtail.engine.methods.method import Criterion, LossContext, LossFn, Method, Param
+from longtail.engine.methods.method import (
+    Criterion,
+    LossContext,
+    LossFn,
+    Method,
+    Param,
+    drw_start_epoch,
+)
 
 __all__ = [
     "SAME_LOSS",
@@ -39,6 +46,7 @@ __all__ = [
     "canonical_loss",
     "check_method_params",
     "compose",
+    "drw_start_epoch",
     "recipe_from_dict",
     "resolve_methods",
     "task_vocabulary",

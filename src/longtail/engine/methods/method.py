@@ -29,6 +29,7 @@ __all__ = [
     "SLAKind",
     "SamplerKind",
     "StageKind",
+    "drw_start_epoch",
 ]
 
 SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
@@ -230,6 +231,13 @@ class Method:
         )
 
 
+def drw_start_epoch(fraction: float, total_epochs: int) -> int:
+    """The first (0-based) epoch of deferred re-weighting: ``int(fraction * total_epochs)``, at most
+    the last epoch (so DRW always runs; epoch 0 when the run has one epoch)."""
+    start = int(float(fraction) * total_epochs)
+    return min(start, total_epochs - 1) if total_epochs > 1 else 0
+
+
 class Criterion:
     """A method's loss bound to the training class counts: ``criterion(logits, target, epoch)``.
 
@@ -266,14 +274,18 @@ class Criterion:
         self._log_prior = torch.log(counts / counts.sum())
         self._drw: Any = None
         if method.drw:
-            start = int(self.params["drw_start_fraction"] * self.total_epochs)
             self._drw = DeferredReweighting(
                 self.counts_list,
                 total_epochs=self.total_epochs,
-                start_epoch=min(start, self.total_epochs - 1) if self.total_epochs > 1 else 0,
+                start_epoch=drw_start_epoch(self.params["drw_start_fraction"], self.total_epochs),
                 beta=self.params["drw_beta"],
             )
         self._cache: dict[tuple[torch.device, int], LossContext] = {}
+
+    @property
+    def drw_start_epoch(self) -> int | None:
+        """The first (0-based) epoch with deferred re-weighting's weights; ``None``: no DRW."""
+        return None if self._drw is None else int(self._drw.start_epoch)
 
     def context(self, epoch: int, device: torch.device) -> LossContext:
         """The (cached) :class:`LossContext` of ``epoch`` with tensors on ``device``."""

@@ -3,7 +3,9 @@ columns that repeat another and the methods that train the same function under t
 
 The table drops a metric column whose values repeat an earlier column's for every method and seed
 (accuracy is balanced accuracy on a balanced test set) and marks methods that train the same
-function under two names (``la-loss`` at tau 1 is ``balanced-softmax``), with a note for each.
+function under two names (``la-loss`` at tau 1 is ``balanced-softmax``), and methods whose runs degenerated into another
+one (``results.json``'s ``degenerate``: M2m that accepted no translation is ``drs``), with a note
+for each.
 """
 
 from __future__ import annotations
@@ -186,6 +188,43 @@ def _same_reason(results: Mapping[str, Any], group: Sequence[str]) -> str:
     )
 
 
+def _degenerate_note(name: str, entry: Mapping[str, Any]) -> str:
+    """The footnote of a method whose runs trained another method's function (``degenerate`` of
+    its ``results.json`` entry: what it equals, why, in which seeds)."""
+    everyone = sorted(entry.get("seeds", []))
+    parts: list[str] = []
+    same: list[str] = []
+    for group in entry["degenerate"]:
+        seeds = sorted(group.get("seeds", []))
+        where = (
+            "in every seed"
+            if seeds == everyone
+            else f"in seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} "
+            f"of {len(everyone)}"
+        )
+        equals = group.get("equals")
+        if equals:
+            same.append(equals)
+            parts.append(
+                f"`{name}` is `{equals}` {where}: {group['why']}, so it trained what `{equals}` "
+                "trains"
+            )
+        else:
+            parts.append(
+                f"`{name}` degenerated {where}: {group['why']} (no method of the task trains "
+                "the same)"
+            )
+    text = "; ".join(parts)
+    if same:
+        text += (
+            "; any difference from the row of "
+            + ", ".join(f"`{m}`" for m in dict.fromkeys(same))
+            + " comes from floating-point rounding or random draws in separate trainings, not from "
+            "the method"
+        )
+    return text + "."
+
+
 # ---- the table ----------------------------------------------------------------------------------
 
 
@@ -198,8 +237,8 @@ class TableModel:
         rows: one list of cell texts per method (table order, the references last).
         best: per cell, whether it is the best of its column (bold in markdown and HTML).
         methods: the method (``results.json`` key) of each row.
-        notes: markdown sentences under the table (dropped columns, same methods, the
-            scikit-learn reference).
+        notes: markdown sentences under the table (dropped columns, same methods, methods that
+            degenerated into another, the scikit-learn reference).
     """
 
     header: list[str]
@@ -244,7 +283,14 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
             target = (max if spec["higher_is_better"] else min)(cands.values())
             best.update((m, metric) for m, v in cands.items() if v == target)
     groups = same_method_groups(results)
-    mark = {m: _MARKS[i % len(_MARKS)] for i, g in enumerate(groups) for m in g}
+    degenerate = [m for m in order if methods[m].get("degenerate")]
+    marked: dict[str, list[str]] = {}
+    for i, g in enumerate(groups):
+        for m in g:
+            marked.setdefault(m, []).append(_MARKS[i % len(_MARKS)])
+    for j, m in enumerate(degenerate, start=len(groups)):
+        marked.setdefault(m, []).append(_MARKS[j % len(_MARKS)])
+    mark = {m: " ".join(ms) for m, ms in marked.items()}
     header = ["Method", *[s["label"] for s in shown]]
     if has_ref:
         header.append("Gap closed")
@@ -293,6 +339,8 @@ def table_model(results: Mapping[str, Any]) -> TableModel:
             f"{_MARKS[i % len(_MARKS)]} {names}: the same method under {len(g)} names: "
             f"{_same_reason(results, g)}."
         )
+    for j, m in enumerate(degenerate, start=len(groups)):
+        notes.append(f"{_MARKS[j % len(_MARKS)]} {_degenerate_note(m, methods[m])}")
     if SKLEARN in methods:
         notes.append(_sklearn_note(results, order, shown[0] if shown else None))
     earlier = {m: s for m, s in (results.get("earlier_runs") or {}).items() if m in methods}
@@ -362,7 +410,8 @@ def format_table(results: Mapping[str, Any], *, markdown: bool = True, notes: bo
     column with each method's share of the ``erm`` -> reference gap in balanced accuracy. A
     metric column that repeats an earlier one (:func:`repeated_columns`) is left out, and methods
     that are the same (:func:`same_method_groups`) carry a mark; with ``notes`` the sentences that
-    say so follow the table after a blank line.
+    say so follow the table after a blank line, as do those of methods whose runs degenerated
+    into another (``degenerate`` in ``results.json``).
     """
     if not results["methods"]:
         return "(no results)"

@@ -37,7 +37,7 @@ from longtail.engine.methods import resolve_methods
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
 
-__all__ = ["default_jobs", "run_parallel", "threads_per_job"]
+__all__ = ["Job", "default_jobs", "plan_jobs", "run_parallel", "threads_per_job"]
 
 # worker-process state, set by _init
 _STATE: dict[str, Any] = {}
@@ -136,6 +136,30 @@ def _job(kind: str, label: str, seed: int) -> int:
     return len(runs.trained_stages) - before
 
 
+Job = tuple[str, str, int]
+"""``(kind, method label, seed)``: kind ``"stage"`` trains the label's first stage, ``"method"``
+its second stage or post-hoc step."""
+
+
+def plan_jobs(cfg: Any, entries: Sequence[tuple[str, Any, str]]) -> tuple[list[Job], list[Job]]:
+    """The jobs of the two phases: one per distinct (first stage, seed), named by the first method
+    that starts from that stage (methods sharing a stage share its job: one stage key, one job),
+    then one per (method that finishes a stage, seed)."""
+    stage_jobs: list[Job] = []
+    seen: set[tuple[str, int]] = set()
+    finish_jobs: list[Job] = []
+    for label, method, variant in entries:
+        params = method.resolve_params(cfg.method_params.get(label, {}))
+        key = stage_of(cfg, method, params, variant).key
+        for seed in cfg.seeds:
+            if (key, seed) not in seen:
+                seen.add((key, seed))
+                stage_jobs.append(("stage", label, seed))
+            if method.needs_stage:
+                finish_jobs.append(("method", label, seed))
+    return stage_jobs, finish_jobs
+
+
 def run_parallel(
     cfg: Any,
     out: Path,
@@ -167,18 +191,7 @@ def run_parallel(
         the first exception a job raised (the other jobs are cancelled; finished work stays on
         disk for ``--resume``).
     """
-    stage_jobs: list[tuple[str, str, int]] = []
-    seen: set[tuple[str, int]] = set()
-    finish_jobs: list[tuple[str, str, int]] = []
-    for label, method, variant in entries:
-        params = method.resolve_params(cfg.method_params.get(label, {}))
-        key = stage_of(cfg, method, params, variant).key
-        for seed in cfg.seeds:
-            if (key, seed) not in seen:
-                seen.add((key, seed))
-                stage_jobs.append(("stage", label, seed))
-            if method.needs_stage:
-                finish_jobs.append(("method", label, seed))
+    stage_jobs, finish_jobs = plan_jobs(cfg, entries)
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
     counter = ctx.Value("i", 0)

@@ -20,7 +20,12 @@ AUPR-in / -out, OSCR, closed-set and many / medium / few accuracy, and each meth
 ``composition.score`` names the score it thresholds (see :mod:`longtail.tracks.open_set.task`).
 ``train_seconds`` is the mean over seeds of the training wall-clock time of one run; ``std`` is the
 sample standard deviation over seeds (0 for one seed); metric values are fractions in [0, 1]
-(``null`` where undefined). A ``balanced`` entry, when configured, is ``erm`` trained on the same
+(``null`` where undefined). A method whose run trained another method's function in some seeds
+(M2m that accepted no translation, a deferred schedule that does not defer, a second stage of 0
+epochs; the task kind's :attr:`~longtail.engine.kinds.TaskKind.degenerate`) has
+``"degenerate": [{"equals": NAME or null, "why": str, "seeds": [int]}]``, from each seed's
+``result.json`` (``"degenerate": {"equals", "why", "measured"}`` or ``null``); the table footnotes it.
+A ``balanced`` entry, when configured, is ``erm`` trained on the same
 number of images spread evenly over the classes. A ``sklearn-logreg`` entry
 (``data.sklearn_reference``) is the task's scikit-learn logistic regression on the same training
 split and features, scored by the same metric code; it has no ``composition`` or ``params``, and
@@ -39,7 +44,7 @@ from typing import Any
 
 from longtail.engine.tasks import MetricSpec
 
-__all__ = ["aggregate", "finite_or_none"]
+__all__ = ["aggregate", "degenerate_groups", "finite_or_none"]
 
 
 def finite_or_none(v: float) -> float | None:
@@ -57,6 +62,22 @@ def _stats(values: Sequence[float | None]) -> dict[str, Any]:
         "std": std,
         "values": [finite_or_none(v) if v is not None else None for v in values],
     }
+
+
+def degenerate_groups(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The seeds whose run trained another method's function (their ``result.json``'s
+    ``degenerate``), grouped by what it equals and why: ``[{"equals", "why", "seeds"}]``."""
+    groups: dict[tuple[Any, str], list[int]] = {}
+    for r in runs:
+        found = r.get("degenerate")
+        if found:
+            groups.setdefault((found.get("equals"), str(found.get("why"))), []).append(
+                int(r["seed"])
+            )
+    return [
+        {"equals": equals, "why": why, "seeds": sorted(seeds)}
+        for (equals, why), seeds in groups.items()
+    ]
 
 
 def aggregate(
@@ -84,6 +105,9 @@ def aggregate(
         if runs and "params" in runs[0]:
             # the hyper-parameters (equal over seeds): the report marks methods that are the same
             methods[name]["params"] = dict(runs[0]["params"])
+        degenerate = degenerate_groups(runs)
+        if degenerate:
+            methods[name]["degenerate"] = degenerate
     return {
         "dataset": dataset,
         "task": task,

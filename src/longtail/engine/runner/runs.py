@@ -229,6 +229,10 @@ class Runs:
                 }
             )
             final_state = result.model_state
+        # a run that trained another method's function (the task kind says which; the table notes it)
+        hook = self.kind.degenerate
+        found = None if hook is None else hook(method, params, cfg, record, stage_record)
+        record["degenerate"] = None if found is None else found.to_json()
         if self.main:
             save_checkpoint(rdir / "model.pt", final_state)
             atomic_write_json(result_file, record)

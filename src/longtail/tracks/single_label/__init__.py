@@ -9,6 +9,7 @@ from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TaskKind, register_task_kind
 from longtail.tracks.single_label import report  # noqa: F401  (registers its report sections)
+from longtail.tracks.single_label.degenerate import degenerate
 from longtail.tracks.single_label.losses import LOSS_COMPONENTS
 from longtail.tracks.single_label.methods import METHODS, VOCABULARY
 from longtail.tracks.single_label.sklearn import sklearn_reference
@@ -43,6 +44,7 @@ KIND = register_task_kind(
         vocabulary=VOCABULARY,
         reference=lambda: METHODS["erm"],
         sklearn_reference=sklearn_reference,
+        degenerate=degenerate,
         recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "

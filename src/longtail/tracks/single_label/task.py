@@ -174,6 +174,10 @@ class SecondStageTask(SingleLabelTask):
             model.head = LearnableWeightScaling(head)
         return model
 
+    def schedule(self) -> dict[str, int]:
+        """Nothing: the first stage's schedule is in its own record (this stage defers nothing)."""
+        return {}
+
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
         kind = "class-balanced" if self.method.second_stage in ("crt", "lws") else "instance"
         return class_sampler(
