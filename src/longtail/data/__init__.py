@@ -15,7 +15,8 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
 
 Image folders (``root/<class>/*.png``) are read lazily: :class:`ImageFolderDataset` (a torch
 ``Dataset`` decoding one image at a time with Pillow), :func:`scan_image_folder`,
-:func:`image_channel_stats`; so are image manifests (a CSV of image paths and labels, single- or
+:func:`image_channel_stats`, :func:`check_image_files` (every file readable, checked without
+decoding them all); so are image manifests (a CSV of image paths and labels, single- or
 multi-label): :func:`read_image_manifest` and :class:`ImageFilesDataset`.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
@@ -45,6 +46,7 @@ from longtail.data.image_folder import (
     IMAGE_EXTENSIONS,
     ImageFilesDataset,
     ImageFolderDataset,
+    check_image_files,
     image_channel_stats,
     scan_image_folder,
 )
@@ -80,6 +82,7 @@ __all__ = [
     "RestrictedUnpickler",
     "SquareRootSampler",
     "TableData",
+    "check_image_files",
     "class_counts",
     "download",
     "image_channel_stats",

@@ -1,0 +1,117 @@
+"""Errors that stopped too late or said too little (issue 23, point 4): each is found before
+training and said in one line naming the file, key or flag, and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from longtail.cli import main
+from longtail.data import check_image_files
+from longtail.engine.trainer import Trainer
+
+COUNTS = {"ant": 6, "bee": 4, "cat": 3}
+
+
+def _one_error(err: str, *needles: str) -> str:
+    """The single ``error:`` line of ``err``; it must hold every needle; no traceback anywhere."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def _config(tmp_path: Path, data: dict[str, Any], **extra: Any) -> Path:
+    raw: dict[str, Any] = {
+        "name": "early",
+        "methods": ["erm"],
+        "seeds": [0],
+        "data": data,
+        "model": {"arch": "mlp", "hidden": [8]},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "eval_every": 0, "num_threads": 1},
+    }
+    raw.update(extra)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _bench(*args: str) -> list[str]:
+    return ["bench", *args, "--no-progress", "--jobs", "1"]
+
+
+# --------------------------------------------------------------- a. unreadable images, found first
+def _images(
+    folder: Path, counts: dict[str, int], suffix: str = ".png", seed: int = 0, size: int = 24
+) -> None:
+    rng = np.random.default_rng(seed)
+    for k, (name, n) in enumerate(counts.items()):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = (rng.random((8, 8, 3)) * 60).astype(np.uint8)
+            a[..., k % 3] += 180
+            Image.fromarray(a, "RGB").resize((size, size)).save(folder / name / f"{i}{suffix}")
+
+
+def _cut(path: Path) -> Path:
+    """``path`` cut in half: the header still parses, the pixel data end early."""
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    return path
+
+
+def test_check_image_files_finds_what_a_header_does_not(tmp_path: Path) -> None:
+    _images(tmp_path / "png", {"a": 2}, size=96)
+    _images(tmp_path / "jpg", {"a": 2}, suffix=".jpg", size=96)
+    good = sorted(str(p) for p in tmp_path.rglob("*.*"))
+    check_image_files(good)  # readable files pass
+    for path in (tmp_path / "png/a/0.png", tmp_path / "jpg/a/0.jpg"):
+        _cut(path)
+        with Image.open(path) as img:  # the header alone does not show it
+            assert img.size == (96, 96)
+    flipped = bytearray((tmp_path / "png/a/1.png").read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    (tmp_path / "png/a/1.png").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"jpg/a/0\.jpg: cannot read the image") as exc:
+        check_image_files(good)
+    assert "2 more of the 4 image files cannot be read either" in str(exc.value)
+
+
+@pytest.mark.parametrize("where", ["test", "train"])
+def test_unreadable_image_stops_the_run_before_training(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    data = tmp_path / "imgs"
+    _images(data / "train", COUNTS)
+    _images(data / "test", {"ant": 2, "bee": 2, "cat": 2}, seed=1)
+    # the last image of a class: outside the sample the standardisation statistics read
+    bad = _cut(data / where / "cat" / ("2.png" if where == "train" else "1.png"))
+    trained: list[str] = []
+    real_fit = Trainer.fit
+
+    def fit(self: Trainer, **kwargs: Any) -> Any:
+        trained.append(self.label)
+        return real_fit(self, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    monkeypatch.setattr("longtail.engine.datasets.image_folder.IMAGE_STATS_SAMPLE", 1)
+    cfg = _config(
+        tmp_path,
+        {"dataset": "image-folder", "imbalance_factor": None, "image_size": 8},
+        model={"arch": "cnn", "channels": [4]},
+    )
+    out = tmp_path / "run"
+    assert main(_bench(str(cfg), "--data-dir", str(data), "--out", str(out))) == 2
+    _one_error(capsys.readouterr().err, str(bad), "cannot read the image")
+    assert trained == []  # found before any training
+    assert not out.exists()  # and before the run folder was made
