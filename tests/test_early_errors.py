@@ -3,6 +3,9 @@ training and said in one line naming the file, key or flag, and what to do."""
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from PIL import Image
 
 from longtail.cli import main
 from longtail.data import check_image_files
+from longtail.engine.checkpoint import atomic_write_text
 from longtail.engine.trainer import Trainer
 
 COUNTS = {"ant": 6, "bee": 4, "cat": 3}
@@ -115,3 +119,57 @@ def test_unreadable_image_stops_the_run_before_training(
     _one_error(capsys.readouterr().err, str(bad), "cannot read the image")
     assert trained == []  # found before any training
     assert not out.exists()  # and before the run folder was made
+
+
+# ------------------------------------------------------------ b. a full disk names the file, --resume
+def _digits(tmp_path: Path) -> Path:
+    return _config(
+        tmp_path,
+        {"dataset": "digits", "imbalance_factor": 10},
+        train={"epochs": 2, "batch_size": 64, "lr": 0.05, "eval_every": 0, "num_threads": 1},
+    )
+
+
+def test_full_disk_names_the_file_and_says_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doomed: set[int] = set()
+    real_mkstemp, real_fsync = tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, name = real_mkstemp(*args, **kwargs)
+        if Path(name).name.startswith(".checkpoint.pt."):
+            doomed.add(fd)
+        return fd, name
+
+    def fsync(fd: int) -> None:  # the disk fills up while a checkpoint is written
+        if fd in doomed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    cfg, out = _digits(tmp_path), tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", mkstemp)
+        m.setattr(os, "fsync", fsync)
+        assert main(_bench(str(cfg), "--out", str(out))) == 2
+    line = _one_error(capsys.readouterr().err, "No space left on device", "--resume")
+    checkpoints = list(out.rglob("checkpoint.pt"))
+    assert str(out) in line and "checkpoint.pt" in line, line
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no temporary file left
+    assert checkpoints == []  # the write failed as a whole
+    assert main(_bench(str(cfg), "--out", str(out), "--resume")) == 0  # what the line says
+    assert (out / "results.json").is_file()
+
+
+def test_atomic_write_error_names_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "results.json"
+    with pytest.raises(OSError) as exc:
+        atomic_write_text(target, "{}")
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -331,14 +332,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is caught below
         return code
     except BaseException as exc:
-        code = _report(exc)  # re-raises what is not the user's (a bug: its traceback helps)
+        code = _report(exc, args.command)  # re-raises a bug (its traceback helps)
         D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
         return code
     finally:
         D.cleanup_distributed()
 
 
-def _report(exc: BaseException) -> int:
+def _full_disk_hint(exc: OSError, command: str) -> str:
+    """What to do after a full disk (or quota): a run continues where it stopped with --resume."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return ""
+    if command in ("bench", "train"):
+        return (
+            "; free some space, then run the same command with --resume to continue (the "
+            "finished runs and the last checkpoints are kept)"
+        )
+    return "; free some space, then run the command again"
+
+
+def _report(exc: BaseException, command: str = "") -> int:
     """Print ``exc`` as one line ``error: ...`` (rank 0 only); return the exit code."""
     from longtail.engine.checkpoint import CheckpointError  # lazy: a fast `longtail --help`
     from longtail.engine.config import ConfigError  # lazy: a fast `longtail --help`
@@ -367,7 +380,7 @@ def _report(exc: BaseException) -> int:
         os.close(devnull)
         return 0
     if isinstance(exc, OSError):  # an unwritable or full disk, a file that cannot be read
-        _say(f"error: {_os_error(exc)}")
+        _say(f"error: {_os_error(exc)}{_full_disk_hint(exc, command)}")
         return 2
     raise exc
 
