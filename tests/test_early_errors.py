@@ -173,3 +173,59 @@ def test_atomic_write_error_names_the_target(
         atomic_write_text(target, "{}")
     assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------- c. two Mulan sets: the command-line words
+_ARFF = "@relation r\n@attribute f numeric\n@attribute A {0,1}\n@attribute B {0,1}\n@data\n"
+_ROWS = "".join(f"{i / 10},{i % 2},{(i // 2) % 2}\n" for i in range(12))
+
+
+def _mulan(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}-train.arff").write_text(_ARFF + _ROWS)
+        (folder / f"{name}-test.arff").write_text(_ARFF + _ROWS[:24])
+        (folder / f"{name}.xml").write_text("<labels><label name='A'/><label name='B'/></labels>")
+    return folder
+
+
+def _multilabel(tmp_path: Path) -> Path:
+    return _config(
+        tmp_path,
+        {"dataset": "mulan", "imbalance_factor": None},
+        task="multi-label",
+        methods=["bce"],
+    )
+
+
+def test_two_mulan_sets_say_the_set_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _mulan(tmp_path / "mulan", "yeast", "scene")
+    cfg, out = _multilabel(tmp_path), tmp_path / "run"
+    assert main(_bench(str(cfg), "--data-dir", str(folder), "--out", str(out))) == 2
+    line = _one_error(
+        capsys.readouterr().err,
+        "data.mulan_name",
+        str(folder),
+        "scene, yeast",
+        "--set data.mulan_name=NAME",
+    )
+    assert "name='NAME'" not in line  # the library's words, not a command-line user's
+    assert not out.exists()
+    args = ["--set", "data.mulan_name=yeast", "--epochs", "1"]
+    assert main(_bench(str(cfg), "--data-dir", str(folder), "--out", str(out), *args)) == 0
+
+
+def test_folder_without_a_mulan_set_names_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _mulan(tmp_path / "mulan", "scene")
+    (folder / "scene.xml").unlink()
+    cfg = _multilabel(tmp_path)
+    assert main(_bench(str(cfg), "--data-dir", str(folder), "--out", str(tmp_path / "r"))) == 2
+    _one_error(
+        capsys.readouterr().err,
+        f"data.data_dir: {folder} holds no Mulan set",
+        "scene-test.arff, scene-train.arff",
+    )

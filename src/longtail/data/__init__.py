@@ -8,7 +8,8 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
   with a restricted unpickler;
 - :func:`load_multilabel_arff`: multi-label ARFF (Mulan XML / MEKA ``-C``), dense or sparse;
 - :func:`load_mulan`: a Mulan folder (``NAME-train.arff``, ``NAME-test.arff``, ``NAME.xml``),
-  returns ``(train, test)`` after checking that both splits declare the same attributes;
+  returns ``(train, test)`` after checking that both splits declare the same attributes
+  (:func:`mulan_set_names`: the sets a folder holds);
 - :func:`load_mat`: MATLAB ``.mat`` data sets;
 - :func:`load_table` (:class:`TableData`): ``.csv`` / ``.npz`` / ``.parquet`` tables of features and
   labels, :func:`read_table` for the raw columns.
@@ -31,7 +32,12 @@ multi-label targets. Downloads for users: :data:`DATASETS`, :func:`download`.
 from __future__ import annotations
 
 from longtail.data._types import LabeledTensors
-from longtail.data.arff import load_mulan, load_multilabel_arff, read_mulan_labels
+from longtail.data.arff import (
+    load_mulan,
+    load_multilabel_arff,
+    mulan_set_names,
+    read_mulan_labels,
+)
 from longtail.data.cifar import (
     RestrictedUnpickler,
     load_cifar,
@@ -100,6 +106,7 @@ __all__ = [
     "make_long_tailed",
     "make_pair_images",
     "make_tile_images",
+    "mulan_set_names",
     "read_image_manifest",
     "read_mulan_labels",
     "read_table",
