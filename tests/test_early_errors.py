@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from longtail.cli import main
-from longtail.data import check_image_files
+from longtail.data import check_image_files, load_table
 from longtail.engine.checkpoint import atomic_write_text
 from longtail.engine.trainer import Trainer
 
@@ -229,3 +229,63 @@ def test_folder_without_a_mulan_set_names_data_dir(
         f"data.data_dir: {folder} holds no Mulan set",
         "scene-test.arff, scene-train.arff",
     )
+
+
+# ---------------------------------------------------- d. CSV files without rows, or not text at all
+def _table(tmp_path: Path, path: Path) -> Path:
+    data = {"dataset": "table", "path": str(path), "label_column": "label"}
+    return _config(tmp_path, {**data, "imbalance_factor": None})
+
+
+def test_header_only_csv_says_no_data_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("f1,f2,label\n")
+    with pytest.raises(
+        ValueError, match=r"t\.csv: no data rows \(a header row only: f1, f2, label"
+    ):
+        load_table(path, label_column="label")
+    assert main(_bench(str(_table(tmp_path, path)), "--out", str(tmp_path / "run"))) == 2
+    line = _one_error(capsys.readouterr().err, str(path), "no data rows")
+    assert "numeric feature" not in line
+
+
+@pytest.mark.parametrize(
+    ("blob", "says"),
+    [
+        (bytes(range(256)) * 4, "not a text CSV file (control byte 0x00 at byte 0)"),
+        (b"f1,\x1b[31mlabel\x07\n1,2\n", "not a text CSV file (control byte 0x1b at byte 3)"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "not a text CSV file"),  # a spreadsheet (zip)
+        # a control byte past the first 64 KiB, on a row of its own: the row is refused
+        (b"f1,label\n" + b"1,2\n" * 30000 + b"\x00\x01", "line 30002 has 1 fields"),
+    ],
+    ids=["binary", "escape-codes", "zip", "late-control-byte"],
+)
+def test_binary_file_given_as_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], blob: bytes, says: str
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(blob)
+    assert main(_bench(str(_table(tmp_path, path)), "--out", str(tmp_path / "run"))) == 2
+    err = capsys.readouterr().err
+    _one_error(err, str(path), says)
+    assert not any(c < " " and c != "\n" for c in err), repr(err)  # no control byte echoed
+    # the same for an image manifest
+    cfg = _config(
+        tmp_path,
+        {"dataset": "image-manifest", "path": str(path), "label_column": "label"},
+    )
+    assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 2
+    err = capsys.readouterr().err
+    _one_error(err, str(path))
+    assert not any(c < " " and c != "\n" for c in err), repr(err)
+
+
+def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("f1,label\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(
+        ValueError, match=r"latin1\.csv: not UTF-8 text .* save the CSV file as UTF-8"
+    ):
+        load_table(path, label_column="label")
