@@ -289,3 +289,42 @@ def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
         ValueError, match=r"latin1\.csv: not UTF-8 text .* save the CSV file as UTF-8"
     ):
         load_table(path, label_column="label")
+
+
+# ------------------------------------------ e. --data-dir naming a file; --data-path naming a folder
+def test_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "train-images-idx3-ubyte.gz"
+    a_file.write_bytes(b"\x1f\x8b")
+    cfg = _config(tmp_path, {"dataset": "fashion-mnist", "imbalance_factor": 2})
+    out = tmp_path / "run"
+    assert main(_bench(str(cfg), "--data-dir", str(a_file), "--out", str(out))) == 2
+    line = _one_error(capsys.readouterr().err, str(a_file), "is a file, not a folder")
+    assert "not found" not in line
+    assert not out.exists()
+
+
+def test_data_path_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "tables.csv"
+    folder.mkdir()
+    cfg = _table(tmp_path, folder)
+    assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 2
+    _one_error(capsys.readouterr().err, f"data.path: {folder} is a folder, not a file")
+
+
+def test_missing_data_dir_names_the_flag_and_the_fetch_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "shared" / "data" / "fashion-mnist"
+    cfg = _config(tmp_path, {"dataset": "fashion-mnist", "data_dir": str(missing)})
+    assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 2
+    _one_error(
+        capsys.readouterr().err,
+        f"folder not found: {missing}",
+        "--data-dir DIR",
+        "longtail data fetch fashion-mnist --to DIR",
+    )
+    # data the command cannot fetch: only --data-dir
+    cfg = _config(tmp_path, {"dataset": "image-folder", "data_dir": str(missing)})
+    assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 2
+    line = _one_error(capsys.readouterr().err, "--data-dir DIR")
+    assert "fetch" not in line

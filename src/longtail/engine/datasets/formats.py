@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from longtail.data.download import DATASETS
 from longtail.engine.datasets.standardise import standardise_images
 from longtail.registry import Registry
 
@@ -147,6 +148,9 @@ class DataFormat:
         check: ``(config, labels) -> None``, further checks of the config (``labels``: the task's,
             ``"single"`` or ``"multi"``); raises ``ValueError("config key 'data.x': ...")``.
         doc: one line for listings.
+        fetch: the public data set (a key of :data:`longtail.data.DATASETS`) whose files it reads,
+            or ``(data config, data_dir) -> name or None``: a missing ``data.data_dir`` then
+            suggests ``longtail data fetch NAME --to DIR``.
     """
 
     name: str
@@ -166,6 +170,7 @@ class DataFormat:
     own_data: bool = False
     check: Callable[[Config, str], None] | None = None
     doc: str = ""
+    fetch: str | Callable[[DataConfig, Path], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -235,7 +240,9 @@ def resolve_source(cfg: DataConfig, fmt: DataFormat) -> Path | None:
     expanded), ``None`` for bundled data.
 
     Raises:
-        ValueError: the key is not set (naming it); FileNotFoundError: no such file or folder.
+        ValueError: the key is not set (naming it); FileNotFoundError: no such file or folder
+            (the message says ``--data-dir`` and, for a public data set, ``longtail data fetch``);
+        NotADirectoryError / IsADirectoryError: a file given as the folder, or the reverse.
     """
     if fmt.source is None:
         return None
@@ -243,12 +250,30 @@ def resolve_source(cfg: DataConfig, fmt: DataFormat) -> Path | None:
         if cfg.path is None:
             raise ValueError(f"data.path: required for dataset {cfg.dataset!r}")
         path = Path(cfg.path).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"data.path: {path} is a folder, not a file")
         if not path.is_file():
             raise FileNotFoundError(f"data.path: file not found: {path}")
         return path
     if cfg.data_dir is None:
         raise ValueError(f"data.data_dir: required for dataset {cfg.dataset!r}")
     directory = Path(cfg.data_dir).expanduser()
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"data.data_dir: {directory} is a file, not a folder (--data-dir names the folder "
+            f"holding the {cfg.dataset} files)"
+        )
     if not directory.is_dir():
-        raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
+        raise FileNotFoundError(
+            f"data.data_dir: folder not found: {directory}; pass the data's folder with --data-dir "
+            f"DIR{_fetch_hint(cfg, fmt, directory)}"
+        )
     return directory
+
+
+def _fetch_hint(cfg: DataConfig, fmt: DataFormat, directory: Path) -> str:
+    """``", or download it: longtail data fetch NAME --to DIR ..."`` for a public data set."""
+    name = fmt.fetch(cfg, directory) if callable(fmt.fetch) else fmt.fetch
+    if name is None or name not in DATASETS:
+        return ""
+    return f", or download {name} first: longtail data fetch {name} --to DIR (then --data-dir DIR)"

@@ -196,6 +196,8 @@ MULAN = register_data_format(
         inputs="vectors",
         check=_check_mulan,
         doc="a Mulan folder: NAME-train.arff, NAME-test.arff and NAME.xml (multi-label)",
+        # the public sets are fetched under their own name: data.mulan_name, or the folder's
+        fetch=lambda cfg, directory: cfg.mulan_name or directory.name,
     )
 )
 FASHION_TILES = register_data_format(
@@ -205,6 +207,7 @@ FASHION_TILES = register_data_format(
         keys=("tiles_train", "tiles_test", "tiles_item_size", "tiles_blank_prob"),
         idx_files=True,
         doc="2x2 tiles of Fashion-MNIST items, one label per item class (multi-label)",
+        fetch="fashion-mnist",
     )
 )
 
