@@ -17,6 +17,7 @@ from PIL import Image
 from longtail.cli import main
 from longtail.data import check_image_files, load_table
 from longtail.engine.checkpoint import atomic_write_text
+from longtail.engine.config import bundled_config_names
 from longtail.engine.trainer import Trainer
 
 COUNTS = {"ant": 6, "bee": 4, "cat": 3}
@@ -328,3 +329,27 @@ def test_missing_data_dir_names_the_flag_and_the_fetch_command(
     assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 2
     line = _one_error(capsys.readouterr().err, "--data-dir DIR")
     assert "fetch" not in line
+
+
+# ------------------------------------------------- f. a misspelt bundled config lists the bundled
+def test_misspelt_bundled_config_lists_the_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_bench("fashion_mnst_lt")) == 2
+    names = bundled_config_names()
+    assert "fashion_mnist_lt" in names
+    _one_error(
+        capsys.readouterr().err,
+        "config file not found: fashion_mnst_lt",
+        f"bundled configs: {', '.join(names)}",
+        "did you mean fashion_mnist_lt?",
+    )
+    assert main(["train", "nothing_like_it", "--no-progress"]) == 2
+    line = _one_error(capsys.readouterr().err, "bundled configs: ")
+    assert "did you mean" not in line
+
+
+def test_misspelt_config_path_suggests_the_closest_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _config(tmp_path, {"dataset": "digits"})  # cfg.yaml
+    assert main(_bench(str(tmp_path / "cgf.yaml"))) == 2
+    _one_error(capsys.readouterr().err, f"did you mean {tmp_path / 'cfg.yaml'}?")
