@@ -353,3 +353,20 @@ def test_misspelt_config_path_suggests_the_closest_file(
     _config(tmp_path, {"dataset": "digits"})  # cfg.yaml
     assert main(_bench(str(tmp_path / "cgf.yaml"))) == 2
     _one_error(capsys.readouterr().err, f"did you mean {tmp_path / 'cfg.yaml'}?")
+
+
+# ----------------------------------------------------------- g. an empty --out is not "no --out"
+@pytest.mark.parametrize("flag", ["--out", "--data-dir", "--data-path"])
+@pytest.mark.parametrize("command", ["bench", "train"])
+def test_empty_path_flags_are_errors(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str,
+    command: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _digits(tmp_path)
+    assert main([command, str(cfg), flag, "", "--no-progress"]) == 2
+    _one_error(capsys.readouterr().err, f"{flag}: empty")
+    assert not (tmp_path / "runs").exists()  # no default run folder either

@@ -403,7 +403,19 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
         print(format_table(read_json(run_dir / "results.json"), markdown=False))
         print(f"\nwrote {path}")
         return 0
+    _refuse_empty_paths(args)
     return _cmd_run(args, args_list)
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    """``--out ""`` (an unset shell variable, say) is an error, not the default run folder."""
+    for flag, value in (
+        ("--out", args.out),
+        ("--data-dir", args.data_dir),
+        ("--data-path", args.data_path),
+    ):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag}: empty ({value!r}); give a path, or leave {flag} out")
 
 
 if __name__ == "__main__":  # pragma: no cover
