@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -370,3 +371,16 @@ def test_empty_path_flags_are_errors(
     assert main([command, str(cfg), flag, "", "--no-progress"]) == 2
     _one_error(capsys.readouterr().err, f"{flag}: empty")
     assert not (tmp_path / "runs").exists()  # no default run folder either
+
+
+# ------------------------------------------------- h. fp16 on a CPU: refused before any folder
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on CUDA")
+@pytest.mark.parametrize("command", ["bench", "train"])
+def test_fp16_on_cpu_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    out = tmp_path / "runs" / "fp16"
+    args = [command, str(_digits(tmp_path)), "--out", str(out), "--no-progress"]
+    assert main([*args, "--set", "train.precision=fp16"]) == 2
+    _one_error(capsys.readouterr().err, "train.precision", "'fp16' needs CUDA")
+    assert not (tmp_path / "runs").exists()  # no stub: neither the folder nor its parents

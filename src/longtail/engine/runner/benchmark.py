@@ -45,6 +45,7 @@ from longtail.engine.runner.reference import (
 from longtail.engine.runner.results import aggregate
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
+from longtail.engine.trainer import check_device_settings
 
 __all__ = ["method_names", "run_benchmark", "train_method"]
 
@@ -135,6 +136,7 @@ def run_benchmark(
     entries = [(n, table[n], "long-tailed") for n in names]
     if cfg.data.balanced_reference:
         entries.append((BALANCED, reference_method(cfg.task), "balanced"))
+    check_device_settings(cfg)  # e.g. fp16 on a CPU: refused before the run folder is made
     # rank 0 checks and creates the folder; every rank raises the same error (none waits forever)
     raise_shared(FileExistsError, out_dir_problem(out, resume) if main else None)
     if resume:
