@@ -384,3 +384,33 @@ def test_fp16_on_cpu_leaves_no_run_folder(
     assert main([*args, "--set", "train.precision=fp16"]) == 2
     _one_error(capsys.readouterr().err, "train.precision", "'fp16' needs CUDA")
     assert not (tmp_path / "runs").exists()  # no stub: neither the folder nor its parents
+
+
+# ---------------------------------------------- i. j. notes go to standard error, as `note:` lines
+def _rows_csv(path: Path, *, text_column: bool) -> Path:
+    rng = np.random.default_rng(0)
+    header = "f1,f2," + ("comment," if text_column else "") + "label"
+    rows = []
+    for i in range(48):
+        label = i % 3
+        words = f"row {i}," if text_column else ""
+        rows.append(f"{rng.normal() + label:.3f},{rng.normal() - label:.3f},{words}{label}")
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_skipped_methods_note_goes_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # methods: all, cut down to erm and an SLA method (which needs images) to stay small
+    monkeypatch.setattr("longtail.engine.runner.benchmark.method_names", lambda cfg: ["erm", "sla"])
+    cfg = _table(tmp_path, _rows_csv(tmp_path / "t.csv", text_column=False))
+    args = _bench(str(cfg), "--out", str(tmp_path / "run"), "--set", "methods=all")
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "note:" not in captured.out, captured.out
+    notes = [line for line in captured.err.splitlines() if line.startswith("note: skipped")]
+    assert notes == [
+        "note: skipped sla: needs images (SLA rotates and permutes them); the data are feature "
+        "vectors"
+    ], captured.err

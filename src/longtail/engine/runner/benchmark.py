@@ -177,7 +177,7 @@ def run_benchmark(
         if echo is not None and main:
             for why in dict.fromkeys(unfit.values()):
                 skipped = ", ".join(n for n, w in unfit.items() if w == why)
-                echo(f"note: skipped {skipped}: {why}")
+                print(f"note: skipped {skipped}: {why}", file=sys.stderr, flush=True)
     if echo is not None and main:  # remarks about the data (not errors), on standard error
         for note in dict.fromkeys(n for b in runs.loaded_data().values() for n in b.notes):
             print(f"note: {note}", file=sys.stderr, flush=True)
