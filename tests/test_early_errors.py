@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +415,30 @@ def test_skipped_methods_note_goes_to_stderr(
         "note: skipped sla: needs images (SLA rotates and permutes them); the data are feature "
         "vectors"
     ], captured.err
+
+
+@pytest.mark.parametrize("task", ["single-label", "multi-label"])
+def test_text_column_is_a_note_not_a_python_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str
+) -> None:
+    path = _rows_csv(tmp_path / "t.csv", text_column=True)
+    if task == "multi-label":
+        text = path.read_text().replace(",label\n", ",l0,l1\n", 1)
+        lines = text.splitlines()
+        lines[1:] = [
+            f"{row[: row.rfind(',')]},{int(row[-1]) % 2},{int(row[-1]) // 2}" for row in lines[1:]
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        data = {"dataset": "table", "path": str(path), "label_columns": ["l0", "l1"]}
+        cfg = _config(tmp_path, {**data, "imbalance_factor": None}, task=task, methods=["bce"])
+    else:
+        cfg = _table(tmp_path, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(_bench(str(cfg), "--out", str(tmp_path / "run"))) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {path}: non-numeric column(s) not used as features: comment"], err
+    assert "UserWarning" not in err and "table.py" not in err
+    raw = [w for w in caught if "comment" in str(w.message)]
+    assert raw == [], [f"{w.category.__name__}: {w.message} ({w.filename})" for w in raw]

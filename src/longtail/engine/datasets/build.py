@@ -128,6 +128,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         imbalance_factor=cfg.imbalance_factor,
         split=pool.split,
         feature_scaling=scaling,
+        notes=list(pool.notes),
     )
 
 

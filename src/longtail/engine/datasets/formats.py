@@ -17,7 +17,7 @@ multi-label track: ``mulan`` and ``fashion-tiles``): :data:`DATA_FORMATS` import
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,8 @@ class LoadedData:
             datasets decoding one image at a time (standardised), ``train_x`` / ``test_x`` then
             empty ``(0, C, S, S)`` placeholders giving the input shape; ``None``: in memory.
         num_workers: ``DataLoader`` workers reading the lazy datasets.
+        notes: remarks about the data for the user (:attr:`DataBundle.notes`), also warned as
+            :class:`~longtail.engine.datasets.DataWarning`.
     """
 
     train_x: Tensor
@@ -77,6 +79,7 @@ class LoadedData:
     train_dataset: ImageFilesDataset | None = None
     test_dataset: ImageFilesDataset | None = None
     num_workers: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def hold_out(self, keep: Tensor, held: Tensor) -> LoadedData:
         """The training examples ``held`` as the test split, ``keep`` left for training (a

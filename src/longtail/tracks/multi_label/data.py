@@ -259,7 +259,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         split=loaded.split,
         evaluated_on=evaluated_on,
         feature_scaling=loaded.feature_scaling,
-        notes=kept.notes,
+        notes=[*loaded.notes, *kept.notes],
         details=kept.details,
         **loaded.lazy_datasets(y_train, y_test),  # lazy images carry the final targets
     )
