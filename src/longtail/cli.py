@@ -9,6 +9,8 @@
                    [--epochs N] [--set KEY=VALUE ...]
     longtail report RUN_DIR
     longtail methods [--task single-label|multi-label|open-set|distillation|metric-learning]
+    longtail data list
+    longtail data fetch NAME --to DIR [--force]
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import errno
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -159,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="single-label",
         help="the task kind whose methods to list: single-label (default), multi-label, "
         "open-set, distillation, metric-learning or a plug-in's",
+    )
+    d = sub.add_parser("data", help="list or download the public data sets the configs read")
+    actions = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the data sets `longtail data fetch` downloads")
+    f = actions.add_parser(
+        "fetch", help="download a data set into a folder, checking every file's sha256"
+    )
+    f.add_argument("name", help="a data set of `longtail data list` (e.g. fashion-mnist)")
+    f.add_argument(
+        "--to", required=True, metavar="DIR", help="the folder to fill (then: --data-dir DIR)"
+    )
+    f.add_argument(
+        "--force", action="store_true", help="download again the files already there and verified"
     )
     return parser
 
@@ -370,7 +387,8 @@ def _report(exc: BaseException, command: str = "") -> int:
         _say(f"error: {exc}")
         return 2
     if isinstance(exc, KeyboardInterrupt):
-        _say("interrupted; continue with --resume")
+        again = "run the command again" if command == "data" else "continue with --resume"
+        _say(f"interrupted; {again}")
         return 130
     if isinstance(exc, BrokenPipeError):  # e.g. `longtail methods | head`: the reader left
         # what is still buffered cannot be written: point stdout at /dev/null so that the flush at
@@ -388,6 +406,8 @@ def _report(exc: BaseException, command: str = "") -> int:
 def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
     if args.command == "methods":
         return _cmd_methods(args.task)
+    if args.command == "data":
+        return _cmd_data(args)
     if args.command == "report":
         from longtail.engine.checkpoint import read_json  # lazy: a fast `longtail --help`
         from longtail.engine.report import (  # lazy: a fast `longtail --help`
@@ -405,6 +425,34 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
         return 0
     _refuse_empty_paths(args)
     return _cmd_run(args, args_list)
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    """``longtail data list`` and ``longtail data fetch NAME --to DIR`` (:func:`longtail.data.download`)."""
+    from longtail.data import DATASET_DESCRIPTIONS, DATASETS, download  # lazy: a fast `--help`
+
+    if args.data_command == "list":
+        width = max(len(n) for n in DATASETS)
+        for name, files in DATASETS.items():
+            about = DATASET_DESCRIPTIONS.get(name, "")
+            print(f"{name.ljust(width)}  {about}; {len(files)} file{'s' * (len(files) > 1)}")
+        print("\nlongtail data fetch NAME --to DIR downloads one; then run with --data-dir DIR")
+        return 0
+    if args.name not in DATASETS:
+        close = difflib.get_close_matches(args.name, list(DATASETS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(
+            f"data fetch: unknown data set {args.name!r} (longtail data list: "
+            f"{', '.join(DATASETS)}){hint}"
+        )
+    to = Path(args.to)
+    if not args.to.strip():
+        raise ValueError("--to: empty; give the folder to download into")
+    if to.exists() and not to.is_dir():
+        raise NotADirectoryError(f"--to: {to} is a file, not a folder")
+    folder = download(args.name, to, force=args.force, log=_say)
+    print(f"{args.name}: verified files in {folder}; run with --data-dir {shlex.quote(str(to))}")
+    return 0
 
 
 def _refuse_empty_paths(args: argparse.Namespace) -> None:

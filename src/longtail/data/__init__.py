@@ -26,7 +26,8 @@ Multi-label tile images (``grid x grid`` items of a single-label set, labels = c
 :func:`make_tile_images`, with long-tailed class probabilities :func:`long_tailed_label_probs`.
 Samplers: :class:`ClassAwareSampler` and its instance-balanced, class-balanced, square-root and
 progressively balanced variants; :class:`RepeatFactorSampler` (LVIS repeat-factor sampling) for
-multi-label targets. Downloads for users: :data:`DATASETS`, :func:`download`.
+multi-label targets. Downloads for users: :data:`DATASETS` (:data:`DATASET_DESCRIPTIONS`),
+:func:`download` (the command line: ``longtail data fetch NAME --to DIR``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ from longtail.data.cifar import (
     safe_unpickle,
 )
 from longtail.data.digits import load_digits
-from longtail.data.download import DATASETS, RemoteFile, download, sha256sum
+from longtail.data.download import (
+    DATASET_DESCRIPTIONS,
+    DATASETS,
+    RemoteFile,
+    download,
+    sha256sum,
+)
 from longtail.data.idx import load_idx
 from longtail.data.image_folder import (
     IMAGE_EXTENSIONS,
@@ -74,6 +81,7 @@ from longtail.data.tiles import long_tailed_label_probs, make_tile_images
 
 __all__ = [
     "DATASETS",
+    "DATASET_DESCRIPTIONS",
     "IMAGE_EXTENSIONS",
     "ClassAwareSampler",
     "ClassBalancedSampler",
