@@ -29,7 +29,16 @@ class FakeWeb:
 
 
 def test_registry_entries_are_well_formed() -> None:
-    assert set(DATASETS) == {"fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100"}
+    assert set(DATASETS) == {
+        "fashion-mnist",
+        "mnist",
+        "kmnist",
+        "cifar10",
+        "cifar100",
+        "scene",
+        "yeast",
+        "enron",
+    }
     for name, files in DATASETS.items():
         assert files, name
         for remote in files:

@@ -232,7 +232,7 @@ def test_unreadable_image_exits_2_naming_it_before_training(
     path = _tagged(tmp_path / "data", split=["train"] * 20 + ["test"] * 4)
     (tmp_path / "data" / "img" / "03.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     cfg = _bench_config(tmp_path, {**_data(path), "label_column": "tags"})
-    assert _run(cfg, tmp_path / "run") == 2  # the training images' statistics read every one
+    assert _run(cfg, tmp_path / "run") == 2  # every image is checked before training
     err = capsys.readouterr().err
     assert "03.png" in err and "cannot read the image" in err and _one_error_line(err)
     assert not list((tmp_path / "run").rglob("result.json"))

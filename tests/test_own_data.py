@@ -278,7 +278,7 @@ def test_lazy_training_reads_each_image_per_epoch(
     monkeypatch.setattr(Image, "open", counting_open)
     bundle = build_data(config_from_dict({"data": raw}).data)
     n_train, n_test = len(bundle.train_y), len(bundle.test_y)
-    assert len(opened) == n_train  # the standardisation pass
+    assert len(opened) == 2 * n_train + n_test  # the check of every file, the standardisation
     opened.clear()
     result = _train(bundle, raw, epochs=2)
     # 2 epochs of training, evaluation after each epoch and once at the end

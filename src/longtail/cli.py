@@ -12,6 +12,8 @@
     longtail predict BUNDLE INPUT... --out predictions.csv
     longtail export BUNDLE --format torchscript|onnx|exported-program --out FILE
     longtail methods [--task single-label|multi-label|open-set|distillation|metric-learning]
+    longtail data list
+    longtail data fetch NAME --to DIR [--force]
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
@@ -26,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import errno
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
         "open-set, distillation, metric-learning or a plug-in's",
     )
     add_bundle_commands(sub, _common, _positive_int)
+    d = sub.add_parser("data", help="list or download the public data sets the configs read")
+    actions = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the data sets `longtail data fetch` downloads")
+    f = actions.add_parser(
+        "fetch", help="download a data set into a folder, checking every file's sha256"
+    )
+    f.add_argument("name", help="a data set of `longtail data list` (e.g. fashion-mnist)")
+    f.add_argument(
+        "--to", required=True, metavar="DIR", help="the folder to fill (then: --data-dir DIR)"
+    )
+    f.add_argument(
+        "--force", action="store_true", help="download again the files already there and verified"
+    )
     return parser
 
 
@@ -338,14 +356,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is caught below
         return code
     except BaseException as exc:
-        code = _report(exc)  # re-raises what is not the user's (a bug: its traceback helps)
+        code = _report(exc, args.command)  # re-raises a bug (its traceback helps)
         D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
         return code
     finally:
         D.cleanup_distributed()
 
 
-def _report(exc: BaseException) -> int:
+def _full_disk_hint(exc: OSError, command: str) -> str:
+    """What to do after a full disk (or quota): a run continues where it stopped with --resume."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return ""
+    if command in ("bench", "train"):
+        return (
+            "; free some space, then run the same command with --resume to continue (the "
+            "finished runs and the last checkpoints are kept)"
+        )
+    return "; free some space, then run the command again"
+
+
+def _report(exc: BaseException, command: str = "") -> int:
     """Print ``exc`` as one line ``error: ...`` (rank 0 only); return the exit code."""
     from longtail.engine.checkpoint import CheckpointError  # lazy: a fast `longtail --help`
     from longtail.engine.config import ConfigError  # lazy: a fast `longtail --help`
@@ -364,7 +394,8 @@ def _report(exc: BaseException) -> int:
         _say(f"error: {exc}")
         return 2
     if isinstance(exc, KeyboardInterrupt):
-        _say("interrupted; continue with --resume")
+        again = "run the command again" if command == "data" else "continue with --resume"
+        _say(f"interrupted; {again}")
         return 130
     if isinstance(exc, BrokenPipeError):  # e.g. `longtail methods | head`: the reader left
         # what is still buffered cannot be written: point stdout at /dev/null so that the flush at
@@ -374,7 +405,7 @@ def _report(exc: BaseException) -> int:
         os.close(devnull)
         return 0
     if isinstance(exc, OSError):  # an unwritable or full disk, a file that cannot be read
-        _say(f"error: {_os_error(exc)}")
+        _say(f"error: {_os_error(exc)}{_full_disk_hint(exc, command)}")
         return 2
     raise exc
 
@@ -384,6 +415,8 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
         return _cmd_methods(args.task)
     if args.command in BUNDLE_COMMANDS:
         return run_bundle_command(args, _load, _say)
+    if args.command == "data":
+        return _cmd_data(args)
     if args.command == "report":
         from longtail.engine.checkpoint import read_json  # lazy: a fast `longtail --help`
         from longtail.engine.report import (  # lazy: a fast `longtail --help`
@@ -399,7 +432,47 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
         print(format_table(read_json(run_dir / "results.json"), markdown=False))
         print(f"\nwrote {path}")
         return 0
+    _refuse_empty_paths(args)
     return _cmd_run(args, args_list)
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    """``longtail data list`` and ``longtail data fetch NAME --to DIR`` (:func:`longtail.data.download`)."""
+    from longtail.data import DATASET_DESCRIPTIONS, DATASETS, download  # lazy: a fast `--help`
+
+    if args.data_command == "list":
+        width = max(len(n) for n in DATASETS)
+        for name, files in DATASETS.items():
+            about = DATASET_DESCRIPTIONS.get(name, "")
+            print(f"{name.ljust(width)}  {about}; {len(files)} file{'s' * (len(files) > 1)}")
+        print("\nlongtail data fetch NAME --to DIR downloads one; then run with --data-dir DIR")
+        return 0
+    if args.name not in DATASETS:
+        close = difflib.get_close_matches(args.name, list(DATASETS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(
+            f"data fetch: unknown data set {args.name!r} (longtail data list: "
+            f"{', '.join(DATASETS)}){hint}"
+        )
+    to = Path(args.to)
+    if not args.to.strip():
+        raise ValueError("--to: empty; give the folder to download into")
+    if to.exists() and not to.is_dir():
+        raise NotADirectoryError(f"--to: {to} is a file, not a folder")
+    folder = download(args.name, to, force=args.force, log=_say)
+    print(f"{args.name}: verified files in {folder}; run with --data-dir {shlex.quote(str(to))}")
+    return 0
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    """``--out ""`` (an unset shell variable, say) is an error, not the default run folder."""
+    for flag, value in (
+        ("--out", args.out),
+        ("--data-dir", args.data_dir),
+        ("--data-path", args.data_path),
+    ):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag}: empty ({value!r}); give a path, or leave {flag} out")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,14 +8,16 @@ Loaders (each returns a :class:`LabeledTensors` ``(data, targets, class_names)``
   with a restricted unpickler;
 - :func:`load_multilabel_arff`: multi-label ARFF (Mulan XML / MEKA ``-C``), dense or sparse;
 - :func:`load_mulan`: a Mulan folder (``NAME-train.arff``, ``NAME-test.arff``, ``NAME.xml``),
-  returns ``(train, test)`` after checking that both splits declare the same attributes;
+  returns ``(train, test)`` after checking that both splits declare the same attributes
+  (:func:`mulan_set_names`: the sets a folder holds);
 - :func:`load_mat`: MATLAB ``.mat`` data sets;
 - :func:`load_table` (:class:`TableData`): ``.csv`` / ``.npz`` / ``.parquet`` tables of features and
   labels, :func:`read_table` for the raw columns.
 
 Image folders (``root/<class>/*.png``) are read lazily: :class:`ImageFolderDataset` (a torch
 ``Dataset`` decoding one image at a time with Pillow), :func:`scan_image_folder`,
-:func:`image_channel_stats`; so are image manifests (a CSV of image paths and labels, single- or
+:func:`image_channel_stats`, :func:`check_image_files` (every file readable, checked without
+decoding them all); so are image manifests (a CSV of image paths and labels, single- or
 multi-label): :func:`read_image_manifest` and :class:`ImageFilesDataset`.
 
 Long-tailed subsets: :func:`make_long_tailed`, :func:`long_tailed_counts`, :func:`class_counts`.
@@ -24,13 +26,19 @@ Multi-label tile images (``grid x grid`` items of a single-label set, labels = c
 :func:`make_tile_images`, with long-tailed class probabilities :func:`long_tailed_label_probs`.
 Samplers: :class:`ClassAwareSampler` and its instance-balanced, class-balanced, square-root and
 progressively balanced variants; :class:`RepeatFactorSampler` (LVIS repeat-factor sampling) for
-multi-label targets. Downloads for users: :data:`DATASETS`, :func:`download`.
+multi-label targets. Downloads for users: :data:`DATASETS` (:data:`DATASET_DESCRIPTIONS`),
+:func:`download` (the command line: ``longtail data fetch NAME --to DIR``).
 """
 
 from __future__ import annotations
 
 from longtail.data._types import LabeledTensors
-from longtail.data.arff import load_mulan, load_multilabel_arff, read_mulan_labels
+from longtail.data.arff import (
+    load_mulan,
+    load_multilabel_arff,
+    mulan_set_names,
+    read_mulan_labels,
+)
 from longtail.data.cifar import (
     RestrictedUnpickler,
     load_cifar,
@@ -39,12 +47,19 @@ from longtail.data.cifar import (
     safe_unpickle,
 )
 from longtail.data.digits import load_digits
-from longtail.data.download import DATASETS, RemoteFile, download, sha256sum
+from longtail.data.download import (
+    DATASET_DESCRIPTIONS,
+    DATASETS,
+    RemoteFile,
+    download,
+    sha256sum,
+)
 from longtail.data.idx import load_idx
 from longtail.data.image_folder import (
     IMAGE_EXTENSIONS,
     ImageFilesDataset,
     ImageFolderDataset,
+    check_image_files,
     image_channel_stats,
     scan_image_folder,
 )
@@ -66,6 +81,7 @@ from longtail.data.tiles import long_tailed_label_probs, make_tile_images
 
 __all__ = [
     "DATASETS",
+    "DATASET_DESCRIPTIONS",
     "IMAGE_EXTENSIONS",
     "ClassAwareSampler",
     "ClassBalancedSampler",
@@ -80,6 +96,7 @@ __all__ = [
     "RestrictedUnpickler",
     "SquareRootSampler",
     "TableData",
+    "check_image_files",
     "class_counts",
     "download",
     "image_channel_stats",
@@ -97,6 +114,7 @@ __all__ = [
     "make_long_tailed",
     "make_pair_images",
     "make_tile_images",
+    "mulan_set_names",
     "read_image_manifest",
     "read_mulan_labels",
     "read_table",

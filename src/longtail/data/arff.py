@@ -29,7 +29,7 @@ import torch
 from longtail.data._arff_rows import _Attribute, _split_values, _unquote, read_rows
 from longtail.data._types import LabeledTensors
 
-__all__ = ["load_mulan", "load_multilabel_arff", "read_mulan_labels"]
+__all__ = ["load_mulan", "load_multilabel_arff", "mulan_set_names", "read_mulan_labels"]
 
 _NUMERIC = {"numeric", "real", "integer"}
 _UNSUPPORTED = {"string", "date", "relational"}
@@ -260,16 +260,23 @@ def _check_label_attribute(path: Path, attribute: _Attribute) -> None:
         )
 
 
+def mulan_set_names(directory: str | os.PathLike[str]) -> list[str]:
+    """The Mulan sets of a folder: every NAME with ``NAME.xml``, ``NAME-train.arff`` and
+    ``NAME-test.arff`` there, sorted (empty for a folder that does not exist)."""
+    folder = Path(directory)
+    stems = sorted(p.name[: -len(".xml")] for p in folder.glob("*.xml") if p.is_file())
+    return [
+        stem
+        for stem in stems
+        if (folder / f"{stem}-train.arff").is_file() and (folder / f"{stem}-test.arff").is_file()
+    ]
+
+
 def _find_mulan_name(folder: Path) -> str:
     """The NAME of the only ``NAME.xml`` of ``folder`` with ``NAME-train.arff`` and
     ``NAME-test.arff`` beside it."""
     xmls = sorted(p.name for p in folder.glob("*.xml"))
-    candidates = [
-        name[: -len(".xml")]
-        for name in xmls
-        if (folder / f"{name[: -len('.xml')]}-train.arff").is_file()
-        and (folder / f"{name[: -len('.xml')]}-test.arff").is_file()
-    ]
+    candidates = mulan_set_names(folder)
     if len(candidates) == 1:
         return candidates[0]
     arffs = sorted(p.name for p in folder.glob("*.arff"))

@@ -35,7 +35,9 @@ __all__ = [
     "ImageFilesDataset",
     "ImageFolderDataset",
     "UnreadableImageError",
+    "check_image_files",
     "image_channel_stats",
+    "image_file_problem",
     "scan_image_folder",
 ]
 
@@ -131,6 +133,52 @@ def _read_image(path: str, image_size: int, channels: int) -> Tensor:
     x = torch.from_numpy(array)
     x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
     return x.float().div_(255.0)
+
+
+def image_file_problem(path: str) -> str | None:
+    """Why Pillow cannot read the image ``path`` (``None``: it can), found without decoding it all.
+
+    Every file: its header is parsed (``Image.open``); then a PNG (or any format but JPEG) is
+    verified (``Image.verify``: every chunk's CRC, so a truncated or damaged file fails, without
+    inflating the pixels), and a JPEG, whose ``verify`` reads no pixel data, is decoded at 1/8 scale
+    (``Image.draft``), which reads all of its compressed data. At most about 0.1 ms a file, 6 to 10
+    times cheaper than a full decode of 224x224 images (``benchmarks/image_check_speed.py``).
+    """
+    from PIL import Image  # optional: the cli extra (pillow)
+
+    try:
+        with Image.open(path) as img:
+            if img.format in ("JPEG", "MPO"):
+                img.draft(img.mode, (1, 1))
+                img.load()
+            else:
+                img.verify()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # UnidentifiedImageError and truncated files are OSErrors; a bad PNG CRC a SyntaxError
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
+def check_image_files(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Check that Pillow can read every image of ``paths`` (see :func:`image_file_problem`), so that
+    a damaged file stops a run before training rather than when it is first read (a test image:
+    after training).
+
+    Raises:
+        UnreadableImageError: naming the first unreadable file and its reason, and how many others
+            there are.
+    """
+    bad = [(str(p), why) for p in paths if (why := image_file_problem(str(p))) is not None]
+    if not bad:
+        return
+    path, why = bad[0]
+    more = ""
+    if len(bad) > 1:
+        more = (
+            f"; {len(bad) - 1} more of the {len(paths)} image files cannot be read either "
+            f"(next: {bad[1][0]})"
+        )
+    raise UnreadableImageError(f"{path}: cannot read the image ({why}){more}")
 
 
 _D = TypeVar("_D", bound="ImageFilesDataset")

@@ -34,6 +34,8 @@ from typing import NamedTuple
 
 import torch
 
+from longtail.data.table import check_csv_text
+
 __all__ = ["SPLIT_COLUMN", "ImageManifest", "read_image_manifest"]
 
 #: The optional column of a manifest holding ``train`` / ``test`` per image.
@@ -76,6 +78,7 @@ def _rows(
     """The header and the ``(line, cells)`` rows, checked for shape; ``needed``: ``(argument,
     column)`` pairs that must be in the header."""
     rows: list[tuple[int, list[str]]] = []
+    check_csv_text(path)
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, strict=True)
         try:
@@ -85,6 +88,7 @@ def _rows(
                     f"{path}: empty manifest (expected a header row naming the path and label "
                     "columns, then one row per image)"
                 )
+            check_csv_text(path, header)
             names = [h.strip() for h in header]
             dupes = sorted({h for h in names if names.count(h) > 1})
             if dupes:

@@ -33,11 +33,43 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["TABLE_SUFFIXES", "TableData", "load_table", "read_table"]
+__all__ = ["TABLE_SUFFIXES", "TableData", "check_csv_text", "load_table", "read_table"]
 
 #: File suffixes :func:`read_table` understands.
 TABLE_SUFFIXES = (".csv", ".npz", ".parquet")
 _MISSING = {"", "na", "nan", "?", "null"}
+#: Bytes no text CSV file holds: the C0 controls but tab, LF, FF and CR, and DEL.
+_CONTROL = frozenset([*range(0, 9), 11, *range(14, 32), 127])
+_SNIFF = 1 << 16  # bytes of a CSV file checked for control bytes before it is parsed
+
+
+def check_csv_text(path: str | os.PathLike[str], header: Sequence[str] = ()) -> None:
+    """Refuse a file given as CSV that is not text (an image, an archive, a spreadsheet...).
+
+    Its first 64 KiB and its ``header`` (the column names, once parsed) must hold no control
+    byte or character (the C0 controls but tab, LF, FF and CR, and DEL). The message names the
+    file and the first such byte by its value, never echoing the bytes themselves.
+
+    Raises:
+        ValueError: ``"PATH: not a text CSV file (...)"``.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF)
+    if _has_control(head):
+        at = next(i for i, b in enumerate(head) if b in _CONTROL)
+        raise ValueError(
+            f"{path}: not a text CSV file (control byte 0x{head[at]:02x} at byte {at}); expected "
+            "comma-separated UTF-8 text with a header row"
+        )
+    if any(_has_control(h.encode("utf-8", "replace")) for h in header):
+        raise ValueError(
+            f"{path}: not a text CSV file (a control character in the header row); expected "
+            "comma-separated UTF-8 text with a header row"
+        )
+
+
+def _has_control(data: bytes) -> bool:
+    return len(data.translate(None, bytes(sorted(_CONTROL)))) != len(data)
 
 
 class TableData(NamedTuple):
@@ -80,25 +112,37 @@ def _parse_column(values: list[str]) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    check_csv_text(path)
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or not any(h.strip() for h in header):
-            raise ValueError(f"{path}: empty file (expected a header row with the column names)")
-        names = [h.strip() for h in header]
-        dupes = sorted({h for h in names if names.count(h) > 1})
-        if dupes:
-            raise ValueError(f"{path}: duplicate column names {dupes}")
-        rows: list[list[str]] = []
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            if len(row) != len(names):
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
                 raise ValueError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
-                    f"{len(names)}"
+                    f"{path}: empty file (expected a header row with the column names)"
                 )
-            rows.append(row)
+            check_csv_text(path, header)
+            names = [h.strip() for h in header]
+            dupes = sorted({h for h in names if names.count(h) > 1})
+            if dupes:
+                raise ValueError(f"{path}: duplicate column names {dupes}")
+            rows: list[list[str]] = []
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                if len(row) != len(names):
+                    raise ValueError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
+                        f"{len(names)}"
+                    )
+                rows.append(row)
+        except csv.Error as exc:
+            raise ValueError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start} of a block); save the "
+                "CSV file as UTF-8"
+            ) from None
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in names]
     return {n: _parse_column(c) for n, c in zip(names, columns, strict=True)}
 
@@ -176,8 +220,8 @@ def read_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     Raises:
         FileNotFoundError: no such file.
         ValueError: an unknown suffix, a malformed file (the message names the file and the line or
-            array), columns of different lengths, duplicate column names, or pyarrow missing for
-            a ``.parquet`` file.
+            array), a ``.csv`` file that is not UTF-8 text (:func:`check_csv_text`), columns of
+            different lengths, duplicate column names, or pyarrow missing for a ``.parquet`` file.
     """
     p = Path(path)
     if not p.is_file():
@@ -279,9 +323,9 @@ def load_table(
     naming them. Missing feature values are NaN.
 
     Raises:
-        ValueError: a bad file (see :func:`read_table`), a label column not found, a missing or
-            non-integer class label, a multi-label value other than 0 / 1, or no numeric feature
-            column; the message names the file, the column and the row (``data row i``: the
+        ValueError: a bad file (see :func:`read_table`), a table without rows, a label column not
+            found, a missing or non-integer class label, a multi-label value other than 0 / 1, or
+            no numeric feature column; the message names the file, the column and the row (``data row i``: the
             i-th example, 1-based, header not counted).
         FileNotFoundError: no such file.
     """
@@ -289,6 +333,10 @@ def load_table(
         raise ValueError("load_table: give exactly one of label_column and label_columns")
     p = Path(path)
     columns = read_table(p)
+    if not columns or not len(next(iter(columns.values()))):
+        header = ", ".join(columns)
+        only = f" (a header row only: {header})" if header and p.suffix.lower() == ".csv" else ""
+        raise ValueError(f"{p}: no data rows{only}; expected one row per example")
     if label_column is not None:
         labels = _label_groups(columns, label_column, p, "label_column")
         if len(labels) != 1:

@@ -88,11 +88,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     The folder is created if needed; the file gets the mode a new file has under the user's umask
     (:func:`file_mode`). On any error the temporary file is removed and ``path`` keeps its previous
     content.
+
+    Raises:
+        OSError: the write failed (e.g. a full disk); its ``filename`` is ``path``, the file being
+            written, whichever call failed (a failed ``write`` names no file, ``mkstemp`` the
+            temporary one); a folder that cannot be created is named itself.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)  # an error names the folder it could not make
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             if hasattr(os, "fchmod"):  # POSIX (and Windows from Python 3.13)
                 os.fchmod(fh.fileno(), file_mode())
@@ -100,9 +106,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(path):
+            # the same OSError subclass (OSError(errno, ...) picks it), naming the target file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

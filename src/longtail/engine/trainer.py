@@ -68,7 +68,7 @@ from longtail.engine.run_state import (
 )
 from longtail.engine.tasks import Batch, Evaluation, StepOutput, Task
 
-__all__ = ["NonFiniteLossError", "RunResult", "Trainer", "derive_seed"]
+__all__ = ["NonFiniteLossError", "RunResult", "Trainer", "check_device_settings", "derive_seed"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,6 +102,27 @@ def derive_seed(seed: int, *parts: int) -> int:
     """A 62-bit seed derived from ``seed`` and ``parts`` (e.g. the epoch and a stream id)."""
     h = hashlib.blake2b(repr((int(seed), *map(int, parts))).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "little") >> 2
+
+
+def check_device_settings(config: Config) -> torch.device:
+    """The device ``train.device`` resolves to, after checking what this machine and process group
+    can run: ``train.precision`` ``fp16`` needs CUDA, ``train.batch_size`` must split evenly over
+    the processes. :func:`~longtail.engine.runner.run_benchmark` calls it before it makes the run
+    folder, :class:`Trainer` when it starts.
+
+    Raises:
+        ValueError: naming ``train.device``, ``train.precision`` or ``train.batch_size``.
+    """
+    t = config.train
+    device = D.resolve_device(t.device)
+    if t.precision == "fp16" and device.type != "cuda":
+        raise ValueError("train.precision: 'fp16' needs CUDA; use 'bf16' on CPU")
+    world = D.world_size()
+    if t.batch_size % world:
+        raise ValueError(
+            f"train.batch_size: {t.batch_size} is not divisible by the {world} processes"
+        )
+    return device
 
 
 class Trainer:
@@ -142,14 +163,8 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         self.label = label or "run"
         t = config.train
-        self.device = D.resolve_device(t.device)
-        if t.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("train.precision: 'fp16' needs CUDA; use 'bf16' on CPU")
+        self.device = check_device_settings(config)
         self.rank, self.world = D.rank(), D.world_size()
-        if t.batch_size % self.world:
-            raise ValueError(
-                f"train.batch_size: {t.batch_size} is not divisible by the {self.world} processes"
-            )
         self.local_batch = t.batch_size // self.world
         self._files = BackgroundWriter()
         self._eval_modules: list[nn.Module] = []

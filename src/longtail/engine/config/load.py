@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,6 +109,23 @@ def _fit_warmup(raw: dict[str, Any], file_epochs: Any, notices: list[str]) -> No
     )
 
 
+def _not_found(path: Path) -> str:
+    """``config file not found: PATH``; for a bare name, the bundled configs and the closest one;
+    for a path, the closest YAML file of its folder."""
+    if len(path.parts) == 1 and path.suffix in ("", ".yaml", ".yml"):
+        names = bundled_config_names()
+        close = difflib.get_close_matches(path.stem, names, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"config file not found: {path} (bundled configs: {', '.join(names)}){hint}"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"config file not found: {path} (no folder {folder})"
+    files = sorted(q.name for q in folder.iterdir() if q.suffix in (".yaml", ".yml"))
+    close = difflib.get_close_matches(path.name, files, n=1)
+    hint = f"; did you mean {folder / close[0]}?" if close else ""
+    return f"config file not found: {path}{hint}"
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -147,7 +165,7 @@ def load_config(
             if p.suffix == "" and str(p.stem) in bundled_config_names():
                 p = bundled_config_path(str(p))
             else:
-                raise FileNotFoundError(f"config file not found: {path}")
+                raise FileNotFoundError(_not_found(p))
     files = ConfigFiles.read(p)
     raw = files.raw
     train = raw.get("train")

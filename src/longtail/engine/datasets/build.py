@@ -133,6 +133,7 @@ def build_data(cfg: DataConfig, *, balanced: bool = False, seed: int | None = No
         split=pool.split,
         feature_scaling=scaling,
         preprocessing=pre,
+        notes=list(pool.notes),
     )
 
 

@@ -28,7 +28,13 @@ def _load(cfg: DataConfig, source: Path | None) -> LoadedData:
 
 CIFAR_FORMATS = tuple(
     register_data_format(
-        DataFormat(name=name, load=_load, class_split=True, doc=f"{name.upper()} python batches")
+        DataFormat(
+            name=name,
+            load=_load,
+            class_split=True,
+            doc=f"{name.upper()} python batches",
+            fetch=name,
+        )
     )
     for name in ("cifar10", "cifar100")
 )

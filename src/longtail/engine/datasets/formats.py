@@ -17,12 +17,13 @@ multi-label track: ``mulan`` and ``fashion-tiles``): :data:`DATA_FORMATS` import
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from longtail.data.download import DATASETS
 from longtail.engine.datasets.standardise import standardise_images
 from longtail.registry import Registry
 
@@ -67,6 +68,8 @@ class LoadedData:
         feature_names: the column of each feature (named tables), else ``None``.
         preprocessing: the steps from raw inputs to ``train_x`` / ``test_x`` when the loader
             scaled them itself (:class:`~longtail.engine.datasets.Preprocessing`), else ``None``.
+        notes: remarks about the data for the user (:attr:`DataBundle.notes`), also warned as
+            :class:`~longtail.engine.datasets.DataWarning`.
     """
 
     train_x: Tensor
@@ -82,6 +85,7 @@ class LoadedData:
     num_workers: int = 0
     feature_names: tuple[str, ...] | None = None
     preprocessing: Preprocessing | None = None
+    notes: list[str] = field(default_factory=list)
 
     def hold_out(self, keep: Tensor, held: Tensor) -> LoadedData:
         """The training examples ``held`` as the test split, ``keep`` left for training (a
@@ -153,6 +157,9 @@ class DataFormat:
         check: ``(config, labels) -> None``, further checks of the config (``labels``: the task's,
             ``"single"`` or ``"multi"``); raises ``ValueError("config key 'data.x': ...")``.
         doc: one line for listings.
+        fetch: the public data set (a key of :data:`longtail.data.DATASETS`) whose files it reads,
+            or ``(data config, data_dir) -> name or None``: a missing ``data.data_dir`` then
+            suggests ``longtail data fetch NAME --to DIR``.
     """
 
     name: str
@@ -172,6 +179,7 @@ class DataFormat:
     own_data: bool = False
     check: Callable[[Config, str], None] | None = None
     doc: str = ""
+    fetch: str | Callable[[DataConfig, Path], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -241,7 +249,9 @@ def resolve_source(cfg: DataConfig, fmt: DataFormat) -> Path | None:
     expanded), ``None`` for bundled data.
 
     Raises:
-        ValueError: the key is not set (naming it); FileNotFoundError: no such file or folder.
+        ValueError: the key is not set (naming it); FileNotFoundError: no such file or folder
+            (the message says ``--data-dir`` and, for a public data set, ``longtail data fetch``);
+        NotADirectoryError / IsADirectoryError: a file given as the folder, or the reverse.
     """
     if fmt.source is None:
         return None
@@ -249,12 +259,30 @@ def resolve_source(cfg: DataConfig, fmt: DataFormat) -> Path | None:
         if cfg.path is None:
             raise ValueError(f"data.path: required for dataset {cfg.dataset!r}")
         path = Path(cfg.path).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"data.path: {path} is a folder, not a file")
         if not path.is_file():
             raise FileNotFoundError(f"data.path: file not found: {path}")
         return path
     if cfg.data_dir is None:
         raise ValueError(f"data.data_dir: required for dataset {cfg.dataset!r}")
     directory = Path(cfg.data_dir).expanduser()
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"data.data_dir: {directory} is a file, not a folder (--data-dir names the folder "
+            f"holding the {cfg.dataset} files)"
+        )
     if not directory.is_dir():
-        raise FileNotFoundError(f"data.data_dir: folder not found: {directory}")
+        raise FileNotFoundError(
+            f"data.data_dir: folder not found: {directory}; pass the data's folder with --data-dir "
+            f"DIR{_fetch_hint(cfg, fmt, directory)}"
+        )
     return directory
+
+
+def _fetch_hint(cfg: DataConfig, fmt: DataFormat, directory: Path) -> str:
+    """``", or download it: longtail data fetch NAME --to DIR ..."`` for a public data set."""
+    name = fmt.fetch(cfg, directory) if callable(fmt.fetch) else fmt.fetch
+    if name is None or name not in DATASETS:
+        return ""
+    return f", or download {name} first: longtail data fetch {name} --to DIR (then --data-dir DIR)"

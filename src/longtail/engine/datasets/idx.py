@@ -87,8 +87,8 @@ def _check_pairs(cfg: Config, labels: str) -> None:
         )
 
 
-def _idx(name: str, doc: str) -> DataFormat:
-    return DataFormat(name=name, load=_load, class_split=True, idx_files=True, doc=doc)
+def _idx(name: str, doc: str, fetch: str | None) -> DataFormat:
+    return DataFormat(name=name, load=_load, class_split=True, idx_files=True, doc=doc, fetch=fetch)
 
 
 FASHION_PAIRS = DataFormat(
@@ -99,16 +99,17 @@ FASHION_PAIRS = DataFormat(
     max_per_class_sizes_pool=True,
     check=_check_pairs,
     doc="pairs of Fashion-MNIST items side by side, 100 classes (the Fashion-MNIST IDX files)",
+    fetch="fashion-mnist",
 )
 
 #: Registered in this order (the order of listings).
 IDX_FORMATS = tuple(
     register_data_format(fmt)
     for fmt in (
-        _idx("fashion-mnist", "Fashion-MNIST (IDX files)"),
+        _idx("fashion-mnist", "Fashion-MNIST (IDX files)", "fashion-mnist"),
         FASHION_PAIRS,
-        _idx("mnist", "MNIST (IDX files)"),
-        _idx("kmnist", "Kuzushiji-MNIST (IDX files)"),
-        _idx("idx", "any IDX files (train/test images and labels)"),
+        _idx("mnist", "MNIST (IDX files)", "mnist"),
+        _idx("kmnist", "Kuzushiji-MNIST (IDX files)", "kmnist"),
+        _idx("idx", "any IDX files (train/test images and labels)", None),
     )
 )

@@ -6,7 +6,10 @@ Read lazily with :class:`longtail.data.ImageFolderDataset` (``data.image_size``,
 placeholders giving the input shape, and the trainer reads ``train_dataset`` / ``eval_datasets``
 through a ``DataLoader`` with ``data.num_workers`` workers. Standardisation: per-channel mean and
 std of a seeded sample (``subset_seed``) of at most :data:`IMAGE_STATS_SAMPLE` images of the
-training subset (all of them when it is smaller), applied in the dataset. Without ``test/`` the
+training subset (all of them when it is smaller), applied in the dataset. Every file the run reads
+(the training subset and the test set) is checked first (:func:`longtail.data.check_image_files`:
+headers and compressed data, without a full decode), so a damaged image stops the run before
+training, not when it is first read. Without ``test/`` the
 files are split by :func:`~longtail.engine.datasets.stratified_split` (``data.test_fraction``,
 seed ``data.subset_seed``) before the training pool is made long-tailed, and the test files are
 listed in ``split.json``.
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from longtail.data import class_counts
+from longtail.data import check_image_files, class_counts
 from longtail.data.image_folder import (
     ImageFilesDataset,
     ImageFolderDataset,
@@ -92,6 +95,7 @@ def lazy_image_bundle(
     counts = [int(c) for c in class_counts(train.targets, len(names))]
     if min(counts) == 0:
         raise ValueError(f"data: a class has no training images (counts {counts})")
+    check_image_files([*train.paths, *test.paths])  # now, not when training reads a bad one
     pre = standardise_lazy(cfg, train, test)
     placeholder = torch.empty((0, train.channels, train.image_size, train.image_size))
     return DataBundle(

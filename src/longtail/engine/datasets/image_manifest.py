@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from longtail.data.image_folder import ImageFilesDataset
+from longtail.data.image_folder import ImageFilesDataset, check_image_files
 from longtail.data.image_manifest import SPLIT_COLUMN, ImageManifest, read_image_manifest
 from longtail.engine.datasets.bundle import DataBundle
 from longtail.engine.datasets.formats import DataFormat, LoadedData, register_data_format
@@ -109,6 +109,7 @@ def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
     """Multi-label: lazy datasets (``train_x`` / ``test_x`` placeholders), used as loaded."""
     assert source is not None
     train, test, split = _splits(cfg, source, _read(cfg, source, multi=True), multi=True)
+    check_image_files([*train.paths, *test.paths])  # now, not when training reads a bad one
     pre = standardise_lazy(cfg, train, test)
     placeholder = torch.empty((0, train.channels, train.image_size, train.image_size))
     return LoadedData(

@@ -20,6 +20,7 @@ data's own class distribution (it is not balanced).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from longtail.data import load_table
+from longtail.data import TableData, load_table
+from longtail.engine.datasets.bundle import DataWarning
 from longtail.engine.datasets.formats import (
     DataFormat,
     LoadedData,
@@ -43,28 +45,60 @@ if TYPE_CHECKING:
 __all__ = ["TABLE", "load_table_multilabel"]
 
 
+#: The warning of :func:`longtail.data.load_table` that :func:`_read` turns into a data note.
+_SKIPPED = r".*: non-numeric column\(s\) skipped"
+
+
+def _read(path: Path, **labels: Any) -> tuple[TableData, list[str]]:
+    """:func:`longtail.data.load_table`, its warning about the text columns it skips said as a
+    data note instead (returned, and warned as a :class:`DataWarning`), without a source line."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SKIPPED, category=UserWarning)
+        table = load_table(path, **labels)
+    notes = []
+    if table.skipped:
+        notes.append(
+            f"{path}: non-numeric column(s) not used as features: {', '.join(table.skipped)}"
+        )
+        warnings.warn(notes[-1], DataWarning, stacklevel=3)
+    return table, notes
+
+
 def _load(cfg: DataConfig, source: Path | None) -> LoadedData:
     assert source is not None
     if cfg.label_column is None:
         raise ValueError("data.label_column: required for dataset 'table' (single-label)")
-    table = load_table(source, label_column=cfg.label_column)
+    table, notes = _read(source, label_column=cfg.label_column)
     loaded = hold_out(cfg, source, table.data, table.targets, list(table.class_names))
-    return replace(loaded, feature_names=tuple(table.feature_names))
+    return replace(loaded, notes=notes, feature_names=tuple(table.feature_names))
 
 
 def load_table_multilabel(
     cfg: DataConfig,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any], tuple[str, ...]]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any]]:
     """``table`` with ``task: multi-label``: features (NaN: missing), ``(N, L)`` labels (``-1``:
     unknown) of ``data.label_columns``, split at random (``test_fraction`` of the rows, at least
     one, seeded with ``subset_seed``; a stratified split is not defined for several labels per
-    row). Returns ``(x_train, y_train, x_test, y_test, label names, name, split record, feature
-    columns)``."""
+    row). Returns ``(x_train, y_train, x_test, y_test, label names, name, split record)``.
+
+    Warns:
+        DataWarning: naming the non-numeric columns not used as features."""
+    return _split_multilabel(cfg)[0]
+
+
+def _split_multilabel(
+    cfg: DataConfig,
+) -> tuple[
+    tuple[Tensor, Tensor, Tensor, Tensor, list[str], str, dict[str, Any]],
+    list[str],
+    tuple[str, ...],
+]:
+    """:func:`load_table_multilabel`, the data notes and the feature columns."""
     path = resolve_source(cfg, TABLE)
     assert path is not None
     if not cfg.label_columns:
         raise ValueError("data.label_columns: required for dataset 'table' with task multi-label")
-    table = load_table(path, label_columns=cfg.label_columns)
+    table, notes = _read(path, label_columns=cfg.label_columns)
     n = len(table.targets)
     if n < 2:
         raise ValueError(f"data.path: {path} has {n} row(s), at least 2 are needed")
@@ -81,20 +115,16 @@ def load_table_multilabel(
         stratified=False,
     )
     x, y = table.data, table.targets
+    names = list(table.class_names)
     return (
-        x[train_idx],
-        y[train_idx],
-        x[test_idx],
-        y[test_idx],
-        list(table.class_names),
-        cfg.dataset,
-        split,
+        (x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, cfg.dataset, split),
+        notes,
         tuple(table.feature_names),
     )
 
 
 def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
-    x_train, y_train, x_test, y_test, names, name, split, features = load_table_multilabel(cfg)
+    (x_train, y_train, x_test, y_test, names, name, split), notes, features = _split_multilabel(cfg)
     scaled = scale_features(x_train, x_test, cfg.feature_scaling)
     return LoadedData(
         scaled.train,
@@ -105,6 +135,7 @@ def _load_multilabel(cfg: DataConfig, source: Path | None) -> LoadedData:
         split,
         name,
         scaled.scaling,
+        notes=notes,
         preprocessing=scaled.preprocessing.with_feature_names(features),
     )
 

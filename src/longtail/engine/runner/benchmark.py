@@ -46,6 +46,7 @@ from longtail.engine.runner.reference import (
 from longtail.engine.runner.results import aggregate
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
+from longtail.engine.trainer import check_device_settings
 
 __all__ = ["method_names", "run_benchmark", "train_method"]
 
@@ -135,6 +136,7 @@ def run_benchmark(
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
     """
     out = Path(out_dir)
+    check_device_settings(cfg)  # e.g. fp16 on a CPU: refused before the run folder is made
     # rank 0 checks, creates and locks the folder; every rank raises the same error (none waits
     # forever); the lock is held until the command ends (the OS drops it if the process dies)
     created, lock = take_run_folder(out, resume, command)
@@ -207,7 +209,7 @@ def _run_benchmark(
         if echo is not None and main:
             for why in dict.fromkeys(unfit.values()):
                 skipped = ", ".join(n for n, w in unfit.items() if w == why)
-                echo(f"note: skipped {skipped}: {why}")
+                print(f"note: skipped {skipped}: {why}", file=sys.stderr, flush=True)
     # additive resume: the results of earlier commands this one does not ask for, if they match
     asked = {(label, seed) for label, _, _ in entries for seed in cfg.seeds}
     if cfg.data.sklearn_reference:

@@ -49,7 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longtail.data import load_idx, load_mulan, long_tailed_label_probs, make_tile_images
+from longtail.data import (
+    load_idx,
+    load_mulan,
+    long_tailed_label_probs,
+    make_tile_images,
+    mulan_set_names,
+)
 from longtail.engine.datasets import (
     DATA_FORMATS,
     FASHION_MNIST_NAMES,
@@ -92,12 +98,32 @@ def positive_counts(targets: Tensor) -> list[int]:
     return [int(c) for c in (targets == 1).sum(0).tolist()]
 
 
+def _mulan_name(cfg: DataConfig, directory: Path) -> str:
+    """``data.mulan_name``, else the folder's only Mulan set (errors say which key to set)."""
+    if cfg.mulan_name is not None:
+        return cfg.mulan_name
+    names = mulan_set_names(directory)
+    if len(names) == 1:
+        return names[0]
+    if names:
+        raise ValueError(
+            f"data.mulan_name: {directory} holds {len(names)} Mulan sets ({', '.join(names)}); "
+            f"choose one with --set data.mulan_name=NAME (e.g. --set data.mulan_name={names[0]}) "
+            "or mulan_name in the config's data section"
+        )
+    files = sorted(p.name for p in directory.iterdir() if p.suffix in (".xml", ".arff"))
+    raise FileNotFoundError(
+        f"data.data_dir: {directory} holds no Mulan set (NAME.xml with NAME-train.arff and "
+        f"NAME-test.arff beside it); its .xml / .arff files: {', '.join(files[:10]) or 'none'}"
+    )
+
+
 def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
     assert directory is not None
-    train, test = load_mulan(directory, cfg.mulan_name)
+    name = _mulan_name(cfg, directory)
+    train, test = load_mulan(directory, name)
     x_train, x_test, scaling, pre = scale_features(train.data, test.data, cfg.feature_scaling)
     names = list(train.class_names or [f"label {j}" for j in range(train.targets.shape[1])])
-    name = cfg.mulan_name or _mulan_stem(directory)
     return LoadedData(
         x_train,
         train.targets.float(),
@@ -108,11 +134,6 @@ def _load_mulan(cfg: DataConfig, directory: Path | None) -> LoadedData:
         feature_scaling=scaling,
         preprocessing=pre,
     )
-
-
-def _mulan_stem(directory: Path) -> str:
-    xml = sorted(directory.glob("*.xml"))
-    return xml[0].stem if len(xml) == 1 else directory.name
 
 
 def _check_mulan(cfg: Config, labels: str) -> None:
@@ -178,6 +199,8 @@ MULAN = register_data_format(
         inputs="vectors",
         check=_check_mulan,
         doc="a Mulan folder: NAME-train.arff, NAME-test.arff and NAME.xml (multi-label)",
+        # the public sets are fetched under their own name: data.mulan_name, or the folder's
+        fetch=lambda cfg, directory: cfg.mulan_name or directory.name,
     )
 )
 FASHION_TILES = register_data_format(
@@ -187,6 +210,7 @@ FASHION_TILES = register_data_format(
         keys=("tiles_train", "tiles_test", "tiles_item_size", "tiles_blank_prob"),
         idx_files=True,
         doc="2x2 tiles of Fashion-MNIST items, one label per item class (multi-label)",
+        fetch="fashion-mnist",
     )
 )
 
@@ -238,7 +262,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
         split=loaded.split,
         evaluated_on=evaluated_on,
         feature_scaling=loaded.feature_scaling,
-        notes=kept.notes,
+        notes=[*loaded.notes, *kept.notes],
         details=kept.details,
         preprocessing=loaded.preprocessing,
         **loaded.lazy_datasets(y_train, y_test),  # lazy images carry the final targets
