@@ -157,22 +157,38 @@ def _csv(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch
         cols = _select(header, pre, path)
         id_col = header.index("id") if "id" in header else None
         ids: list[str] = []
-        rows: list[list[float]] = []
+        rows: list[list[str]] = []
+        first = 1
         for n, row in enumerate(reader, start=1):
             if not row:
                 continue
             try:
-                rows.append([_number(row[c]) for c in cols])
-            except (ValueError, IndexError):
-                raise ValueError(
-                    f"{path}: data row {n}: a feature value is missing or not a number"
-                ) from None
+                rows.append([row[c] for c in cols])
+            except IndexError:
+                raise ValueError(f"{path}: data row {n}: fewer columns than the header") from None
             ids.append(row[id_col] if id_col is not None and id_col < len(row) else str(n))
             if len(rows) == batch_size:
-                yield InputBatch(ids, torch.tensor(rows, dtype=torch.float64))
-                ids, rows = [], []
+                yield InputBatch(ids, _numbers(rows, path, first))
+                ids, rows, first = [], [], n + 1
         if rows:
-            yield InputBatch(ids, torch.tensor(rows, dtype=torch.float64))
+            yield InputBatch(ids, _numbers(rows, path, first))
+
+
+def _numbers(rows: list[list[str]], path: Path, first: int) -> Tensor:
+    """A batch of CSV cells as float64 (empty, ``NA``, ``?``: missing, NaN)."""
+    try:
+        return torch.from_numpy(np.array(rows, dtype=np.float64))
+    except ValueError:
+        pass
+    out = []
+    for k, row in enumerate(rows):
+        try:
+            out.append([_number(v) for v in row])
+        except ValueError:
+            raise ValueError(
+                f"{path}: data row {first + k}: a feature value is not a number"
+            ) from None
+    return torch.tensor(out, dtype=torch.float64)
 
 
 def _parquet(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch]:

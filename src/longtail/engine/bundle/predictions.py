@@ -116,18 +116,20 @@ def _rows(p: Predictor, ids: list[str], z: torch.Tensor, k: int) -> list[list[An
     if p.output == "labels":
         out = []
         for i, pr, d in zip(ids, probs.tolist(), decided.tolist(), strict=True):
-            names = ";".join(n for n, on in zip(p.classes_, d, strict=True) if on)
-            out.append([i, names, *(_f(v) for v in pr)])
+            on = ";".join(n for n, hit in zip(p.classes_, d, strict=True) if hit)
+            out.append([i, on, *(_f(v) for v in pr)])
         return out
     top_p, top_c = probs.topk(k, dim=1)
+    names = p.classes_
+    tp, tc = top_p.tolist(), top_c.tolist()
+    picked = probs.gather(1, decided.clamp_min(0).unsqueeze(1)).squeeze(1)
+    prob = torch.where(decided == UNKNOWN, probs.max(dim=1).values, picked).tolist()
     scores = rule_score(p.rule, z).tolist() if p.output == "class-or-unknown" else None
     out = []
     for r, (i, c) in enumerate(zip(ids, decided.tolist(), strict=True)):
-        name = "unknown" if c == UNKNOWN else p.classes_[c]
-        prob = float(probs[r].max()) if c == UNKNOWN else float(probs[r, c])
-        row: list[Any] = [i, c, name, _f(prob)]
+        row: list[Any] = [i, c, "unknown" if c == UNKNOWN else names[c], _f(prob[r])]
         for j in range(k):
-            row += [p.classes_[int(top_c[r, j])], _f(float(top_p[r, j]))]
+            row += [names[tc[r][j]], _f(tp[r][j])]
         if scores is not None:
             row.append(_f(scores[r]))
         out.append(row)
