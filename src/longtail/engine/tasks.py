@@ -18,6 +18,9 @@ hook                             called
 ``evaluate(model, splits)``      after training (and every ``eval_every`` epochs for the curves)
 ``postprocess(model)``           once after training, before the final evaluation
 ``state_dict()``                 with every checkpoint (task state needed to resume exactly)
+``prediction_rule()``            what ``evaluate`` applies to the network's outputs (a model bundle
+                                 stores it; :mod:`longtail.engine.prediction`)
+``inference_model()``            the trained network's structure, freshly built (a bundle rebuilds it)
 ===============================  ==================================================================
 
 A plain task overrides :meth:`Task.build_model` instead of :meth:`Task.setup` and returns a loss (or a

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -63,9 +64,15 @@ def export_bundle(
         expected = module(x)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     quiet = contextlib.redirect_stdout(io.StringIO())
-    with warnings.catch_warnings(), quiet:
-        warnings.simplefilter("ignore")  # tracer and exporter chatter, not the user's business
-        return _export_checked(predictor, module, fmt, path, tmp, x, expected, atol)
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" is not the user's business
+    try:
+        with warnings.catch_warnings(), quiet:
+            warnings.simplefilter("ignore")  # tracer and exporter chatter
+            return _export_checked(predictor, module, fmt, path, tmp, x, expected, atol)
+    finally:
+        onnx_log.setLevel(level)
 
 
 def _export_checked(
