@@ -8,6 +8,7 @@ the validation split, and for single-label the confusion matrix recorded in ``re
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -362,3 +363,42 @@ def test_report_names_the_best_method_on_validation(tmp_path: Path) -> None:
     assert f"Best on validation by Balanced acc.: **{best}**" in md
     assert f"longtail fit {out / 'config.yaml'} --method {best} --out model" in md
     assert f"--method {best} --out model" in (out / "report.html").read_text()
+
+
+def test_mulan_bundle_on_raw_test_features(tmp_path: Path) -> None:
+    """Real data (yeast): the raw ARFF test features through the bundle equal the engine's
+    standardised test tensors, and `longtail predict` on them as a CSV writes the labels above
+    the bundle's thresholds."""
+    from tests.conftest import shared_data_dir
+
+    yeast = shared_data_dir() / "multilabel" / "yeast"
+    if not yeast.is_dir():
+        pytest.skip(f"real data not found at {yeast}")
+    from longtail.data import load_mulan
+
+    cfg = load_config(
+        str(ROOT / "configs/multilabel_yeast.yaml"), {**TINY, "data.data_dir": str(yeast)}
+    )
+    info = fit_bundle(cfg, "bce", tmp_path / "b", run_dir=tmp_path / "r")
+    assert {"CF1_at_0_5", "CF1_tuned", "OF1_at_0_5", "OF1_tuned"} <= set(info)
+    p = load_bundle(tmp_path / "b")
+    assert p.rule.thresholds is not None and len(p.rule.thresholds) == len(p.classes_)
+    from longtail.engine.kinds import TASK_KINDS as KINDS
+
+    full = KINDS["multi-label"].build_data(_with_validation(cfg, None), "long-tailed", 0)
+    _, raw_test = load_mulan(yeast)
+    assert torch.equal(p.as_inputs(raw_test.data), full.test_x)
+    x = raw_test.data[:20].numpy()
+    table = tmp_path / "x.csv"
+    header = ",".join(f"c{j}" for j in range(x.shape[1]))
+    table.write_text(
+        header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n"
+    )
+    res = _cli("predict", str(tmp_path / "b"), str(table), "--out", str(tmp_path / "p.csv"))
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert rows[0][:2] == ["input", "labels"] and len(rows) == 21
+    decided = p.predict(x)
+    for row, d in zip(rows[1:], decided.tolist(), strict=True):
+        shown = row[1].split(";") if row[1] else []
+        assert shown == [n for n, on in zip(p.classes_, d, strict=True) if on]
