@@ -402,3 +402,49 @@ def test_mulan_bundle_on_raw_test_features(tmp_path: Path) -> None:
     for row, d in zip(rows[1:], decided.tolist(), strict=True):
         shown = row[1].split(";") if row[1] else []
         assert shown == [n for n, on in zip(p.classes_, d, strict=True) if on]
+
+
+def test_true_classes_in_the_input_are_scored_or_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(100, 2))
+    y = (x[:, 0] > 0).astype(int)
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "a,b,label\n" + "".join(f"{u},{v},{k}\n" for (u, v), k in zip(x, y, strict=True))
+    )
+    cfg = load_config(
+        str(ROOT / "configs/table.yaml"),
+        {
+            **TINY,
+            "data.path": str(table),
+            "data.label_column": "label",
+            "data.imbalance_factor": None,
+        },
+    )
+    fit_bundle(cfg, "erm", tmp_path / "b", run_dir=tmp_path / "r")
+    res = _cli(
+        "predict",
+        str(tmp_path / "b"),
+        str(table),
+        "--label-column",
+        "label",
+        "--out",
+        str(tmp_path / "p.csv"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "against the true classes: accuracy" in res.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0].endswith(",true_class") and rows[1].endswith(f",{y[0]}")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n0.1,0.2,0\n0.3,0.1,7\n")
+    res = _cli(
+        "predict",
+        str(tmp_path / "b"),
+        str(bad),
+        "--label-column",
+        "label",
+        "--out",
+        str(tmp_path / "q.csv"),
+    )
+    assert res.returncode == 2 and "the true class '7' is not a class of the bundle" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "q.csv").exists()

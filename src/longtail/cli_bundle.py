@@ -76,6 +76,11 @@ def add_bundle_commands(sub: Any, common: Any, positive_int: Any) -> None:
     p.add_argument("--top-k", type=positive_int, default=3, help="classes listed per row (3)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="inputs per batch (256)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument(
+        "--label-column",
+        help="a .csv column holding each row's true class (a class name or index): adds "
+        "true_class and reports the accuracy",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     e = sub.add_parser("export", help="write a bundle as TorchScript, ONNX or torch.export")
     e.add_argument("bundle", help="a bundle folder")
@@ -133,7 +138,9 @@ def _predict(args: argparse.Namespace, say: Any) -> int:
             f"BUNDLE: {args.bundle} does not say how raw inputs are preprocessed; use the "
             "Python API (longtail.load) with network inputs"
         )
-    batches: Any = iter_inputs(args.inputs, predictor.preprocessing, args.batch_size)
+    batches: Any = iter_inputs(
+        args.inputs, predictor.preprocessing, args.batch_size, label_column=args.label_column
+    )
     if not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm  # optional: the cli extra (tqdm)
 

@@ -42,6 +42,7 @@ class InputBatch:
     ids: list[str]
     x: Tensor
     notes: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
 
 
 def _is_idx(path: Path) -> bool:
@@ -144,7 +145,9 @@ def _number(text: str) -> float:
     return float(t)
 
 
-def _csv(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch]:
+def _csv(
+    path: Path, pre: Preprocessing, batch_size: int, label_column: str | None = None
+) -> Iterator[InputBatch]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         head = fh.read(4096)
         if "\x00" in head:
@@ -156,6 +159,13 @@ def _csv(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch
             raise ValueError(f"{path}: empty file (expected a header row with the column names)")
         cols = _select(header, pre, path)
         id_col = header.index("id") if "id" in header else None
+        if label_column is not None and label_column not in header:
+            raise ValueError(
+                f"--label-column: {path} has no column {label_column!r} (columns: "
+                f"{', '.join(header[:12])}{' ...' if len(header) > 12 else ''})"
+            )
+        label_col = None if label_column is None else header.index(label_column)
+        labels: list[str] = []
         ids: list[str] = []
         rows: list[list[str]] = []
         first = 1
@@ -167,11 +177,13 @@ def _csv(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch
             except IndexError:
                 raise ValueError(f"{path}: data row {n}: fewer columns than the header") from None
             ids.append(row[id_col] if id_col is not None and id_col < len(row) else str(n))
+            if label_col is not None:
+                labels.append(row[label_col].strip() if label_col < len(row) else "")
             if len(rows) == batch_size:
-                yield InputBatch(ids, _numbers(rows, path, first))
-                ids, rows, first = [], [], n + 1
+                yield InputBatch(ids, _numbers(rows, path, first), labels=labels or None)
+                ids, rows, labels, first = [], [], [], n + 1
         if rows:
-            yield InputBatch(ids, _numbers(rows, path, first))
+            yield InputBatch(ids, _numbers(rows, path, first), labels=labels or None)
 
 
 def _numbers(rows: list[list[str]], path: Path, first: int) -> Tensor:
@@ -269,7 +281,11 @@ def _idx(path: Path, pre: Preprocessing, batch_size: int) -> Iterator[InputBatch
 
 
 def iter_inputs(
-    paths: Sequence[str | Path], pre: Preprocessing, batch_size: int = 256
+    paths: Sequence[str | Path],
+    pre: Preprocessing,
+    batch_size: int = 256,
+    *,
+    label_column: str | None = None,
 ) -> Iterator[InputBatch]:
     """Batches of raw inputs from ``paths`` (see the module docstring).
 
@@ -278,6 +294,10 @@ def iter_inputs(
             for an image bundle...), a missing feature column (named), a file that cannot be read.
     """
     ps = [Path(p) for p in paths]
+    if label_column is not None and not (
+        len(ps) == 1 and ps[0].suffix.lower() == ".csv" and pre.kind == "features"
+    ):
+        raise ValueError("--label-column: the true classes are read from a .csv table only")
     for p in ps:
         if not p.exists():
             raise ValueError(f"INPUT: {p} does not exist")
@@ -292,7 +312,12 @@ def iter_inputs(
         if tables:
             if pre.kind != "features":
                 raise ValueError(f"INPUT: {p} is a table; this bundle takes images")
-            reader = {".csv": _csv, ".parquet": _parquet, ".npz": _npz}[p.suffix.lower()]
+            if p.suffix.lower() == ".csv":
+                yield from _csv(p, pre, batch_size, label_column)
+                return
+            if label_column is not None:
+                raise ValueError("--label-column: read from a .csv table only")
+            reader = {".parquet": _parquet, ".npz": _npz}[p.suffix.lower()]
             yield from reader(p, pre, batch_size)
         else:
             if pre.kind != "image":

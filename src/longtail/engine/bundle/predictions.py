@@ -80,6 +80,8 @@ def write_predictions(
     k = max(1, min(int(top_k), len(predictor.classes_) or 1))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = 0
+    stats = _Accuracy(len(predictor.classes_))
+    truth: list[int] = []
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
@@ -91,13 +93,22 @@ def write_predictions(
                         note(n)
                 x = predictor.as_inputs(batch.x).to(predictor.device)
                 z = predictor.logits(x).cpu()
+                if batch.labels is not None:
+                    truth = _true_classes(predictor, batch.labels)
                 if not header_written:
                     header = _header(predictor, k)
+                    if batch.labels is not None:
+                        header.append("true_class")
                     if predictor.output == "embedding":
                         header += [f"e{j}" for j in range(z.shape[1])]
                     writer.writerow(header)
                     header_written = True
-                writer.writerows(_rows(predictor, batch.ids, z, k))
+                out_rows = _rows(predictor, batch.ids, z, k)
+                if batch.labels is not None:
+                    for r, (row, t) in enumerate(zip(out_rows, truth, strict=True)):
+                        row.append(batch.labels[r])
+                        stats.add(int(row[1]), t)
+                writer.writerows(out_rows)
                 rows += len(batch.ids)
             if rows == 0:
                 raise ValueError("INPUT: no input to predict (an empty folder or table)")
@@ -105,7 +116,51 @@ def write_predictions(
     finally:
         if tmp.exists():
             tmp.unlink()
+    if stats.n and note is not None:
+        note(stats.text())
     return rows
+
+
+def _true_classes(p: Predictor, labels: list[str]) -> list[int]:
+    """The class index of each true label (a class name, or its index); ``ValueError`` naming a
+    label the bundle does not know."""
+    if p.output not in ("class", "class-or-unknown"):
+        raise ValueError("--label-column: true classes are for a single-label or open-set bundle")
+    where = {n: i for i, n in enumerate(p.classes_)}
+    out = []
+    for v in labels:
+        if v in where:
+            out.append(where[v])
+        elif v.isdigit() and int(v) < len(p.classes_):
+            out.append(int(v))
+        else:
+            shown = ", ".join(p.classes_[:12]) + (" ..." if len(p.classes_) > 12 else "")
+            raise ValueError(
+                f"INPUT: the true class {v!r} is not a class of the bundle (classes: {shown})"
+            )
+    return out
+
+
+class _Accuracy:
+    """Accuracy and balanced accuracy of the predictions against the true classes."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.n = 0
+        self.hits = [0] * num_classes
+        self.seen = [0] * num_classes
+
+    def add(self, pred: int, true: int) -> None:
+        self.n += 1
+        self.seen[true] += 1
+        self.hits[true] += int(pred == true)
+
+    def text(self) -> str:
+        acc = sum(self.hits) / self.n
+        per = [h / s for h, s in zip(self.hits, self.seen, strict=True) if s]
+        return (
+            f"against the true classes: accuracy {100 * acc:.1f}%, balanced accuracy "
+            f"{100 * sum(per) / len(per):.1f}% over {self.n} input(s) ({len(per)} classes seen)"
+        )
 
 
 def _rows(p: Predictor, ids: list[str], z: torch.Tensor, k: int) -> list[list[Any]]:
