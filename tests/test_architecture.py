@@ -34,6 +34,7 @@ OPTIONAL = {
     "safetensors",
     "onnxruntime",
     "filelock",
+    "optuna",
     "torch.utils.tensorboard",
 }
 

@@ -22,7 +22,7 @@ from longtail.engine.config.schema import (
 )
 from longtail.engine.datasets.formats import DATA_FORMATS, DataFormat
 from longtail.engine.kinds import TASK_KINDS
-from longtail.engine.methods import check_method_params, resolve_methods
+from longtail.engine.methods import check_method_params, check_tune_section, resolve_methods
 from longtail.engine.models import FACTORY_FORMAT, build_factory_model, factory_head_problem
 
 __all__ = ["check_config_against_data", "check_teacher_model"]
@@ -99,6 +99,10 @@ def _check_cross(cfg: Config) -> None:
             check_method_params(name, params, METHODS)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    try:
+        check_tune_section(cfg.tune, METHODS)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if fmt.source == "data_dir" and cfg.data.data_dir is None:
         raise ConfigError(
             f"config key 'data.data_dir': required for dataset {cfg.data.dataset!r} "

@@ -49,6 +49,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         # absent unless set: the dicts (and run fingerprints) of the other tasks stay as they were
         if sections.get(key) is not None:
             out[key] = sections[key]
+    if not out.get("tune"):
+        out.pop("tune", None)  # absent unless set (longtail tune's spaces), as the sections
     data = out["data"]
     if data.get("validation_fraction") is None:
         data.pop("validation_fraction", None)  # likewise: older run folders still resume

@@ -297,6 +297,13 @@ class Config:
             "second_stage, params}"
         ),
     )
+    tune: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_meta(
+            doc="longtail tune: search spaces by method (or train), parameter -> {low, high, "
+            "scale, choices}, [low, high] or false (see longtail.engine.methods.space)"
+        ),
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -6,6 +6,8 @@
   losses with :meth:`LossComponent.from_spec`) and a task's :class:`Vocabulary`.
 - :mod:`~longtail.engine.methods.compose`: :func:`compose`, :func:`recipe_from_dict`,
   :func:`resolve_methods`.
+- :mod:`~longtail.engine.methods.space`: the search spaces of ``longtail tune`` (a
+  :class:`Space` declared next to each tunable :class:`Param`) and a config's ``tune:`` section.
 
 The presets (the papers' recipes) and the loss components live with their task kind: the
 single-label ones in :mod:`longtail.tracks.single_label.methods`, the multi-label ones in
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from longtail.engine.methods.components import LossComponent, Vocabulary
 from longtail.engine.methods.compose import (
+    BETA_CHOICES,
     SAME_LOSS,
     canonical_loss,
     check_method_params,
@@ -31,22 +34,37 @@ from longtail.engine.methods.method import (
     LossFn,
     Method,
     Param,
+    Space,
     drw_start_epoch,
+)
+from longtail.engine.methods.space import (
+    TRAIN_PARAMS,
+    Dimension,
+    check_tune_section,
+    method_dimensions,
+    parse_space,
 )
 
 __all__ = [
+    "BETA_CHOICES",
     "SAME_LOSS",
+    "TRAIN_PARAMS",
     "Criterion",
+    "Dimension",
     "LossComponent",
     "LossContext",
     "LossFn",
     "Method",
     "Param",
+    "Space",
     "Vocabulary",
     "canonical_loss",
     "check_method_params",
+    "check_tune_section",
     "compose",
     "drw_start_epoch",
+    "method_dimensions",
+    "parse_space",
     "recipe_from_dict",
     "resolve_methods",
     "task_vocabulary",

@@ -21,10 +21,12 @@ from longtail.engine.methods.method import (
     Param,
     PosthocKind,
     SLAKind,
+    Space,
     StageKind,
 )
 
 __all__ = [
+    "BETA_CHOICES",
     "SAME_LOSS",
     "canonical_loss",
     "check_method_params",
@@ -44,10 +46,25 @@ def task_vocabulary(task: str) -> Vocabulary:
     return voc
 
 
+#: Effective-number betas as Cui et al. sweep them (a log scale of 1 - beta, as choices).
+BETA_CHOICES = Space(scale="choice", choices=(0.9, 0.99, 0.999, 0.9999, 0.99999))
+
 _DRW_PARAMS = {
-    "drw_beta": Param(0.9999, low=0.0, high=1.0, high_open=True, help="CB beta of the DRW weights"),
+    "drw_beta": Param(
+        0.9999,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="CB beta of the DRW weights",
+        space=BETA_CHOICES,
+    ),
     "drw_start_fraction": Param(
-        0.8, low=0.0, high=1.0, high_open=True, help="DRW starts at this fraction of the epochs"
+        0.8,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="DRW starts at this fraction of the epochs",
+        space=Space(0.5, 0.95),
     ),
 }
 _DRS_PARAMS = {
@@ -57,11 +74,15 @@ _DRS_PARAMS = {
         high=1.0,
         high_open=True,
         help="class-balanced re-sampling starts at this fraction of the epochs (Cao et al.: 160/200)",
+        space=Space(0.5, 0.95),
     ),
 }
 _SMOTE_PARAMS = {
     "smote_k_neighbors": Param(
-        5, low=1, help="nearest same-class neighbours SMOTE interpolates towards (Chawla et al.: 5)"
+        5,
+        low=1,
+        help="nearest same-class neighbours SMOTE interpolates towards (Chawla et al.: 5)",
+        space=Space(1, 10, "int"),
     ),
 }
 _SLA_PARAMS = {
@@ -75,6 +96,7 @@ _SLA_PARAMS = {
         choices=("si", "ag", "sd"),
         help="single (identity copy), aggregated (mean joint logit over the copies) or "
         "self-distilled (a class head trained towards the aggregation) inference",
+        space=Space(scale="choice", choices=("si", "ag", "sd")),
     ),
 }
 
@@ -89,22 +111,40 @@ _RFS_PARAMS = {
     )
 }
 
+_MIX_ALPHA = Param(
+    1.0,
+    low=0.0,
+    low_open=True,
+    help="Beta(a, a) of the mixing weight",
+    space=Space(0.1, 2.0, "log"),
+)
 _MIX_PARAMS: dict[str, dict[str, Param]] = {
-    "mixup": {
-        "mix_alpha": Param(1.0, low=0.0, low_open=True, help="Beta(a, a) of the mixing weight")
-    },
+    "mixup": {"mix_alpha": _MIX_ALPHA},
     "remix": {
-        "mix_alpha": Param(1.0, low=0.0, low_open=True, help="Beta(a, a) of the mixing weight"),
+        "mix_alpha": _MIX_ALPHA,
         "remix_kappa": Param(
-            3.0, low=1.0, help="count ratio above which the label leans to the minority"
+            3.0,
+            low=1.0,
+            help="count ratio above which the label leans to the minority",
+            space=Space(1.0, 6.0),
         ),
-        "remix_tau": Param(0.5, low=0.0, high=1.0, help="mixing weight below which it does"),
+        "remix_tau": Param(
+            0.5,
+            low=0.0,
+            high=1.0,
+            help="mixing weight below which it does",
+            space=Space(0.1, 0.9),
+        ),
     },
 }
 _POSTHOC_PARAMS: dict[str, dict[str, Param]] = {
-    "logit-adjust": {"tau": Param(1.0, low=0.0, help="post-hoc adjustment temperature", stage=2)},
+    "logit-adjust": {
+        "tau": Param(
+            1.0, low=0.0, help="post-hoc adjustment temperature", stage=2, space=Space(0.0, 3.0)
+        )
+    },
     "tau-norm": {
-        "tau": Param(1.0, low=0.0, help="normalisation exponent", stage=2),
+        "tau": Param(1.0, low=0.0, help="normalisation exponent", stage=2, space=Space(0.0, 2.0)),
         "drop_bias": Param(True, help="set the classifier bias to zero after normalising", stage=2),
     },
 }
@@ -115,6 +155,7 @@ _STAGE2_COMMON = {
         low_open=True,
         help="second-stage epochs as a fraction of train.epochs, rounded up (Kang et al.: 10 of 90)",
         stage=2,
+        space=Space(0.05, 0.5),
     ),
     "stage2_lr_factor": Param(
         1.0,
@@ -122,6 +163,7 @@ _STAGE2_COMMON = {
         low_open=True,
         help="second-stage peak lr / train.lr (cosine, restarted)",
         stage=2,
+        space=Space(0.05, 2.0, "log"),
     ),
 }
 _M2M = {
@@ -138,9 +180,17 @@ _M2M = {
         stage=2,
     ),
     "m2m_beta": Param(
-        0.999, low=0.0, high=1.0, high_open=True, help="seed / acceptance beta", stage=2
+        0.999,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="seed / acceptance beta",
+        stage=2,
+        space=Space(scale="choice", choices=(0.9, 0.99, 0.999, 0.9999)),
     ),
-    "m2m_lambda": Param(0.5, low=0.0, help="weight of f's seed-class logit", stage=2),
+    "m2m_lambda": Param(
+        0.5, low=0.0, help="weight of f's seed-class logit", stage=2, space=Space(0.01, 1.0, "log")
+    ),
     "m2m_gamma": Param(
         0.9,
         low=0.0,
@@ -149,8 +199,11 @@ _M2M = {
         high_open=True,
         help="g's minimal probability of the target class to accept (official run.sh)",
         stage=2,
+        space=Space(0.5, 0.99),
     ),
-    "m2m_steps": Param(10, low=1, help="gradient steps per translation", stage=2),
+    "m2m_steps": Param(
+        10, low=1, help="gradient steps per translation", stage=2, space=Space(1, 20, "int")
+    ),
     "m2m_step_size": Param(
         0.1,
         low=0.0,
@@ -184,7 +237,10 @@ _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
     "lws": dict(_STAGE2_COMMON),
     "wb": {
         "stage1_weight_decay": Param(
-            5e-3, low=0.0, help="weight decay of the first stage (official code: 5e-3)"
+            5e-3,
+            low=0.0,
+            help="weight decay of the first stage (official code: 5e-3)",
+            space=Space(1e-4, 5e-2, "log"),
         ),
         **_STAGE2_COMMON,
         "stage2_weight_decay": Param(
@@ -193,6 +249,7 @@ _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
             help="weight decay of the classifier in the second stage (the official 0.1 at lr 0.01, "
             "scaled to keep lr x weight decay at lr 0.1)",
             stage=2,
+            space=Space(1e-4, 1e-1, "log"),
         ),
         "maxnorm": Param(
             0.1,
@@ -200,6 +257,7 @@ _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
             high=1.0,
             help="MaxNorm radius: min + maxnorm * (max - min) of the stage-1 class-vector norms",
             stage=2,
+            space=Space(0.0, 0.5),
         ),
         "cb_beta": Param(
             0.9999,
@@ -208,6 +266,7 @@ _STAGE2_PARAMS: dict[str, dict[str, Param]] = {
             high_open=True,
             help="beta of the class-balanced loss",
             stage=2,
+            space=BETA_CHOICES,
         ),
     },
 }

@@ -28,6 +28,8 @@ __all__ = [
     "PosthocKind",
     "SLAKind",
     "SamplerKind",
+    "Space",
+    "SpaceScale",
     "StageKind",
     "drw_start_epoch",
 ]
@@ -41,6 +43,26 @@ MixKind = Literal["mixup", "remix"]
 #: ``da`` (every transformed copy labelled with its class) are the paper's baselines.
 SLAKind = Literal["joint", "mt", "da"]
 StageKind = Literal["crt", "lws", "wb", "m2m"]
+#: How ``longtail tune`` draws a value: uniformly in ``[low, high]`` (``linear``), uniformly in
+#: its logarithm (``log``), an integer in ``[low, high]`` (``int``) or one of ``choices`` (``choice``).
+SpaceScale = Literal["linear", "log", "int", "choice"]
+
+
+@dataclass(frozen=True)
+class Space:
+    """Where ``longtail tune`` searches a :class:`Param` (declared next to its default; a config's
+    ``tune:`` section narrows or widens it within the parameter's valid range)."""
+
+    low: float | None = None
+    high: float | None = None
+    scale: SpaceScale = "linear"
+    choices: tuple[Any, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The space as plain values (``best_params.json``, the report)."""
+        if self.scale == "choice":
+            return {"scale": "choice", "choices": list(self.choices)}
+        return {"scale": self.scale, "low": self.low, "high": self.high}
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,8 @@ class Param:
 
     ``stage`` says what the value shapes: ``1`` the (shareable) first training stage, ``2`` only the
     second stage or the post-hoc step, so methods that differ only there share the first stage.
+    ``space``: where ``longtail tune`` searches it (``None``: not searched unless a config's
+    ``tune:`` section gives a space).
     """
 
     default: float | int | bool | str
@@ -59,6 +83,7 @@ class Param:
     help: str = ""
     stage: int = 1
     choices: tuple[str, ...] = ()
+    space: Space | None = None
 
     def check(self, key: str, value: Any) -> Any:
         """Validate ``value`` (same type as the default, in range); raise ValueError naming ``key``."""

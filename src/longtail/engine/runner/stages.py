@@ -45,7 +45,7 @@ def stage_dir_for(out_dir: Path, stage: Stage, seed: int) -> Path:
 def _stage_blob(cfg: Config) -> dict[str, Any]:
     """The parts of the configuration every stage and run depends on (not the method lists)."""
     d = config_to_dict(cfg)
-    for key in ("methods", "seeds", "name", "method_params", "recipes"):
+    for key in ("methods", "seeds", "name", "method_params", "recipes", "tune"):
         d.pop(key, None)
     d["train"].pop("eval_every", None)
     d["train"].pop("num_threads", None)

@@ -63,6 +63,7 @@ from longtail.engine.methods import (
     LossContext,
     Method,
     Param,
+    Space,
     recipe_from_dict,
 )
 from longtail.engine.models import Classifier, build_model
@@ -119,6 +120,18 @@ def _distill_params(**defaults: float | bool) -> dict[str, Param]:
     }
     for k, v in defaults.items():
         params[k] = dataclasses.replace(params[k], default=v)
+    # searched by `longtail tune`: the terms the method uses (a weight at 0 stays off)
+    on = {k for k, v in defaults.items() if v and not isinstance(v, bool)}
+    spaces = {"ce_weight": Space(0.05, 2.0, "log")}
+    if on & {"kd_weight", "dkd_weight"}:
+        spaces["temperature"] = Space(1.0, 8.0, "log")
+    if "dkd_weight" in on:
+        spaces |= {"dkd_alpha": Space(0.25, 4.0, "log"), "dkd_beta": Space(1.0, 16.0, "log")}
+    for k in on & {"kd_weight", "dkd_weight", "rkd_distance", "rkd_angle"}:
+        d = float(defaults[k])
+        spaces[k] = Space(d / 5, d * 5, "log")
+    for k, space in spaces.items():
+        params[k] = dataclasses.replace(params[k], space=space)
     return params
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from longtail.engine.methods import LossComponent, LossContext, LossFn, Param
+from longtail.engine.methods import BETA_CHOICES, LossComponent, LossContext, LossFn, Param, Space
 from longtail.losses import class_balanced_weights, sigmoid_focal_loss
 from longtail.registry import Registry
 
@@ -35,9 +35,14 @@ def _class_balanced(gamma_key: str | None) -> LossFn:
     return fn
 
 
-_GAMMA = Param(2.0, low=0.0, help="focusing parameter")
+_GAMMA = Param(2.0, low=0.0, help="focusing parameter", space=Space(0.0, 5.0))
 _BETA = Param(
-    0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta (per-label positives)"
+    0.9999,
+    low=0.0,
+    high=1.0,
+    high_open=True,
+    help="effective-number beta (per-label positives)",
+    space=BETA_CHOICES,
 )
 
 #: The training losses multi-label recipes compose, by name.
@@ -64,9 +69,16 @@ for _c in (
         "asymmetric",
         "asymmetric loss",
         {
-            "gamma_pos": Param(0.0, low=0.0, help="focusing of positives"),
-            "gamma_neg": Param(4.0, low=0.0, help="focusing of negatives"),
-            "clip": Param(0.05, low=0.0, high=1.0, high_open=True, help="probability margin m"),
+            "gamma_pos": Param(0.0, low=0.0, help="focusing of positives", space=Space(0.0, 2.0)),
+            "gamma_neg": Param(4.0, low=0.0, help="focusing of negatives", space=Space(0.0, 6.0)),
+            "clip": Param(
+                0.05,
+                low=0.0,
+                high=1.0,
+                high_open=True,
+                help="probability margin m",
+                space=Space(0.0, 0.2),
+            ),
         },
         sigmoid=True,
     ),
@@ -89,9 +101,13 @@ for _c in (
         "hill",
         "Hill loss: focal-margin positives, -(lambda - p) p^2 negatives",
         {
-            "lamb": Param(1.5, low=1.0, help="lambda of the negative term"),
-            "margin": Param(1.0, low=0.0, help="logit margin of the positive term"),
-            "gamma": Param(2.0, low=0.0, help="focusing of the positive term"),
+            "lamb": Param(1.5, low=1.0, help="lambda of the negative term", space=Space(1.0, 2.5)),
+            "margin": Param(
+                1.0, low=0.0, help="logit margin of the positive term", space=Space(0.0, 2.0)
+            ),
+            "gamma": Param(
+                2.0, low=0.0, help="focusing of the positive term", space=Space(0.0, 4.0)
+            ),
         },
         sigmoid=True,
     ),

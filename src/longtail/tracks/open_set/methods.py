@@ -31,7 +31,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from longtail.engine.methods import LossContext, Method, Param
+from longtail.engine.methods import LossContext, Method, Param, Space
 from longtail.registry import Registry
 from longtail.tracks.open_set.evaluation import SCORES
 
@@ -129,20 +129,40 @@ _ARPL = "Chen et al., Adversarial Reciprocal Points Learning for Open Set Recogn
 _LA = "Menon et al., Long-Tail Learning via Logit Adjustment, ICLR 2021"
 
 _TEMPERATURE = Param(
-    1.0, low=0.0, low_open=True, help="temperature T of the cross-entropy on the distances"
+    1.0,
+    low=0.0,
+    low_open=True,
+    help="temperature T of the cross-entropy on the distances",
+    space=Space(0.1, 100.0, "log"),
 )
-_OPEN_WEIGHT = Param(0.1, low=0.0, help="weight lambda of the open-space term (official 0.1)")
+_OPEN_WEIGHT = Param(
+    0.1,
+    low=0.0,
+    help="weight lambda of the open-space term (official 0.1)",
+    space=Space(0.01, 1.0, "log"),
+)
 _NUM_POINTS = Param(1, low=1, help="reciprocal points per class M")
 _RECIPROCAL = {"num_points": _NUM_POINTS, "temperature": _TEMPERATURE, "open_weight": _OPEN_WEIGHT}
-_ARPL_PARAMS = {**_RECIPROCAL, "margin": Param(1.0, low=0.0, help="margin of the radius term")}
+_ARPL_PARAMS = {
+    **_RECIPROCAL,
+    "margin": Param(1.0, low=0.0, help="margin of the radius term", space=Space(0.0, 5.0)),
+}
 _GCPL_PARAMS = {
     "num_prototypes": Param(1, low=1, help="prototypes per class M"),
     "temperature": _TEMPERATURE,
-    "prototype_weight": Param(0.1, low=0.0, help="weight of the prototype loss (ARPL code: 0.1)"),
+    "prototype_weight": Param(
+        0.1,
+        low=0.0,
+        help="weight of the prototype loss (ARPL code: 0.1)",
+        space=Space(0.01, 1.0, "log"),
+    ),
 }
 _CS_PARAMS = {
     "cs_weight": Param(
-        0.1, low=0.0, help="weight beta of the confusing-sample loss (ARPL code: 0.1)"
+        0.1,
+        low=0.0,
+        help="weight beta of the confusing-sample loss (ARPL code: 0.1)",
+        space=Space(0.01, 1.0, "log"),
     ),
     "gan_lr": Param(2e-4, low=0.0, low_open=True, help="Adam lr of generator and discriminator"),
     "noise_dim": Param(64, low=1, help="length of the generator's noise vectors"),
@@ -152,14 +172,26 @@ _CS_PARAMS = {
 }
 _STRONG_PARAMS = {
     "label_smoothing": Param(
-        0.1, low=0.0, high=1.0, high_open=True, help="label smoothing of the cross-entropy"
+        0.1,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="label smoothing of the cross-entropy",
+        space=Space(0.0, 0.3),
     ),
     "passes": Param(
         2, low=1, help="passes over the training data per epoch (a longer cosine schedule)"
     ),
     "strong_augment": Param(True, help="random affine and cutout (strong_augment) every batch"),
 }
-_LA_TAU = {"tau": Param(1.0, low=0.0, help="logit adjustment of the training loss: + tau log pi")}
+_LA_TAU = {
+    "tau": Param(
+        1.0,
+        low=0.0,
+        help="logit adjustment of the training loss: + tau log pi",
+        space=Space(0.0, 3.0),
+    )
+}
 
 
 def _method(

@@ -7,11 +7,13 @@ CE_i / N``), ``inv-freq`` and ``el-la`` (the encouraging loss on logit-adjusted 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from longtail.engine.methods import LossComponent, LossContext, Param
+from longtail.engine.methods import BETA_CHOICES, LossComponent, LossContext, Param, Space
 from longtail.losses import encouraging_loss, inverse_frequency_weights, logit_adjusted_loss
 from longtail.registry import Registry
 
@@ -49,10 +51,19 @@ def _el_la(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
     return out
 
 
-_LOG_END = Param(0.75, low=0.0, high=1.0, low_open=True, help="conservative-bonus log end")
-_TAU = Param(1.0, low=0.0, help="logit-adjustment temperature")
-_BETA = Param(0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta")
-_GAMMA = Param(2.0, low=0.0, help="focusing parameter")
+_LOG_END = Param(
+    0.75,
+    low=0.0,
+    high=1.0,
+    low_open=True,
+    help="conservative-bonus log end",
+    space=Space(0.3, 1.0),
+)
+_TAU = Param(1.0, low=0.0, help="logit-adjustment temperature", space=Space(0.0, 3.0))
+_BETA = Param(
+    0.9999, low=0.0, high=1.0, high_open=True, help="effective-number beta", space=BETA_CHOICES
+)
+_GAMMA = Param(2.0, low=0.0, help="focusing parameter", space=Space(0.0, 5.0))
 
 #: The training losses single-label recipes compose, by name.
 LOSS_COMPONENTS: Registry[LossComponent] = Registry("single-label loss component")
@@ -70,7 +81,7 @@ for _c in (
         "cb-focal",
         "class-balanced",
         "class-balanced sigmoid focal loss",
-        {"beta": _BETA, "gamma": Param(1.0, low=0.0, help="focusing parameter")},
+        {"beta": _BETA, "gamma": dataclasses.replace(_GAMMA, default=1.0)},
         fixed={"loss_type": "focal"},
         other_params={
             "prior_bias": Param(
@@ -88,8 +99,12 @@ for _c in (
         "ldam",
         "label-distribution-aware margin loss on cosine logits",
         {
-            "max_margin": Param(0.5, low=0.0, help="largest margin (rarest class)"),
-            "scale": Param(30.0, low=0.0, low_open=True, help="logit scale s"),
+            "max_margin": Param(
+                0.5, low=0.0, help="largest margin (rarest class)", space=Space(0.1, 1.5)
+            ),
+            "scale": Param(
+                30.0, low=0.0, low_open=True, help="logit scale s", space=Space(5.0, 64.0, "log")
+            ),
         },
         drw_weight=True,
         head="cosine",
