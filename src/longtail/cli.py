@@ -14,6 +14,7 @@
     longtail methods [--task single-label|multi-label|open-set|distillation|metric-learning]
     longtail data list
     longtail data fetch NAME --to DIR [--force]
+    longtail tune [CONFIG] --method M [--trials N] [--jobs J] [--storage URL] ...   (cli_tune.py)
 
 ``CONFIG`` is a YAML file or the name of a bundled config (``digits_lt``, ``fashion_mnist_lt``,
 ``fashion_mnist_lt_if10``); ``longtail bench`` without one runs the bundled digits benchmark. Under
@@ -39,6 +40,7 @@ from typing import Any
 
 from longtail.cli_bundle import COMMANDS as BUNDLE_COMMANDS
 from longtail.cli_bundle import add_bundle_commands, run_bundle_command
+from longtail.cli_tune import add_tune_command, run_tune_command
 
 __all__ = ["build_parser", "main"]
 
@@ -184,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--force", action="store_true", help="download again the files already there and verified"
     )
+    add_tune_command(sub, _common, _positive_int)
     return parser
 
 
@@ -417,6 +420,10 @@ def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
         return run_bundle_command(args, _load, _say)
     if args.command == "data":
         return _cmd_data(args)
+    if args.command == "tune":
+        from longtail.engine.runner import describe_command  # lazy: a fast `longtail --help`
+
+        return run_tune_command(args, _load, _say, describe_command(args_list))
     if args.command == "report":
         from longtail.engine.checkpoint import read_json  # lazy: a fast `longtail --help`
         from longtail.engine.report import (  # lazy: a fast `longtail --help`
