@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -58,6 +59,8 @@ from longtail.engine.tune.trials import (
     open_storage,
     redact,
     run_trials,
+    sqlite_file,
+    stage_lock,
     worker_main,
 )
 
@@ -151,6 +154,21 @@ def _open_study(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(ctx.storage, heartbeat=ctx.heartbeat)
+    db = sqlite_file(ctx.storage)
+    # commands opening one SQLite study at once do it in turn (one of them enqueues the defaults)
+    with stage_lock(Path(f"{db}.lock")) if db else contextlib.nullcontext():
+        return _create_or_load(ctx, options, storage, fingerprint, defaults)
+
+
+def _create_or_load(
+    ctx: TrialContext,
+    options: TuneOptions,
+    storage: Any,
+    fingerprint: str,
+    defaults: dict[str, Any],
+) -> Any:
+    import optuna  # optional dependency: optuna (the cli extra)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.create_study(
@@ -257,6 +275,8 @@ def tune_method(
         import optuna  # noqa: F401  # optional dependency: optuna (the cli extra)
     except ImportError:
         raise ValueError("longtail tune needs optuna: pip install 'longtail[cli]'") from None
+    if not local:  # a storage that cannot be opened is said before the folder is made
+        open_storage(str(options.storage), heartbeat=True)
     out.mkdir(parents=True, exist_ok=True)
     lock = RunFolderLock(out)
     lock.acquire(options.command)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import socket
 import sys
 import time
 import warnings
@@ -42,6 +43,8 @@ __all__ = [
     "make_sampler",
     "open_storage",
     "run_trials",
+    "sqlite_file",
+    "stage_lock",
     "trial_config",
     "worker_main",
 ]
@@ -99,13 +102,22 @@ def open_storage(url: str, *, heartbeat: bool) -> Any:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}  # parallel writers wait
     if heartbeat:
         kwargs.update(heartbeat_interval=30, grace_period=120)
+    db = sqlite_file(url)
+    # processes creating one SQLite file's tables at once do it in turn
+    serial = db is not None and db.parent.is_dir()
     try:
-        with warnings.catch_warnings():
+        lock = stage_lock(Path(f"{db}.lock")) if serial else contextlib.nullcontext()
+        with lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. heartbeat is experimental in some versions
             return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as exc:  # sqlalchemy's and the drivers' errors have no common base here
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ValueError(f"--storage: cannot open {redact(url)}: {reason}") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL, else ``None``."""
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
 def redact(url: str) -> str:
@@ -196,9 +208,9 @@ def _suggest(trial: Any, dim: Dimension) -> Any:
 
 
 @contextlib.contextmanager
-def _stage_lock(path: Path) -> Iterator[None]:
-    """Hold ``path`` (waiting): trials that train the same first stage do it one after the other
-    (the second reuses it) when processes run side by side."""
+def stage_lock(path: Path) -> Iterator[None]:
+    """Hold the file lock ``path`` (waiting): e.g. trials that train the same first stage do it
+    one after the other (the second reuses it) when processes run side by side."""
     import filelock  # optional dependency: filelock (the cli extra; torch requires it)
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +227,7 @@ def _objective(
 
     def objective(trial: Any) -> float:
         values = {d.name: _suggest(trial, d) for d in ctx.dims}
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         label = f"trial-{trial.number:04d}"
         cfg = trial_config(ctx.cfg, ctx.method, label, values)
 
@@ -237,7 +250,7 @@ def _objective(
         runs = Runs(cfg, ctx.trials_dir, resume=False, tick=tick, data=data)
         t0 = time.perf_counter()
         try:
-            with _stage_lock(ctx.trials_dir / "stages" / f"{stage.key}-seed_{ctx.seed}.lock"):
+            with stage_lock(ctx.trials_dir / "stages" / f"{stage.key}-seed_{ctx.seed}.lock"):
                 record = runs.method(label, method, "long-tailed", ctx.seed)
         except NonFiniteLossError as exc:
             trial.set_user_attr("diverged", str(exc).split(";")[0])

@@ -1,0 +1,347 @@
+"""``longtail tune``: search spaces, the validation split only, resume, shared studies, bad input.
+
+Everything trains the bundled digits with a 16-unit MLP for 2-3 epochs, a handful of trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+import yaml
+
+from longtail.cli import main
+from longtail.engine.config import ConfigError, config_from_dict
+from longtail.engine.methods import TRAIN_PARAMS, method_dimensions, resolve_methods
+
+optuna = pytest.importorskip("optuna")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _config(tmp_path: Path, epochs: int = 2, **extra: Any) -> Path:
+    raw = {
+        "name": "tiny",
+        "methods": ["erm", "la-loss"],
+        "seeds": [0],
+        "data": {"dataset": "digits", "imbalance_factor": 10},
+        "model": {"arch": "mlp", "hidden": [16]},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "lr": 0.05,
+            "warmup_epochs": 0,
+            "eval_every": 1,
+            "num_threads": 1,
+        },
+        **extra,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "longtail", "tune", *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _states(db: Path) -> list[str]:
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return [r[0] for r in con.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        return []
+
+
+# ------------------------------------------------------------------------- search spaces
+
+
+def test_every_declared_space_lies_in_its_parameters_range() -> None:
+    from longtail.engine.kinds import TASK_KINDS
+
+    searched = 0
+    for kind in TASK_KINDS.values():
+        for label, method in kind.methods.items():
+            for d in method_dimensions(method, label, {}, train_defaults={}, tune_train=True):
+                assert d.contains(d.param.default), (label, d.name)
+                searched += 1
+    assert searched > 50
+    assert set(TRAIN_PARAMS) == {"lr", "weight_decay"}
+
+
+def test_tune_section_narrows_widens_and_switches_off() -> None:
+    cfg = config_from_dict(
+        {
+            "tune": {
+                "la-loss": {"tau": {"low": 0.5, "high": 5.0}},
+                "crt": {"stage2_lr_factor": False, "stage2_epoch_fraction": [0.1, 0.2]},
+                "train": {"lr": {"high": 0.2}},
+            }
+        }
+    )
+    table = resolve_methods({}, "single-label")
+    la = method_dimensions(table["la-loss"], "la-loss", cfg.tune, train_defaults={"lr": 0.05})
+    assert [(d.name, d.space.low, d.space.high) for d in la] == [
+        ("tau", 0.5, 5.0),
+        ("train.lr", 0.001, 0.2),  # named in tune.train: searched without --tune-train
+    ]
+    crt = method_dimensions(table["crt"], "crt", cfg.tune, train_defaults={})
+    assert [(d.name, d.space.low, d.space.high) for d in crt] == [
+        ("stage2_epoch_fraction", 0.1, 0.2),
+        ("train.lr", 0.001, 0.2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tune", "key"),
+    [
+        ({"nope": {"tau": [0, 1]}}, r"'tune\.nope': unknown method"),
+        ({"la-loss": {"gamma": [0, 1]}}, r"'tune\.la-loss\.gamma': unknown hyper-parameter"),
+        ({"la-loss": {"tau": {"low": -1.0}}}, r"'tune\.la-loss\.tau\.low': must be >= 0"),
+        (
+            {"cb-softmax": {"beta": {"choices": [0.9, 1.0]}}},
+            r"'tune\.cb-softmax\.beta\.choices\[1\]'",
+        ),
+        (
+            {"la-loss": {"tau": {"low": 2.0, "high": 1.0}}},
+            r"'tune\.la-loss\.tau\.high': must be > low",
+        ),
+        (
+            {"la-loss": {"tau": {"low": 0.0, "scale": "log"}}},
+            r"'tune\.la-loss\.tau\.low': scale log",
+        ),
+        ({"la-loss": {"tau": {"scale": "cubic"}}}, r"'tune\.la-loss\.tau\.scale': must be one of"),
+        ({"la-loss": {"tau": {"lo": 1}}}, r"'tune\.la-loss\.tau\.lo': unknown key"),
+        ({"la-loss": {"tau": [1]}}, r"'tune\.la-loss\.tau': expected \[low, high\]"),
+        ({"tau-norm": {"drop_bias": [0, 1]}}, r"'tune\.tau-norm\.drop_bias': a true/false"),
+        ({"smote": {"smote_k_neighbors": [1, 2.5]}}, r"'tune\.smote\.smote_k_neighbors\.high'"),
+        ({"train": {"momentum": [0.5, 0.9]}}, r"'tune\.train\.momentum': unknown hyper-parameter"),
+        ({"train": {"lr": {"low": 0.0}}}, r"'tune\.train\.lr\.low': must be > 0"),
+    ],
+)
+def test_bad_tune_sections_name_the_key(tune: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        config_from_dict({"tune": tune})
+
+
+def test_a_bad_space_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, tune={"la-loss": {"tau": {"low": -1.0}}})
+    code = main(["tune", str(cfg), "--method", "la-loss", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == "error: config key 'tune.la-loss.tau.low': must be >= 0.0, got -1.0"
+
+
+def test_nothing_to_tune_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["tune", str(_config(tmp_path)), "--method", "erm", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: --method: erm has no hyper-parameter to tune")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("url", ["nosuchdb://host/x", "sqlite:////no/such/folder/study.db", "x"])
+def test_a_storage_that_cannot_be_opened_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    out = tmp_path / "s"
+    code = main(
+        ["tune", str(_config(tmp_path)), "--method", "la-loss", "--out", str(out), "--storage", url]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: --storage: cannot open ")
+    assert not out.exists()
+
+
+def test_a_task_without_a_validation_split_is_refused() -> None:
+    from longtail.engine.tune import tune_validation_config
+
+    cfg = config_from_dict(
+        {
+            "task": "metric-learning",
+            "methods": ["triplet"],
+            "data": {"dataset": "digits"},
+            "train": {"batch_size": 60},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"data\.validation_fraction.*never reads the test set"):
+        tune_validation_config(cfg, "triplet", 0)
+
+
+# ------------------------------------------------------------------ the test set is never read
+
+
+class _Unreadable(torch.Tensor):
+    """A test split whose every use (indexing, arithmetic, len, repr) raises; building the data
+    may only pass it on (``.long()``, ``.contiguous()`` on it return it)."""
+
+    reads: ClassVar[int] = 0
+    PASSED_ON: ClassVar[tuple[str, ...]] = ("long", "contiguous")
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if getattr(func, "__name__", "") in cls.PASSED_ON and not kwargs and len(args) == 1:
+            return args[0]
+        cls.reads += 1
+        raise AssertionError(f"the test split was read ({getattr(func, '__name__', func)})")
+
+
+def test_tuning_never_reads_the_test_split(tmp_path: Path) -> None:
+    from longtail.engine.datasets import DATA_FORMATS, DataFormat, LoadedData, register_data_format
+    from longtail.engine.runner import run_benchmark
+    from longtail.engine.tune import TuneOptions, tune_method
+
+    def load(cfg: Any, source: Any) -> LoadedData:
+        g = torch.Generator().manual_seed(0)
+        y = torch.arange(300) % 3
+        x = torch.randn(300, 6, generator=g) + y[:, None].float()
+        poison = torch.zeros(30, 6).as_subclass(_Unreadable)
+        return LoadedData(
+            x, y, poison, torch.zeros(30).long().as_subclass(_Unreadable), ["a", "b", "c"]
+        )
+
+    register_data_format(
+        DataFormat(
+            name="unreadable-test",
+            load=load,
+            source=None,
+            inputs="vectors",
+            standardise=lambda tr, te: (tr, te),  # the test split passes through untouched
+            doc="a test split that raises when read",
+        )
+    )
+    try:
+        raw = {
+            "name": "poison",
+            "methods": ["la-loss"],
+            "seeds": [0],
+            "data": {"dataset": "unreadable-test", "imbalance_factor": 5},
+            "model": {"arch": "mlp", "hidden": [8]},
+            "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0, "num_threads": 1},
+        }
+        cfg = config_from_dict(raw)
+        _Unreadable.reads = 0
+        record = tune_method(
+            cfg, tmp_path / "study", TuneOptions(method="la-loss", trials=3), echo=None
+        )
+        assert _Unreadable.reads == 0
+        assert record["evaluated_on"] == "validation" and record["trials"]["finished"] == 3
+        b = record["budget"]  # 0.2 of each class of the long-tailed training subset held out
+        assert b["validation_fraction"] == 0.2 and 0 < b["num_validation"] < b["num_train"] / 3
+        # the control: a benchmark on the same data evaluates on the test split, and fails
+        with pytest.raises(AssertionError, match="the test split was read"):
+            run_benchmark(cfg, tmp_path / "bench", progress=False, echo=None)
+    finally:
+        del DATA_FORMATS["unreadable-test"]
+
+
+# ----------------------------------------------------------------------- resume and sharing
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_trial_resumes_to_the_uninterrupted_best(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, epochs=3)
+    args = [str(cfg), "--method", "la-loss", "--trials", "5", "--seed", "0", "--no-progress"]
+    out = tmp_path / "killed"
+    proc = _cli(*args, "--out", str(out))
+    deadline = time.monotonic() + 120
+    states: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        states = _states(out / "study.db")
+        if "COMPLETE" in states and states[-1] == "RUNNING":
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the study ended before it could be killed: {states}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _states(out / "study.db")
+    assert killed_at[-1] == "RUNNING" and "COMPLETE" in killed_at
+    with sqlite3.connect(out / "study.db") as con:
+        before = con.execute(
+            "SELECT t.number, v.value FROM trials t JOIN trial_values v USING (trial_id) "
+            "WHERE t.state = 'COMPLETE'"
+        ).fetchall()
+    # without --resume the folder is refused
+    again = _cli(*args, "--out", str(out))
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and "--resume" in err.strip().splitlines()[-1]
+    resumed = _cli(*args, "--out", str(out), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    # an uninterrupted study with the same seed, in this process
+    fresh = tmp_path / "fresh"
+    assert main(["tune", *args, "--out", str(fresh)]) == 0
+    got = json.loads((out / "best_params.json").read_text())
+    want = json.loads((fresh / "best_params.json").read_text())
+    assert got["best_params"] == want["best_params"]
+    assert got["best_value"] == want["best_value"]
+    assert got["trials"]["finished"] == want["trials"]["finished"] == 5
+    assert got["trials"]["fail"] == 1  # the killed trial, drawn again
+    with sqlite3.connect(out / "study.db") as con:
+        after = dict(
+            con.execute(
+                "SELECT t.number, v.value FROM trials t JOIN trial_values v USING (trial_id) "
+                "WHERE t.state = 'COMPLETE'"
+            ).fetchall()
+        )
+    assert all(after[n] == v for n, v in before)  # the finished trials were kept, not re-run
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    db = tmp_path / "shared.db"
+    url = f"sqlite:///{db}"
+    common = [str(cfg), "--method", "la-loss", "--trials", "6", "--storage", url, "--no-progress"]
+    procs = [_cli(*common, "--out", str(tmp_path / f"machine{i}")) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    study = optuna.load_study(study_name="tiny-la-loss", storage=url)
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 6 <= len(finished) <= 7  # the budget of the study (one more if both began the last)
+    assert len({t.user_attrs["process"] for t in finished}) == 2
+    assert sum(bool(t.user_attrs.get("defaults")) for t in study.trials) == 1
+    # each command reports the study as it was when its own last trial ended
+    seen = [json.loads((tmp_path / f"machine{i}" / "best_params.json").read_text()) for i in (0, 1)]
+    assert all(b["storage"] == url for b in seen)
+    assert max(b["trials"]["finished"] for b in seen) >= 6
+
+
+@pytest.mark.slow
+def test_jobs_run_trials_in_worker_processes(tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    cfg = str(_config(tmp_path))
+    args = ["--method", "focal", "--trials", "4", "--jobs", "2", "--no-progress"]
+    code = main(["tune", cfg, *args, "--out", str(out)])
+    assert code == 0
+    study = optuna.load_study(study_name="tiny-focal", storage=f"sqlite:///{out / 'study.db'}")
+    assert len({t.user_attrs["process"] for t in study.trials}) == 2
+    assert (out / "report.md").read_text().count("plots/") == 2
+    assert (out / "plots" / "history.png").stat().st_size > 0
