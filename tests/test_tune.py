@@ -345,3 +345,42 @@ def test_jobs_run_trials_in_worker_processes(tmp_path: Path) -> None:
     assert len({t.user_attrs["process"] for t in study.trials}) == 2
     assert (out / "report.md").read_text().count("plots/") == 2
     assert (out / "plots" / "history.png").stat().st_size > 0
+
+
+def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main(
+        [
+            "bench",
+            "--methods",
+            "focal,erm",
+            "--seeds",
+            "0,1",
+            "--epochs",
+            "2",
+            "--jobs",
+            "1",
+            "--tune-trials",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    record = json.loads((out / "tuning.json").read_text())
+    assert record["budget"]["trials"] == 2 and record["budget"]["epochs"] == 2
+    focal = record["methods"]["focal"]
+    assert focal["tuned"] and focal["trials"]["finished"] == 2
+    assert record["methods"]["erm"]["tuned"] is False  # nothing to tune: defaults kept
+    tuned_params = json.loads((out / "tuned" / "focal" / "seed_1" / "result.json").read_text())
+    for k, v in focal["best_params"].items():
+        assert tuned_params["params"][k] == pytest.approx(v)
+    diffs = []
+    for s in (0, 1):
+        a = json.loads((out / "default" / "focal" / f"seed_{s}" / "result.json").read_text())
+        b = json.loads((out / "tuned" / "focal" / f"seed_{s}" / "result.json").read_text())
+        diffs.append(b["metrics"]["balanced_accuracy"] - a["metrics"]["balanced_accuracy"])
+    assert focal["paired_difference"] == pytest.approx(sum(diffs) / 2)
+    assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
+    assert "| focal |" in (out / "tuning.md").read_text()

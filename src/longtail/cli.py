@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="no balanced reference, whatever the config says",
     )
+    b.add_argument(
+        "--tune-trials",
+        type=_positive_int,
+        help="tune every method with N trials on a validation split first (longtail tune), then "
+        "run the defaults and the best parameters on the test set: OUT/tuning.md",
+    )
     b.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: config)")
     b.add_argument(
         "--jobs",
@@ -303,6 +309,20 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             threads = threads_per_job(jobs, cfg.train.num_threads)
             how = f", {jobs} jobs of {threads} thread{'s' if threads > 1 else ''}"
         print(f"{cfg.name}: {len(cfg.seeds)} seed(s){how}, writing {out_dir}", file=sys.stderr)
+    if getattr(args, "tune_trials", None):
+        from longtail.engine.tune.compare import tuned_benchmark  # lazy: a fast `longtail --help`
+
+        tuned_benchmark(
+            cfg,
+            out_dir,
+            args.tune_trials,
+            jobs=jobs,
+            resume=args.resume,
+            command=describe_command(argv),
+            progress=not args.no_progress,
+            echo=_say,
+        )
+        return 0
     run_benchmark(
         cfg,
         out_dir,

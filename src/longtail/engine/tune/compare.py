@@ -1,0 +1,194 @@
+"""``longtail bench CONFIG --tune-trials N``: default against tuned, every method with one budget.
+
+:func:`tuned_benchmark` writes three parts into the run folder ``OUT``:
+
+1. ``OUT/default/``: the benchmark with the methods' defaults (an ordinary run folder);
+2. ``OUT/tune/<method>/``: one study per method (:func:`~longtail.engine.tune.tune_method`), every
+   study with the same budget (``N`` finished trials, the config's epochs, the same validation
+   split of the training data and seed); the test set is not read;
+3. ``OUT/tuned/``: the benchmark again, each method with its best parameters (the same seeds),
+   evaluated once on the test set.
+
+``OUT/tuning.json`` records the budget and, per method, the best parameters, the validation score
+of the best and of the default trial, and the test metric of both runs with the paired difference
+over seeds (tuned minus default, same seed); ``OUT/tuning.md`` is the table. A method with nothing
+to tune keeps its defaults (said in both files). ``tuned/results.json`` holds the same record under
+``tuning``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from longtail.engine.checkpoint import atomic_write_json, atomic_write_text, read_json
+from longtail.engine.config import Config
+from longtail.engine.runner import method_names, run_benchmark
+from longtail.engine.runner.stages import run_dir_for
+from longtail.engine.tune.study import STUDY_DB, TuneOptions, tune_method
+
+__all__ = ["tuned_benchmark"]
+
+
+def _metric(run: Path, method: str, seed: int, metric: str) -> float | None:
+    f = run_dir_for(run, method, seed) / "result.json"
+    if not f.is_file():
+        return None
+    v = read_json(f).get("metrics", {}).get(metric)
+    return None if v is None else float(v)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f}"
+
+
+def tuned_benchmark(
+    cfg: Config,
+    out: str | Path,
+    trials: int,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    command: str = "",
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Default and tuned benchmark of every method of ``cfg`` (see the module docstring);
+    returns the ``tuning.json`` record."""
+    root = Path(out)
+    say = echo or (lambda _m: None)
+    names = [n for n in method_names(cfg)]
+    cfg_default = dataclasses.replace(cfg, methods=names)
+    d_dir, t_dir = root / "default", root / "tuned"
+    say(f"1/3 defaults: {d_dir}")
+    default = run_benchmark(
+        cfg_default,
+        d_dir,
+        resume=resume and d_dir.exists(),
+        command=command,
+        progress=progress,
+        echo=None,
+        jobs=jobs,
+    )
+    primary = default["metric_specs"][0]["name"] if default.get("metric_specs") else None
+    studies: dict[str, dict[str, Any]] = {}
+    params = {k: dict(v) for k, v in cfg.method_params.items()}
+    seed = cfg.seeds[0]
+    for i, name in enumerate(names, start=1):
+        s_dir = root / "tune" / name
+        say(f"2/3 tuning {name} ({i}/{len(names)}, {trials} trials): {s_dir}")
+        options = TuneOptions(
+            method=name,
+            trials=trials,
+            jobs=jobs,
+            seed=seed,
+            resume=(s_dir / STUDY_DB).exists(),
+            command=command,
+        )
+        try:
+            rec = tune_method(cfg, s_dir, options, echo=None)
+        except ValueError as exc:
+            if "no hyper-parameter to tune" not in str(exc):
+                raise
+            studies[name] = {"tuned": False, "why": "nothing to tune: the defaults are kept"}
+            continue
+        best = {k: v for k, v in rec["best_params"].items() if not k.startswith("train.")}
+        params[name] = {**params.get(name, {}), **best}
+        studies[name] = {
+            "tuned": True,
+            "best_params": best,
+            "best_validation": rec["best_value"],
+            "default_validation": rec["default_value"],
+            "trials": rec["trials"],
+            "budget": rec["budget"],
+        }
+    # the references are the default run's (the same rows: not trained twice)
+    data = dataclasses.replace(cfg.data, balanced_reference=False, sklearn_reference=False)
+    cfg_tuned = dataclasses.replace(cfg_default, method_params=params, data=data)
+    say(f"3/3 the best parameters on the test set: {t_dir}")
+    tuned = run_benchmark(
+        cfg_tuned,
+        t_dir,
+        resume=resume and t_dir.exists(),
+        command=command,
+        progress=progress,
+        echo=None,
+        jobs=jobs,
+    )
+    metric = primary or tuned["metric_specs"][0]["name"]
+    for name in names:
+        diffs, dv, tv = [], [], []
+        for s in cfg.seeds:
+            a, b = _metric(d_dir, name, s, metric), _metric(t_dir, name, s, metric)
+            if a is not None and b is not None:
+                diffs.append(b - a)
+                dv.append(a)
+                tv.append(b)
+        studies[name].update(
+            {
+                "test_default": statistics.fmean(dv) if dv else None,
+                "test_tuned": statistics.fmean(tv) if tv else None,
+                "paired_difference": statistics.fmean(diffs) if diffs else None,
+                "paired_difference_std": statistics.stdev(diffs) if len(diffs) > 1 else None,
+                "seeds": list(cfg.seeds),
+            }
+        )
+    record = {
+        "metric": metric,
+        "budget": {
+            "trials": trials,
+            "epochs": cfg.train.epochs,
+            "validation_fraction": cfg.data.validation_fraction or 0.2,
+            "seed": seed,
+        },
+        "methods": studies,
+    }
+    atomic_write_json(root / "tuning.json", record)
+    results = read_json(t_dir / "results.json")
+    results["tuning"] = record
+    atomic_write_json(t_dir / "results.json", results)
+    atomic_write_text(root / "tuning.md", _table(record))
+    say(f"wrote {root / 'tuning.md'}")
+    return record
+
+
+def _table(record: dict[str, Any]) -> str:
+    b = record["budget"]
+    lines = [
+        "# Default against tuned parameters",
+        "",
+        f"Every method tuned with the same budget: {b['trials']} trials of {b['epochs']} epochs on "
+        f"a validation split ({b['validation_fraction']:g} of the training data, seed {b['seed']}); "
+        "the test set was read once per run, after tuning. Test metric "
+        f"`{record['metric']}`, mean over seeds, in percent; *paired difference*: tuned minus "
+        "default, same seed.",
+        "",
+        "| Method | Default (test) | Tuned (test) | Paired difference | Validation: default -> best "
+        "| Best parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in record["methods"].items():
+        diff = m.get("paired_difference")
+        sd = m.get("paired_difference_std")
+        d_txt = (
+            "n/a"
+            if diff is None
+            else f"{100 * diff:+.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
+        )
+        if m.get("tuned"):
+            val = f"{_pct(m.get('default_validation'))} -> {_pct(m.get('best_validation'))}"
+            best = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in m["best_params"].items()
+            )
+        else:
+            val, best = "n/a", m.get("why", "")
+        lines.append(
+            f"| {name} | {_pct(m.get('test_default'))} | {_pct(m.get('test_tuned'))} | {d_txt} "
+            f"| {val} | {best} |"
+        )
+    return "\n".join(lines) + "\n"
