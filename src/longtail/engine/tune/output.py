@@ -175,6 +175,7 @@ def _plots(
     if default is not None:
         ax.axhline(default["value"], color="tab:green", linestyle="--", label="defaults")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # trials are whole numbers
     ax.set_ylabel(label)
     ax.set_title(f"{ctx.method}: optimisation history")
     ax.grid(alpha=0.3)
