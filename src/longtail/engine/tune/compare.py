@@ -61,8 +61,7 @@ def tuned_benchmark(
     returns the ``tuning.json`` record."""
     root = Path(out)
     say = echo or (lambda _m: None)
-    names = [n for n in method_names(cfg)]
-    cfg_default = dataclasses.replace(cfg, methods=names)
+    cfg_default = cfg
     d_dir, t_dir = root / "default", root / "tuned"
     say(f"1/3 defaults: {d_dir}")
     default = run_benchmark(
@@ -75,6 +74,8 @@ def tuned_benchmark(
         jobs=jobs,
     )
     primary = default["metric_specs"][0]["name"] if default.get("metric_specs") else None
+    # the methods the default run trained (`methods: all` skips those the data cannot run)
+    names = [n for n in method_names(cfg) if n in default["methods"]]
     studies: dict[str, dict[str, Any]] = {}
     params = {k: dict(v) for k, v in cfg.method_params.items()}
     seed = cfg.seeds[0]
@@ -108,7 +109,7 @@ def tuned_benchmark(
         }
     # the references are the default run's (the same rows: not trained twice)
     data = dataclasses.replace(cfg.data, balanced_reference=False, sklearn_reference=False)
-    cfg_tuned = dataclasses.replace(cfg_default, method_params=params, data=data)
+    cfg_tuned = dataclasses.replace(cfg, methods=names, method_params=params, data=data)
     say(f"3/3 the best parameters on the test set: {t_dir}")
     tuned = run_benchmark(
         cfg_tuned,
