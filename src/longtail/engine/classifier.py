@@ -264,8 +264,8 @@ class ClassifierTask(MethodTask):
         before every evaluation (building one costs about a millisecond; a run evaluates after
         every epoch). Rebuilt when the data's classes or group counts change."""
         key = (device, self.data.num_classes, tuple(self.data.group_counts))
-        cached = getattr(self, "_metric_cache", None)  # None also in a subclass's own __init__
-        if cached is not None and cached[0] == key:
+        cached: tuple[Any, SingleLabelMetrics] | None = getattr(self, "_metric_cache", None)
+        if cached is not None and cached[0] == key:  # (None also before __init__ set it)
             cached[1].reset()
             return cached[1]
         metric = SingleLabelMetrics(
