@@ -47,7 +47,7 @@ from longtail.engine.runner.results import aggregate
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
 
-__all__ = ["method_names", "run_benchmark", "train_method"]
+__all__ = ["data_problem", "method_names", "run_benchmark", "train_method"]
 
 #: Without a terminal, a progress line per (method, seed) at most this often (and one when it ends).
 PROGRESS_SECONDS = 30.0
@@ -61,7 +61,7 @@ def method_names(cfg: Config) -> list[str]:
     return list(cfg.methods)
 
 
-def _data_problem(method: Method, data: DataBundle) -> str | None:
+def data_problem(method: Method, data: DataBundle) -> str | None:
     """Why ``method`` cannot train on ``data`` (``None``: it can)."""
     if getattr(method, "sla", None) is not None and not data.is_image:
         return "needs images (SLA rotates and permutes them); the data are feature vectors"
@@ -195,7 +195,7 @@ def _run_benchmark(
                 for seed in cfg.seeds:
                     runs.data(variant, seed)
         first = runs.data("long-tailed", cfg.seeds[0])
-        unfit = {n: why for n, m, _ in entries if (why := _data_problem(m, first)) is not None}
+        unfit = {n: why for n, m, _ in entries if (why := data_problem(m, first)) is not None}
         if unfit and not isinstance(cfg.methods, str):
             name, why = next(iter(unfit.items()))
             raise ValueError(f"config key 'methods': {name} {why}")
