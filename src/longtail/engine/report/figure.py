@@ -15,15 +15,7 @@ from typing import Any
 from longtail.engine.report.sections import ReportContext
 from longtail.engine.report.style import GREY
 
-__all__ = [
-    "MAX_FIGURE_WIDTH",
-    "has_details",
-    "legend",
-    "mean_lists",
-    "outer_labels",
-    "panel_grid",
-    "short_name",
-]
+__all__ = ["MAX_FIGURE_WIDTH", "has_details", "legend", "mean_lists", "panel_grid", "short_name"]
 
 #: The widest figure in inches (1320 pixels at 110 dpi: nearly full size in ``report.html``).
 MAX_FIGURE_WIDTH = 12.0
@@ -60,7 +52,6 @@ def panel_grid(
     colorbar: bool = False,
     min_width: float = 2.2,
     square: bool = False,
-    share: bool = False,
 ) -> tuple[Any, Any, Any]:
     """A grid of ``n`` panels of up to ``width`` x ``height`` inches with fixed gaps (inches) for
     each panel's title, tick labels and axis labels, a figure title, and an optional colour-bar
@@ -69,9 +60,7 @@ def panel_grid(
     The figure is at most :data:`MAX_FIGURE_WIDTH` inches wide (shown at nearly full size in
     ``report.html``): the panels narrow down to ``min_width`` (``square``: their height too),
     then the grid takes fewer columns. The layout is computed, not searched (constrained layout
-    costs seconds on 20 panels). ``share``: the panels share their x and y axes (one set of
-    ticks; with :func:`outer_labels` only the outer panels draw tick and axis labels, which is most
-    of the drawing time of a grid of small panels).
+    costs seconds on 20 panels).
     """
     import matplotlib.pyplot as plt  # optional: matplotlib (the cli extra)
 
@@ -90,9 +79,7 @@ def panel_grid(
     title = textwrap.fill(title, width=max(30, int(fw * 72 / (12 * 0.62))))  # 12 pt characters
     top = 0.5 + 0.25 * (title.count("\n") + 1)
     fh = top + rows * height + (rows - 1) * hgap + bottom
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(fw, fh), squeeze=False, sharex=share, sharey=share
-    )
+    fig, axes = plt.subplots(rows, cols, figsize=(fw, fh), squeeze=False)
     fig.subplots_adjust(
         left=left / fw,
         right=1 - right / fw,
@@ -109,22 +96,6 @@ def panel_grid(
         y0 = fh - top - span
         cax = fig.add_axes((1 - 1.05 / fw, y0 / fh, 0.18 / fw, span / fh))
     return fig, axes, cax
-
-
-def outer_labels(axes: Any, used: int, *, x: bool = True, y: bool = True) -> None:
-    """Tick and axis labels only on the outer panels of a grid of ``used`` panels (the rest
-    blank): ``x`` on each column's lowest panel, ``y`` on each row's first panel. For panels
-    whose axes are shared (:func:`panel_grid` with ``share=True``) or equal."""
-    cols = axes.shape[1]
-    for i, ax in enumerate(list(axes.flat)[:used]):
-        inner_x = x and i + cols < used  # another panel below
-        inner_y = y and i % cols > 0
-        # set both ways: plt.subplots(sharex=True) hides every x tick label but the last row's
-        ax.tick_params(labelbottom=not inner_x, labelleft=not inner_y)
-        if inner_x:
-            ax.set_xlabel("")
-        if inner_y:
-            ax.set_ylabel("")
 
 
 def _blank_unused(axes: Any, used: int) -> None:

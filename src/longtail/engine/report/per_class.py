@@ -17,7 +17,6 @@ from longtail.engine.report.figure import (
     MAX_FIGURE_WIDTH,
     legend,
     mean_lists,
-    outer_labels,
     panel_grid,
     short_name,
 )
@@ -220,7 +219,6 @@ def _per_item_grid(
         left=0.75,
         wgap=0.85,
         hgap=0.95,
-        share=True,
     )
     xs = list(range(1, len(axis.bins) + 1))
     finite = [v for m in ctx.names for v in series[m] if not math.isnan(v)]
@@ -246,7 +244,6 @@ def _per_item_grid(
         )
         ax.set_ylabel(f"{quantity} (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
-    outer_labels(axes, len(panels))
     return Section(
         f"{title}: every method",
         ctx.save(fig, filename, tight=False),

@@ -28,7 +28,6 @@ from longtail.engine.report.figure import (
     has_details,
     legend,
     mean_lists,
-    outer_labels,
     panel_grid,
     short_name,
 )
@@ -71,14 +70,8 @@ def _confusion_named(ctx: ReportContext) -> Section:
         hgap=0.55 + text,
         bottom=0.35 + text,
         colorbar=True,
-        share=True,
     )
     image = None
-    ticks = axes[0, 0]  # shared by every panel
-    ticks.set_xticks(range(c))
-    ticks.set_xticklabels(labels)
-    ticks.set_yticks(range(c))
-    ticks.set_yticklabels(labels)
     for ax, m in zip(axes.flat, ctx.names, strict=False):
         total = [[0.0] * c for _ in range(c)]
         for r in ctx.runs[m]:
@@ -89,11 +82,12 @@ def _confusion_named(ctx: ReportContext) -> Section:
         norm = [[v / max(sum(row), 1) for v in row] for row in total]
         image = ax.imshow(norm, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0))
         ax.set_title(m, fontsize=10)
-        ax.tick_params(axis="x", labelrotation=90, labelsize=8)
-        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xticks(range(c))
+        ax.set_xticklabels(labels, rotation=90, fontsize=8)
+        ax.set_yticks(range(c))
+        ax.set_yticklabels(labels, fontsize=8)
         ax.set_xlabel("predicted class", fontsize=8)
         ax.set_ylabel("true class", fontsize=8)
-    outer_labels(axes, len(ctx.names), x=False)  # class names left of every row
     if image is not None and cax is not None:
         bar = fig.colorbar(image, cax=cax)
         bar.set_label("share of the true class's test examples (square-root scale)", fontsize=8)
@@ -231,11 +225,10 @@ def _reliability(ctx: ReportContext) -> Section:
         left=0.7,
         wgap=0.75,
         hgap=0.9,
-        share=True,
     )
-    axes[0, 0].set_xticks([0.0, 0.5, 1.0])
-    axes[0, 0].set_yticks([0.0, 0.5, 1.0])
     for ax, m in zip(axes.flat, ctx.names, strict=False):
+        ax.set_xticks([0.0, 0.5, 1.0])  # three ticks a panel: the labels are most of the drawing
+        ax.set_yticks([0.0, 0.5, 1.0])
         rels = [r["details"]["reliability"] for r in ctx.runs[m]]
         nb = len(rels[0]["count"])
         cnt = [sum(rr["count"][b] for rr in rels) for b in range(nb)]
@@ -255,7 +248,6 @@ def _reliability(ctx: ReportContext) -> Section:
         ax.tick_params(labelsize=8)
         ax.set_xlabel("confidence (top probability)", fontsize=8)
         ax.set_ylabel("accuracy in the bin", fontsize=8)
-    outer_labels(axes, len(ctx.names))
     return Section(
         "Reliability",
         ctx.save(fig, "reliability.png", tight=False),
