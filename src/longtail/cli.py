@@ -158,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--jobs",
         type=_positive_int,
-        help="worker processes for the (stage, seed) runs (default: $LONGTAIL_JOBS, else one per "
-        "CPU core, or one per GPU); 1 trains in this process",
+        help="worker processes for the (stage, seed) runs (default: $LONGTAIL_JOBS, else chosen "
+        "from the amount of work: 1 for a small run, at most one per CPU core or GPU); 1 trains "
+        "in this process",
     )
     _common(b)
     t = sub.add_parser("train", help="train one method with one seed")
@@ -305,7 +306,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from longtail.engine.runner import threads_per_job  # lazy: a fast `longtail --help`
 
         how = ""
-        if jobs > 1:
+        if jobs is not None and jobs > 1:
             threads = threads_per_job(jobs, cfg.train.num_threads)
             how = f", {jobs} jobs of {threads} thread{'s' if threads > 1 else ''}"
         print(f"{cfg.name}: {len(cfg.seeds)} seed(s){how}, writing {out_dir}", file=sys.stderr)
@@ -334,10 +335,10 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int:
-    """``--jobs``, else ``$LONGTAIL_JOBS``, else one per core / GPU; 1 for ``train`` and torchrun."""
-    from longtail.engine.runner import default_jobs  # lazy: a fast `longtail --help`
-
+def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int | None:
+    """``--jobs``, else ``$LONGTAIL_JOBS``, else ``None``: the runner chooses from the amount of
+    work once the data are built (one job for a small run, at most one per core / GPU); 1 for
+    ``train`` and torchrun."""
     if args.command != "bench" or world_size > 1:
         return 1
     if args.jobs is not None:
@@ -347,8 +348,7 @@ def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> i
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"LONGTAIL_JOBS: expected an integer >= 1, got {env!r}")
         return int(env)
-    units = len(cfg.seeds) * (len(cfg.methods) if not isinstance(cfg.methods, str) else 2)
-    return max(1, min(default_jobs(device), units))
+    return None
 
 
 def _say(line: str) -> None:

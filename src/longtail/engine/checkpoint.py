@@ -189,37 +189,75 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 class BackgroundWriter:
-    """Atomic file writes on a background thread, one batch at a time, in submission order.
+    """Atomic file writes on one background thread that the caller never waits for, newest first.
 
     The trainer serialises a checkpoint in its own thread (so the bytes are a snapshot) and hands the
     slow part (write, ``fsync``, rename) to this writer, so that the next epoch starts at once.
-    :meth:`submit` first waits for the previous batch; :meth:`wait` blocks until the last one is on
-    disk and re-raises its error, if any. Writes stay atomic: a process killed mid-write leaves the
-    previous file.
+    :meth:`submit` does not wait: while the thread is writing, the files submitted meanwhile wait
+    for it, and a newer submission of the same path replaces the content still waiting (a writer
+    behind the trainer skips the checkpoints a newer one supersedes; every file on disk is one whole
+    submission). One thread serves every submission while there is work, and ends after
+    :data:`IDLE_SECONDS` without any (starting a thread per epoch costs more than the write).
+    :meth:`wait` blocks until every submitted file is on disk and re-raises a write error, which
+    :meth:`submit` also re-raises once it has happened. Writes stay atomic: a process killed
+    mid-write leaves the previous file.
     """
 
+    #: Seconds the writing thread waits for more work before it ends.
+    IDLE_SECONDS = 1.0
+
     def __init__(self) -> None:
-        self._thread: Any = None
+        self._cond = threading.Condition()
+        self._pending: dict[Path, bytes] = {}
+        self._writing = False
+        self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def _run(self, files: list[tuple[Path, bytes]]) -> None:
-        try:
-            for path, data in files:
-                atomic_write_bytes(path, data)
-        except BaseException as exc:  # re-raised by wait() in the caller's thread
-            self._error = exc
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(self.IDLE_SECONDS)
+                if not self._pending:
+                    self._thread = None  # idle: the next submission starts another thread
+                    return
+                files = list(self._pending.items())
+                self._pending.clear()
+                self._writing = True
+            try:
+                for path, data in files:
+                    atomic_write_bytes(path, data)
+            except BaseException as exc:  # re-raised by wait() / submit() in the caller's thread
+                with self._cond:
+                    if self._error is None:
+                        self._error = exc
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
 
-    def submit(self, files: list[tuple[Path, bytes]]) -> None:
-        """Write ``files`` (path, content) atomically, in order, in the background."""
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=(files,), name="longtail-writer")
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Block until the submitted files are written; re-raise a write error."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def _raise_error(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+
+    def submit(self, files: list[tuple[Path, bytes]]) -> None:
+        """Write ``files`` (path, content) atomically, in order, in the background (no waiting)."""
+        with self._cond:
+            self._raise_error()
+            for path, data in files:
+                self._pending.pop(path, None)  # the newest content of a path is written last
+                self._pending[path] = data
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="longtail-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Block until the submitted files are written; re-raise a write error."""
+        with self._cond:
+            while self._pending or self._writing:
+                self._cond.wait()
+            self._raise_error()

@@ -22,6 +22,7 @@ from longtail.registry import Registry
 
 __all__ = [
     "DPI",
+    "PNG_COMPRESS_LEVEL",
     "REPORT_SECTIONS",
     "ReportContext",
     "Section",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: The resolution of every plot (dots per inch).
 DPI = 110
+#: zlib level of the PNG files: 1 writes the large grids several times faster than the default 6
+#: (about a second of a report of 26 methods) for files about 1.3 times larger.
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,13 @@ class ReportContext:
 
         path = self.run_dir / "plots" / filename
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
+        fig.savefig(
+            buf,
+            format="png",
+            dpi=DPI,
+            bbox_inches="tight" if tight else None,
+            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
+        )
         plt.close(fig)
         atomic_write_bytes(path, buf.getvalue())
         return path

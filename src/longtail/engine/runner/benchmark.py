@@ -36,7 +36,7 @@ from longtail.engine.runner.folders import (
     take_run_folder,
 )
 from longtail.engine.runner.lock import RunFolderLock
-from longtail.engine.runner.parallel import run_parallel, threads_per_job
+from longtail.engine.runner.parallel import auto_jobs, run_parallel, threads_per_job
 from longtail.engine.runner.reference import (
     SKLEARN,
     SklearnRow,
@@ -48,7 +48,7 @@ from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
 from longtail.engine.trainer import check_device_settings
 
-__all__ = ["method_names", "run_benchmark", "train_method"]
+__all__ = ["data_problem", "method_names", "run_benchmark", "train_method"]
 
 #: Without a terminal, a progress line per (method, seed) at most this often (and one when it ends).
 PROGRESS_SECONDS = 30.0
@@ -62,7 +62,7 @@ def method_names(cfg: Config) -> list[str]:
     return list(cfg.methods)
 
 
-def _data_problem(method: Method, data: DataBundle) -> str | None:
+def data_problem(method: Method, data: DataBundle) -> str | None:
     """Why ``method`` cannot train on ``data`` (``None``: it can)."""
     if getattr(method, "sla", None) is not None and not data.is_image:
         return "needs images (SLA rotates and permutes them); the data are feature vectors"
@@ -102,7 +102,7 @@ def run_benchmark(
     command: str = "",
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
-    jobs: int = 1,
+    jobs: int | None = 1,
 ) -> dict[str, Any]:
     """Train every (method, seed) of ``cfg``, write the run folder, return ``results.json``'s content.
 
@@ -120,6 +120,8 @@ def run_benchmark(
         echo: where to print the final table (``None``: silent).
         jobs: worker processes for the stages and second stages (see
             :mod:`longtail.engine.runner.parallel`); 1 trains in this process. Not under ``torchrun``.
+            ``None``: chosen from the amount of work once the data are built
+            (:func:`~longtail.engine.runner.parallel.auto_jobs`; 1 under ``torchrun``).
 
     The data are loaded and checked before the run folder is written, and a start that fails before
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
@@ -167,7 +169,7 @@ def _run_benchmark(
     command: str,
     progress: bool,
     echo: Callable[[str], None] | None,
-    jobs: int,
+    jobs: int | None,
 ) -> dict[str, Any]:
     """:func:`run_benchmark` in the run folder ``out``, created (``created``) and locked."""
     main = D.is_main_process()
@@ -195,7 +197,7 @@ def _run_benchmark(
                 for seed in cfg.seeds:
                     runs.data(variant, seed)
         first = runs.data("long-tailed", cfg.seeds[0])
-        unfit = {n: why for n, m, _ in entries if (why := _data_problem(m, first)) is not None}
+        unfit = {n: why for n, m, _ in entries if (why := data_problem(m, first)) is not None}
         if unfit and not isinstance(cfg.methods, str):
             name, why = next(iter(unfit.items()))
             raise ValueError(f"config key 'methods': {name} {why}")
@@ -293,6 +295,24 @@ def _run_benchmark(
             )
 
     runs.tick = tick
+    if jobs is None:  # the default: from the amount of work (one job for a small run)
+        jobs = 1
+        if D.world_size() == 1:
+            sizes = {
+                (variant, seed): len(runs.data(variant, seed).train_y)
+                for _, _, variant in entries
+                for seed in cfg.seeds
+            }
+            device = D.resolve_device(cfg.train.device)
+            jobs, steps = auto_jobs(cfg, entries, sizes, device)
+            if echo is not None and jobs > 1:
+                threads = threads_per_job(jobs, cfg.train.num_threads)
+                print(
+                    f"{cfg.name}: {jobs} jobs of {threads} thread{'s' if threads > 1 else ''} "
+                    f"({steps} optimisation steps; --jobs 1 trains in this process)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     parallel_stages = 0
     if jobs > 1:
         if D.world_size() > 1:

@@ -1,7 +1,8 @@
 """Run the (stage, seed) and (method, seed) work of a benchmark in several worker processes.
 
 ``longtail bench --jobs N``: the work of :func:`longtail.engine.runner.run_benchmark` in N worker
-processes (``spawn``), in two phases:
+processes (forked from a ``forkserver`` that imported torch and the tracks once; ``spawn`` where
+the platform has no forkserver), in two phases:
 
 1. every distinct first stage (see :func:`~longtail.engine.runner.stages.stage_of`) for every seed, in
    parallel: each writes its own ``stages/<key>/seed_<s>/``;
@@ -23,6 +24,7 @@ without a terminal) names every running job.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -32,12 +34,29 @@ from typing import Any
 
 import torch
 
-from longtail.engine.kinds import reference_method
+from longtail.engine.kinds import TASK_KINDS, reference_method
 from longtail.engine.methods import resolve_methods
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
 
-__all__ = ["Job", "default_jobs", "plan_jobs", "run_parallel", "threads_per_job"]
+__all__ = [
+    "MIN_STEPS_PER_JOB",
+    "Job",
+    "auto_jobs",
+    "default_jobs",
+    "plan_jobs",
+    "run_parallel",
+    "threads_per_job",
+]
+
+#: Without ``--jobs``, one worker process per this many optimisation steps of the run (at most one
+#: per core): a worker costs about 2-3 s of start (importing torch and the tracks, receiving the
+#: data), which the digits MLP's steps (about 1.5 ms each on one thread) repay after a few
+#: thousand steps; a smaller run trains in the command's own process.
+MIN_STEPS_PER_JOB = 5000
+
+#: Imported once by the forkserver (where the platform has one), before it forks the workers.
+_PRELOAD = ["longtail.engine.runner.parallel", "longtail.tracks", "torch._dynamo"]
 
 # worker-process state, set by _init
 _STATE: dict[str, Any] = {}
@@ -56,6 +75,48 @@ def default_jobs(device: torch.device) -> int:
     if device.type == "cuda":
         return max(1, torch.cuda.device_count())
     return available_cores()
+
+
+def auto_jobs(
+    cfg: Any,
+    entries: Sequence[tuple[str, Any, str]],
+    train_sizes: Mapping[tuple[str, int], int],
+    device: torch.device,
+) -> tuple[int, int]:
+    """The default number of jobs, chosen from the amount of work; returns ``(jobs, steps)``.
+
+    ``steps``: the optimisation steps of every distinct (first stage, seed) and of every second
+    stage (``epochs x ceil(training examples / batch size)``), from the training set sizes
+    ``train_sizes[(variant, seed)]``. One job per :data:`MIN_STEPS_PER_JOB` steps, at most
+    :func:`default_jobs` (one per core or GPU) and the number of stage jobs.
+    """
+    batch = max(1, int(cfg.train.batch_size))
+    stage_jobs, finish_jobs = plan_jobs(cfg, entries)
+    by_label = {label: (method, variant) for label, method, variant in entries}
+    steps = 0
+    for _, label, seed in stage_jobs:
+        _, variant = by_label[label]
+        steps += cfg.train.epochs * math.ceil(train_sizes[(variant, seed)] / batch)
+    for _, label, seed in finish_jobs:
+        method, variant = by_label[label]
+        if method.second_stage:
+            params = method.resolve_params(cfg.method_params.get(label, {}))
+            cfg2 = TASK_KINDS[cfg.task].finish_config(cfg, method, params)
+            n = math.ceil(train_sizes[(variant, seed)] / max(1, int(cfg2.train.batch_size)))
+            steps += cfg2.train.epochs * n
+    jobs = min(default_jobs(device), len(stage_jobs), max(1, steps // MIN_STEPS_PER_JOB))
+    return max(1, jobs), steps
+
+
+def _context() -> Any:
+    """``forkserver`` where the platform has it: the server imports torch and the tracks once and
+    forks every worker from that (a spawned worker imports them itself, a few seconds each);
+    ``spawn`` elsewhere. Never a plain fork of this process, which may hold threads."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
 
 
 def threads_per_job(jobs: int, configured: int | None) -> int:
@@ -192,7 +253,7 @@ def run_parallel(
         disk for ``--resume``).
     """
     stage_jobs, finish_jobs = plan_jobs(cfg, entries)
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     messages = ctx.Queue()
     counter = ctx.Value("i", 0)
     running: dict[int, str] = {}

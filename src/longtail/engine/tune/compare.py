@@ -51,7 +51,7 @@ def tuned_benchmark(
     out: str | Path,
     trials: int,
     *,
-    jobs: int = 1,
+    jobs: int | None = 1,
     resume: bool = False,
     command: str = "",
     progress: bool = True,
@@ -85,7 +85,7 @@ def tuned_benchmark(
         options = TuneOptions(
             method=name,
             trials=trials,
-            jobs=jobs,
+            jobs=jobs or 1,
             seed=seed,
             resume=(s_dir / STUDY_DB).exists(),
             command=command,
