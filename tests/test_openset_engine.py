@@ -20,7 +20,7 @@ from longtail.engine.config import ConfigError, config_from_dict, load_config
 from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import resolve_methods
 from longtail.engine.optimizers import Optim
-from longtail.engine.runner import stage_of
+from longtail.engine.runner import Runs, stage_of
 from longtail.engine.tasks import Batch, StepOutput, Update
 from longtail.engine.trainer import Trainer
 from longtail.tracks.open_set.data import build_open_set_data, strong_augment
@@ -433,3 +433,35 @@ def test_oscr_thresholds_the_score_of_the_method() -> None:
     ml, _ = open_set_evaluation(known, target, unknown, score="max-logit", group_counts=[1, 1])
     assert sm["oscr"] == pytest.approx(2 / 3) and ml["oscr"] == 0.0
     assert sm["auroc"] == 1.0 and ml["auroc"] == 0.0
+
+
+def test_a_shared_stage_is_evaluated_once(
+    idx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """softmax and mls share one stage: the finishing run of the second reuses the first's logits
+    (one pass over the test and unknown images, not two), and the metrics equal a run without
+    the reuse."""
+    from longtail.engine.runner import train_method
+    from longtail.tracks.open_set import task as open_task
+
+    cfg = config_from_dict(tiny_raw(idx_dir))
+    data = TASK_KINDS["open-set"].build_data(cfg, "long-tailed", 0)
+    table = resolve_methods(cfg.recipes, cfg.task)
+    calls: list[int] = []
+    real = open_task.rule_logits
+
+    def counting(rule: Any, model: Any, x: Any) -> Any:
+        calls.append(len(x))
+        return real(rule, model, x)
+
+    monkeypatch.setattr(open_task, "rule_logits", counting)
+    runs = Runs(cfg, tmp_path / "a", resume=False, tick=lambda *a, **k: None, data=data)
+    first = runs.method("softmax", table["softmax"], "long-tailed", 0)
+    after_first = len(calls)
+    second = runs.method("mls", table["mls"], "long-tailed", 0)
+    assert len(calls) == after_first  # the finishing run of mls read no image
+    # the same metrics as an mls run that computes its own logits (a fresh process's state)
+    monkeypatch.setattr(open_task, "_STAGE_LOGITS", open_task._StageLogits())
+    alone = train_method(table["mls"], data, cfg, seed=0, out_dir=tmp_path / "b", label="mls")
+    assert second["metrics"] == alone["metrics"]
+    assert first["metrics"] != second["metrics"]  # the scores differ

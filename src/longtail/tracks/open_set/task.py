@@ -62,6 +62,39 @@ def open_set_finish_config(cfg: Config, method: Method, params: Mapping[str, Any
     return dataclasses.replace(cfg, train=train)
 
 
+class _StageLogits:
+    """The logits of the last finished stage's evaluation, reused by the finishing runs of the
+    other methods sharing that stage (they differ only in the score they threshold): the same
+    weights on the same data give the same logits. One entry; it matches a task only if the task
+    holds the very same stage weight tensors (``is``, not equal values) and data bundle, and
+    trains nothing (``train.epochs`` 0)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, Any] | None = None
+        self._value: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @staticmethod
+    def _anchor(task: OpenSetTask) -> tuple[Any, Any] | None:
+        if task.stage_state is None or task.config.train.epochs != 0 or not task.stage_state:
+            return None
+        return (next(iter(task.stage_state.values())), task.data)
+
+    def get(self, task: OpenSetTask) -> tuple[Tensor, Tensor, Tensor] | None:
+        key = self._anchor(task)
+        if key is None or self._key is None:
+            return None
+        same = key[0] is self._key[0] and key[1] is self._key[1]
+        return self._value if same else None
+
+    def put(self, task: OpenSetTask, value: tuple[Tensor, Tensor, Tensor]) -> None:
+        key = self._anchor(task)
+        if key is not None:
+            self._key, self._value = key, value
+
+
+_STAGE_LOGITS = _StageLogits()
+
+
 class OpenSetTask(MethodTask):
     """Train an :class:`OpenSetMethod` on the known classes; evaluate known vs unknown test images.
 
@@ -295,8 +328,13 @@ class OpenSetTask(MethodTask):
             y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long, device=device)
             return D.all_gather_cat(z).cpu(), D.all_gather_cat(y).cpu()
 
-        known_logits, known_y = logits_of("test")
-        unknown_logits, _ = logits_of("unknown")
+        cached = _STAGE_LOGITS.get(self)
+        if cached is None:
+            known_logits, known_y = logits_of("test")
+            unknown_logits, _ = logits_of("unknown")
+            _STAGE_LOGITS.put(self, (known_logits, known_y, unknown_logits))
+        else:
+            known_logits, known_y, unknown_logits = cached
         model.train(was_training)
         metrics, details = open_set_evaluation(
             known_logits,
