@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.data_fixtures import write_tiny_idx
 
 import longtail
+from data_fixtures import write_tiny_idx
 from longtail.engine.bundle import (
     BundleError,
     fit_bundle,
@@ -369,7 +369,7 @@ def test_mulan_bundle_on_raw_test_features(tmp_path: Path) -> None:
     """Real data (yeast): the raw ARFF test features through the bundle equal the engine's
     standardised test tensors, and `longtail predict` on them as a CSV writes the labels above
     the bundle's thresholds."""
-    from tests.conftest import shared_data_dir
+    from conftest import shared_data_dir
 
     yeast = shared_data_dir() / "multilabel" / "yeast"
     if not yeast.is_dir():
