@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch.distributed as dist
@@ -104,6 +105,24 @@ class TorchrunMany:
             (self.workdir / "stdout.txt").read_text(),
             (self.workdir / "stderr.txt").read_text(),
         )
+
+
+def once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Any]
+) -> tuple[Path, Any]:
+    """``make(folder)`` (JSON-able result) once per pytest run, also across xdist workers: a
+    worker that needs it while another computes it waits for it (a file lock), then reads it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this run
+    folder, done = base / name, base / f"{name}.json"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.is_file():
+            folder.mkdir(exist_ok=True)
+            done.write_text(json.dumps(make(folder)))
+    return folder, json.loads(done.read_text())
 
 
 def _rank_main(spec: Path) -> int:

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from dist_helpers import TorchrunMany
+from dist_helpers import TorchrunMany, once_per_run
 from longtail.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +27,21 @@ def _bench_args(cfg: Path, out: Path) -> list[str]:
     return ["bench", str(cfg), "--out", str(out), "--no-reference", "--jobs", "1"]
 
 
-def _launch_and_one_process(
-    configs: dict[str, dict[str, Any]], root: Path
-) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+Runs = tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]
+
+
+def _once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, configs: dict[str, dict[str, Any]]
+) -> Runs:
+    """:func:`_launch_and_one_process` once per pytest run (xdist workers share it)."""
+    root, out = once_per_run(tmp_path_factory, name, lambda d: _launch_and_one_process(configs, d))
+    proc = subprocess.CompletedProcess([], out["returncode"], "", out["stderr"])
+    return root, proc, out["single"]
+
+
+def _launch_and_one_process(configs: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
     """Every config under one torchrun launch (``root/NAME/ddp``) and, meanwhile, in this process
-    (``root/NAME/single``): the launch and the one-process exit codes."""
+    (``root/NAME/single``): the launch's exit code and error output, the one-process exit codes."""
     runs, paths = [], {}
     for name, raw in configs.items():
         (root / name).mkdir()
@@ -44,7 +54,8 @@ def _launch_and_one_process(
         name: main([*_bench_args(cfg, root / name / "single"), "--no-progress"])
         for name, cfg in paths.items()
     }
-    return launch.wait(), single
+    proc = launch.wait()
+    return {"returncode": proc.returncode, "stderr": proc.stderr, "single": single}
 
 
 SINGLE_LABEL_METHODS = ["drw", "cb-resample", "crt"]
@@ -57,7 +68,7 @@ def _data_dir() -> Path:
 @pytest.fixture(scope="module")
 def single_label_runs(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]:
+) -> Runs:
     """One torchrun launch: the MLP methods, then (when the data are there) the CNN with batch
     norm; and the same runs in one process."""
     # MLP without batch norm, no augmentation: the union of the two per-process batches of a step
@@ -99,17 +110,13 @@ def single_label_runs(
                 "num_threads": 1,
             },
         }
-    root = tmp_path_factory.mktemp("ddp_single_label")
-    return (root, *_launch_and_one_process(configs, root))
+    return _once(tmp_path_factory, "ddp_single_label", configs)
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.xdist_group("ddp_single_label")
 @pytest.mark.parametrize("method", SINGLE_LABEL_METHODS)
-def test_two_processes_match_one(
-    single_label_runs: tuple[Path, subprocess.CompletedProcess[str], dict[str, int]], method: str
-) -> None:
+def test_two_processes_match_one(single_label_runs: Runs, method: str) -> None:
     """Also for a two-stage method (crt: the erm stage, then the classifier on frozen features)."""
     root, proc, single = single_label_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -135,13 +142,12 @@ MULTI_LABEL_CASES = [("asl", 0.0), ("rfs", 0.0), ("hill", 0.3)]
 @pytest.fixture(scope="module")
 def multi_label_runs(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]:
+) -> Runs:
     """One torchrun launch: the multi-label methods of each hidden-label fraction (a data
     setting, so a config per fraction); and the same runs in one process."""
     from test_engine_fixtures import write_mulan
 
-    root = tmp_path_factory.mktemp("ddp_multi_label")
-    folder = write_mulan(root / "toy", n_train=96, n_test=200)
+    folder = write_mulan(tmp_path_factory.mktemp("toy") / "toy", n_train=96, n_test=200)
     configs = {}
     for hide in sorted({h for _, h in MULTI_LABEL_CASES}):
         configs[f"hide{hide}"] = {
@@ -164,15 +170,14 @@ def multi_label_runs(
                 "num_threads": 1,
             },
         }
-    return (root, *_launch_and_one_process(configs, root))
+    return _once(tmp_path_factory, "ddp_multi_label", configs)
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.xdist_group("ddp_multi_label")
 @pytest.mark.parametrize(("method", "hide"), MULTI_LABEL_CASES)
 def test_two_processes_match_one_multilabel(
-    multi_label_runs: tuple[Path, subprocess.CompletedProcess[str], dict[str, int]],
+    multi_label_runs: Runs,
     method: str,
     hide: float,
 ) -> None:
@@ -210,9 +215,8 @@ def test_two_processes_match_one_multilabel(
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.xdist_group("ddp_single_label")
 def test_two_processes_with_batch_norm_match_one(
-    single_label_runs: tuple[Path, subprocess.CompletedProcess[str], dict[str, int]],
+    single_label_runs: Runs,
 ) -> None:
     """The CNN has batch norm: synchronised over the 2 processes it steps like one process.
 

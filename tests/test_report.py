@@ -610,7 +610,10 @@ def test_confusion_shows_names_up_to_twenty_classes_and_groups_beyond(
     assert all(t == ["many (34)", "medium (33)", "few (33)"] for t in hundred["ticks"]["y"])
 
 
-def test_per_class_plots_name_classes_or_bin_them(inspected: dict[str, dict[str, Any]]) -> None:
+def test_per_class_plots_name_classes_or_bin_them(
+    runs: dict[str, Path], inspected: dict[str, dict[str, Any]]
+) -> None:
+    # `runs` writes the reports whose figures `inspected` records (not only in collection order)
     ten = inspected["ten/per_class_accuracy.png"]["ticks"]["x"][0]
     assert ten[0] == "T-shirt/top (500)" and ten[-1] == "Ankle boot (10)"
     hundred = inspected["hundred/per_class_accuracy.png"]["ticks"]["x"][0]

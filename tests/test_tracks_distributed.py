@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from data_fixtures import REPO_ROOT, write_idx_folder
-from dist_helpers import TorchrunMany
+from dist_helpers import TorchrunMany, once_per_run
 
 _TRAIN = {
     "epochs": 6,
@@ -109,10 +109,14 @@ def track_runs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]:
     """Every track's bench under one torchrun launch (``root/TRACK/ddp``) and in this process
-    (``root/TRACK/one``)."""
+    (``root/TRACK/one``), once per pytest run (xdist workers share it)."""
+    root, out = once_per_run(tmp_path_factory, "ddp_tracks", _launch_and_one_process)
+    return root, subprocess.CompletedProcess([], out["returncode"], "", out["stderr"]), out["one"]
+
+
+def _launch_and_one_process(root: Path) -> dict[str, Any]:
     from longtail.cli import main
 
-    root = tmp_path_factory.mktemp("tracks")
     data_dir = _write_brightness_idx(root / "idx")
     runs, configs = [], {}
     for track in TRACKS:
@@ -128,12 +132,12 @@ def track_runs(
         )
         for track, cfg in configs.items()
     }
-    return root, launch.wait(), one
+    proc = launch.wait()
+    return {"returncode": proc.returncode, "stderr": proc.stderr, "one": one}
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.xdist_group("ddp_tracks")
 @pytest.mark.parametrize("track", TRACKS)
 def test_track_under_torchrun(
     track_runs: tuple[Path, subprocess.CompletedProcess[str], dict[str, int]], track: str
