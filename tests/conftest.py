@@ -37,3 +37,11 @@ def data_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"real data sets not found at {d} (set LONGTAIL_DATA_DIR)")
     return d
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first (a stable sort: otherwise in collection order). Under xdist
+    (``-n auto --dist worksteal`` in pyproject.toml) a worker that runs out of tests takes the end
+    of the other's queue, so the long tests start early and the short ones fill in around them,
+    instead of one worker finishing a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

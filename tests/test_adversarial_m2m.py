@@ -188,6 +188,7 @@ def test_unconfident_g_accepts_nothing_and_slots_keep_real_samples():
     torch.testing.assert_close(out.confidence, torch.full_like(out.confidence, 0.5))
 
 
+@pytest.mark.slow
 def test_objective_decreases_and_translations_reach_the_target(g4):
     counts = [500, 200, 50, 10]
     y = _labels([64, 16, 16, 16])

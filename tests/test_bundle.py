@@ -135,6 +135,7 @@ def test_bundle_predicts_what_the_engine_evaluated(
         assert cm.tolist() == record["details"]["confusion"]
 
 
+@pytest.mark.slow
 def test_image_preprocessing_of_raw_files_matches_the_engine(idx_dir: Path, tmp_path: Path) -> None:
     """Raw uint8 test images through the bundle's preprocessing equal the engine's test tensors,
     and `longtail predict` on the IDX file and on PNG files of the same images agree."""
@@ -180,6 +181,7 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bundle"
 
 
+@pytest.mark.slow
 def test_bundle_loads_in_a_fresh_folder_without_run_or_data(
     digits_bundle: Path, tmp_path: Path
 ) -> None:
@@ -221,6 +223,7 @@ def test_predictor_is_a_module_with_sklearn_habits(digits_bundle: Path) -> None:
         p.predict(torch.rand(3, 5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx", "exported-program"])
 def test_export_agrees_with_the_predictor(digits_bundle: Path, tmp_path: Path, fmt: str) -> None:
     if fmt == "onnx":
@@ -233,6 +236,7 @@ def test_export_agrees_with_the_predictor(digits_bundle: Path, tmp_path: Path, f
     assert again.returncode == 2 and "not overwritten" in again.stderr
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(digits_bundle: Path, tmp_path: Path) -> None:
     old = tmp_path / "old"
     shutil.copytree(digits_bundle, old)
@@ -271,6 +275,7 @@ def test_cli_errors_are_one_line(digits_bundle: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_table_by_feature_name_in_any_order(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = 120
@@ -337,6 +342,7 @@ def test_bundle_error_names_the_file(tmp_path: Path) -> None:
         load_bundle(tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_report_names_the_best_method_on_validation(tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = _cli(
@@ -404,6 +410,7 @@ def test_mulan_bundle_on_raw_test_features(tmp_path: Path) -> None:
         assert shown == [n for n, on in zip(p.classes_, d, strict=True) if on]
 
 
+@pytest.mark.slow
 def test_true_classes_in_the_input_are_scored_or_refused(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(100, 2))

@@ -273,6 +273,7 @@ def test_bad_seeds_argument() -> None:
         main(["bench", "--seeds", "a,b"])
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
     out = subprocess.run(

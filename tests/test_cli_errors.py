@@ -358,6 +358,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unbuffered", [False, True])
 @pytest.mark.parametrize("args", [["methods"], ["methods", "--task", "multi-label"]])
 def test_closed_pipe_prints_nothing(unbuffered: bool, args: list[str]) -> None:
@@ -379,6 +380,7 @@ def test_closed_pipe_prints_nothing(unbuffered: bool, args: list[str]) -> None:
     assert proc.stderr == ""  # no "Exception ignored ... BrokenPipeError", no traceback
 
 
+@pytest.mark.slow
 def test_pipe_into_head() -> None:
     proc = subprocess.run(
         f"{sys.executable} -m longtail methods | head -1",
@@ -393,6 +395,7 @@ def test_pipe_into_head() -> None:
 
 
 # ---------------------------------------------------------------------------------- 10. umask
+@pytest.mark.slow
 def test_files_follow_the_umask(tmp_path: Path) -> None:
     cfg = _digits(tmp_path)
     out = tmp_path / "run"

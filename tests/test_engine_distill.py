@@ -298,6 +298,7 @@ def test_teacher_is_frozen_and_unchanged_by_training() -> None:
 # ------------------------------------------------------------------------ stages and checkpoints
 
 
+@pytest.mark.slow
 def test_teacher_stage_trained_once_and_shared(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -389,6 +390,7 @@ def _bench_args(config: Path, idx: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_bundled_configs_end_to_end(idx_dir: Path, tmp_path: Path) -> None:
     for config in (CONFIG, BALANCED_CONFIG):
         cfg = load_config(config)

@@ -1,11 +1,15 @@
-"""Two CPU processes under torchrun (gloo) give the same metrics as one process."""
+"""Two CPU processes under torchrun (gloo) give the same metrics as one process.
+
+A module fixture starts one torchrun launch for a group of runs (``dist_helpers.TorchrunMany``:
+the single-label runs, the multi-label runs) and, meanwhile, the same runs in this process; each
+method is compared in its own test.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,116 +17,175 @@ import pytest
 import torch
 import yaml
 
+from dist_helpers import TorchrunMany, once_per_run
 from longtail.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _torchrun(cfg: Path, out: Path, command: str = "train") -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc_per_node=2 -m longtail COMMAND CFG --out OUT`` on CPU (gloo)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"), OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "longtail",
-            command,
-            str(cfg),
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _bench_args(cfg: Path, out: Path) -> list[str]:
+    return ["bench", str(cfg), "--out", str(out), "--no-reference", "--jobs", "1"]
+
+
+Runs = tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]
+
+
+def _once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, configs: dict[str, dict[str, Any]]
+) -> Runs:
+    """:func:`_launch_and_one_process` once per pytest run (xdist workers share it)."""
+    root, out = once_per_run(tmp_path_factory, name, lambda d: _launch_and_one_process(configs, d))
+    proc = subprocess.CompletedProcess([], out["returncode"], "", out["stderr"])
+    return root, proc, out["single"]
+
+
+def _launch_and_one_process(configs: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
+    """Every config under one torchrun launch (``root/NAME/ddp``) and, meanwhile, in this process
+    (``root/NAME/single``): the launch's exit code and error output, the one-process exit codes."""
+    runs, paths = [], {}
+    for name, raw in configs.items():
+        (root / name).mkdir()
+        cfg = root / name / "c.yaml"
+        cfg.write_text(yaml.safe_dump(raw))
+        runs.append(_bench_args(cfg, root / name / "ddp"))
+        paths[name] = cfg
+    launch = TorchrunMany(runs, root / "launch")
+    single = {
+        name: main([*_bench_args(cfg, root / name / "single"), "--no-progress"])
+        for name, cfg in paths.items()
+    }
+    proc = launch.wait()
+    return {"returncode": proc.returncode, "stderr": proc.stderr, "single": single}
+
+
+SINGLE_LABEL_METHODS = ["drw", "cb-resample", "crt"]
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("LONGTAIL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def single_label_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Runs:
+    """One torchrun launch: the MLP methods, then (when the data are there) the CNN with batch
+    norm; and the same runs in one process."""
+    # MLP without batch norm, no augmentation: the union of the two per-process batches of a step
+    # is the single-process batch, and DDP averages the two mean gradients, so training matches
+    configs: dict[str, dict[str, Any]] = {
+        "mlp": {
+            "name": "ddp",
+            "methods": SINGLE_LABEL_METHODS,
+            "seeds": [0],
+            "data": {"dataset": "digits", "imbalance_factor": 10},
+            "model": {"arch": "mlp", "hidden": [32]},
+            "train": {
+                "epochs": 4,
+                "batch_size": 32,
+                "lr": 0.05,
+                "eval_every": 2,
+                "num_threads": 1,
+            },
+        }
+    }
+    fmnist = _data_dir() / "fashion-mnist"
+    if fmnist.is_dir():
+        configs["bn"] = {
+            "name": "ddp_bn",
+            "methods": ["erm"],
+            "seeds": [0],
+            "data": {
+                "dataset": "fashion-mnist",
+                "data_dir": str(fmnist),
+                "imbalance_factor": 10,
+                "max_per_class": 60,
+            },
+            "model": {"arch": "cnn", "channels": [4, 8]},
+            "train": {
+                "epochs": 3,
+                "batch_size": 32,
+                "lr": 0.05,
+                "eval_every": 0,
+                "num_threads": 1,
+            },
+        }
+    return _once(tmp_path_factory, "ddp_single_label", configs)
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["drw", "cb-resample", "crt"])
-def test_two_processes_match_one(tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize("method", SINGLE_LABEL_METHODS)
+def test_two_processes_match_one(single_label_runs: Runs, method: str) -> None:
     """Also for a two-stage method (crt: the erm stage, then the classifier on frozen features)."""
-    cfg = tmp_path / "c.yaml"
-    # MLP without batch norm, no augmentation: the union of the two per-process batches of a step
-    # is the single-process batch, and DDP averages the two mean gradients, so training matches
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "name": "ddp",
-                "methods": [method],
-                "seeds": [0],
-                "data": {"dataset": "digits", "imbalance_factor": 10},
-                "model": {"arch": "mlp", "hidden": [32]},
-                "train": {
-                    "epochs": 4,
-                    "batch_size": 32,
-                    "lr": 0.05,
-                    "eval_every": 2,
-                    "num_threads": 1,
-                },
-            }
-        )
-    )
-    proc = _torchrun(cfg, tmp_path / "ddp")
+    root, proc, single = single_label_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert main(["train", str(cfg), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
-    a = json.loads((tmp_path / "ddp" / method / "seed_0" / "result.json").read_text())
-    b = json.loads((tmp_path / "single" / method / "seed_0" / "result.json").read_text())
-    run = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert single["mlp"] == 0
+    ddp, one = root / "mlp" / "ddp", root / "mlp" / "single"
+    a = json.loads((ddp / method / "seed_0" / "result.json").read_text())
+    b = json.loads((one / method / "seed_0" / "result.json").read_text())
+    run = json.loads((ddp / "run.json").read_text())
     assert run["world_size"] == 2
     for key, value in b["metrics"].items():
         assert a["metrics"][key] == pytest.approx(value, abs=0.02), key
     # the confusion matrix is summed over both shards of the test set: all test images counted
     assert sum(map(sum, a["details"]["confusion"])) == sum(map(sum, b["details"]["confusion"]))
-    wa = torch.load(tmp_path / "ddp" / method / "seed_0" / "model.pt", weights_only=True)
-    wb = torch.load(tmp_path / "single" / method / "seed_0" / "model.pt", weights_only=True)
+    wa = torch.load(ddp / method / "seed_0" / "model.pt", weights_only=True)
+    wb = torch.load(one / method / "seed_0" / "model.pt", weights_only=True)
     for k in wb:
         assert torch.allclose(wa[k], wb[k], atol=1e-4), k
 
 
+MULTI_LABEL_CASES = [("asl", 0.0), ("rfs", 0.0), ("hill", 0.3)]
+
+
+@pytest.fixture(scope="module")
+def multi_label_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Runs:
+    """One torchrun launch: the multi-label methods of each hidden-label fraction (a data
+    setting, so a config per fraction); and the same runs in one process."""
+    from test_engine_fixtures import write_mulan
+
+    folder = write_mulan(tmp_path_factory.mktemp("toy") / "toy", n_train=96, n_test=200)
+    configs = {}
+    for hide in sorted({h for _, h in MULTI_LABEL_CASES}):
+        configs[f"hide{hide}"] = {
+            "name": "ddp_ml",
+            "task": "multi-label",
+            "methods": [m for m, h in MULTI_LABEL_CASES if h == hide],
+            "seeds": [0],
+            "data": {
+                "dataset": "mulan",
+                "data_dir": str(folder),
+                "imbalance_factor": None,
+                "hide_fraction": hide,
+            },
+            "model": {"arch": "mlp", "hidden": [16]},
+            "train": {
+                "epochs": 3,
+                "batch_size": 32,
+                "lr": 0.05,
+                "eval_every": 1,
+                "num_threads": 1,
+            },
+        }
+    return _once(tmp_path_factory, "ddp_multi_label", configs)
+
+
 @pytest.mark.distributed
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "hide"), [("asl", 0.0), ("rfs", 0.0), ("hill", 0.3)])
-def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: float) -> None:
+@pytest.mark.parametrize(("method", "hide"), MULTI_LABEL_CASES)
+def test_two_processes_match_one_multilabel(
+    multi_label_runs: Runs,
+    method: str,
+    hide: float,
+) -> None:
     """Multi-label (repeat-factor sampling, hidden labels): two processes train and evaluate like
     one; mAP gathers every test example's scores from both shards. With hidden labels each process
     averages its loss over its own known entries (as any masked loss under DDP), so the weights
     match only approximately and the metrics are compared."""
-    from test_engine_fixtures import write_mulan
-
-    folder = write_mulan(tmp_path / "toy", n_train=96, n_test=200)
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "name": "ddp_ml",
-                "task": "multi-label",
-                "methods": [method],
-                "seeds": [0],
-                "data": {
-                    "dataset": "mulan",
-                    "data_dir": str(folder),
-                    "imbalance_factor": None,
-                    "hide_fraction": hide,
-                },
-                "model": {"arch": "mlp", "hidden": [16]},
-                "train": {
-                    "epochs": 3,
-                    "batch_size": 32,
-                    "lr": 0.05,
-                    "eval_every": 1,
-                    "num_threads": 1,
-                },
-            }
-        )
-    )
-    proc = _torchrun(cfg, tmp_path / "ddp")
+    root, proc, single = multi_label_runs
     if (
         proc.returncode != 0
         and "SIGABRT" in proc.stderr
@@ -134,11 +197,12 @@ def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: f
         # other failure still fails the test.
         pytest.xfail("intermittent SIGABRT of a rank (open problem, see the closing note)")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert main(["train", str(cfg), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
-    a = json.loads((tmp_path / "ddp" / method / "seed_0" / "result.json").read_text())
-    b = json.loads((tmp_path / "single" / method / "seed_0" / "result.json").read_text())
-    wa = torch.load(tmp_path / "ddp" / method / "seed_0" / "model.pt", weights_only=True)
-    wb = torch.load(tmp_path / "single" / method / "seed_0" / "model.pt", weights_only=True)
+    assert single[f"hide{hide}"] == 0
+    ddp, one = root / f"hide{hide}" / "ddp", root / f"hide{hide}" / "single"
+    a = json.loads((ddp / method / "seed_0" / "result.json").read_text())
+    b = json.loads((one / method / "seed_0" / "result.json").read_text())
+    wa = torch.load(ddp / method / "seed_0" / "model.pt", weights_only=True)
+    wb = torch.load(one / method / "seed_0" / "model.pt", weights_only=True)
     diff = max(float((wa[k] - wb[k]).abs().max()) for k in wb)
     assert diff <= (1e-4 if hide == 0 else 2e-2), f"largest weight difference {diff:.3g}"
     # mAP ranks the scores; the F1 scores threshold them at 0.5, where an example whose probability
@@ -149,13 +213,11 @@ def test_two_processes_match_one_multilabel(tmp_path: Path, method: str, hide: f
     assert len(a["details"]["per_label_ap"]) == 4
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("LONGTAIL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-
-
 @pytest.mark.distributed
 @pytest.mark.slow
-def test_two_processes_with_batch_norm_match_one(tmp_path: Path) -> None:
+def test_two_processes_with_batch_norm_match_one(
+    single_label_runs: Runs,
+) -> None:
     """The CNN has batch norm: synchronised over the 2 processes it steps like one process.
 
     (With per-process batch statistics the weights differ by ~4e-2 after 3 epochs; synchronised,
@@ -164,40 +226,17 @@ def test_two_processes_with_batch_norm_match_one(tmp_path: Path) -> None:
     fmnist = _data_dir() / "fashion-mnist"
     if not fmnist.is_dir():
         pytest.skip(f"Fashion-MNIST not found at {fmnist} (set LONGTAIL_DATA_DIR)")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "name": "ddp_bn",
-                "methods": ["erm"],
-                "seeds": [0],
-                "data": {
-                    "dataset": "fashion-mnist",
-                    "data_dir": str(fmnist),
-                    "imbalance_factor": 10,
-                    "max_per_class": 60,
-                },
-                "model": {"arch": "cnn", "channels": [4, 8]},
-                "train": {
-                    "epochs": 3,
-                    "batch_size": 32,
-                    "lr": 0.05,
-                    "eval_every": 0,
-                    "num_threads": 1,
-                },
-            }
-        )
-    )
-    proc = _torchrun(cfg, tmp_path / "ddp")
+    root, proc, single = single_label_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert main(["train", str(cfg), "--out", str(tmp_path / "single"), "--no-progress"]) == 0
-    wa = torch.load(tmp_path / "ddp" / "erm" / "seed_0" / "model.pt", weights_only=True)
-    wb = torch.load(tmp_path / "single" / "erm" / "seed_0" / "model.pt", weights_only=True)
+    assert single["bn"] == 0
+    ddp, one = root / "bn" / "ddp", root / "bn" / "single"
+    wa = torch.load(ddp / "erm" / "seed_0" / "model.pt", weights_only=True)
+    wb = torch.load(one / "erm" / "seed_0" / "model.pt", weights_only=True)
     assert wa.keys() == wb.keys()
     for k in wb:
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=3e-3), k
-    a = json.loads((tmp_path / "ddp" / "erm" / "seed_0" / "result.json").read_text())
-    b = json.loads((tmp_path / "single" / "erm" / "seed_0" / "result.json").read_text())
+    a = json.loads((ddp / "erm" / "seed_0" / "result.json").read_text())
+    b = json.loads((one / "erm" / "seed_0" / "result.json").read_text())
     for key, value in b["metrics"].items():
         assert a["metrics"][key] == pytest.approx(value, abs=0.01), key
 

@@ -470,6 +470,7 @@ def test_label_reduction_sum_is_the_mean_times_known_entries_per_row() -> None:
     assert torch.allclose(task("sum").training_step(model, batch, 0, 0), summed, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_worker_processes_and_the_reference_row_print_no_python_warning(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,11 +40,26 @@ def _results(out: Path) -> dict[str, Any]:
     return json.loads((out / "results.json").read_text())
 
 
-def test_two_jobs_give_the_sequential_results(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
+@pytest.fixture(scope="module")
+def two_jobs_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The config and its run folder with ``--jobs 2``, once per pytest run (read by the tests
+    below, resumed in a copy)."""
+    from dist_helpers import once_per_run
+
+    def make(root: Path) -> int:
+        return _bench(_config(root), root / "par", "--jobs", "2")
+
+    root, code = once_per_run(tmp_path_factory, "two_jobs_run", make)
+    assert code == 0
+    return root / "jobs.yaml", root / "par"
+
+
+def test_two_jobs_give_the_sequential_results(
+    two_jobs_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg, par_dir = two_jobs_run
     assert _bench(cfg, tmp_path / "seq", "--jobs", "1") == 0
-    assert _bench(cfg, tmp_path / "par", "--jobs", "2") == 0
-    seq, par = _results(tmp_path / "seq"), _results(tmp_path / "par")
+    seq, par = _results(tmp_path / "seq"), _results(par_dir)
     assert seq["stages_trained"] == par["stages_trained"] == 6  # erm, drw, cb-focal; 2 seeds
     for name, entry in seq["methods"].items():
         for metric, stats in entry["metrics"].items():
@@ -54,15 +69,15 @@ def test_two_jobs_give_the_sequential_results(tmp_path: Path) -> None:
             )
         for seed in entry["seeds"]:
             a = torch.load(tmp_path / "seq" / name / f"seed_{seed}" / "model.pt", weights_only=True)
-            b = torch.load(tmp_path / "par" / name / f"seed_{seed}" / "model.pt", weights_only=True)
+            b = torch.load(par_dir / name / f"seed_{seed}" / "model.pt", weights_only=True)
             assert all(torch.equal(a[k], b[k]) for k in a), name
-    assert (tmp_path / "par" / "report.md").is_file()
+    assert (par_dir / "report.md").is_file()
 
 
-def test_resume_with_jobs_is_exact(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
+def test_resume_with_jobs_is_exact(two_jobs_run: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, par_dir = two_jobs_run
     out = tmp_path / "par"
-    assert _bench(cfg, out, "--jobs", "2") == 0
+    shutil.copytree(par_dir, out)  # the shared run stays as it is for the test above
     before = _results(out)
     # lose a finished second stage and a finished first stage: they are trained again
     shutil.rmtree(out / "crt" / "seed_1")

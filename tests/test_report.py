@@ -522,6 +522,7 @@ def test_a_column_that_repeats_another_is_dropped_with_a_note() -> None:
 # ---- the written report ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_names_the_data_read_and_the_table_is_right(runs: dict[str, Path]) -> None:
     md = (runs["ten"] / "report.md").read_text()
     title = md.splitlines()[0]
@@ -565,6 +566,7 @@ def test_older_results_without_params_take_them_from_the_runs(
     assert "la-loss ¹" in md and "balanced-softmax ¹" in md
 
 
+@pytest.mark.slow
 def test_every_plot_is_written_and_linked(runs: dict[str, Path]) -> None:
     expected = {
         "ten": {"per_class_accuracy", "per_class_accuracy_grid", "confusion", "reliability", "training_curves"},
@@ -608,7 +610,10 @@ def test_confusion_shows_names_up_to_twenty_classes_and_groups_beyond(
     assert all(t == ["many (34)", "medium (33)", "few (33)"] for t in hundred["ticks"]["y"])
 
 
-def test_per_class_plots_name_classes_or_bin_them(inspected: dict[str, dict[str, Any]]) -> None:
+def test_per_class_plots_name_classes_or_bin_them(
+    runs: dict[str, Path], inspected: dict[str, dict[str, Any]]
+) -> None:
+    # `runs` writes the reports whose figures `inspected` records (not only in collection order)
     ten = inspected["ten/per_class_accuracy.png"]["ticks"]["x"][0]
     assert ten[0] == "T-shirt/top (500)" and ten[-1] == "Ankle boot (10)"
     hundred = inspected["hundred/per_class_accuracy.png"]["ticks"]["x"][0]
@@ -790,6 +795,7 @@ def test_a_track_words_its_runs_through_the_prose_hook(
     assert "<p>Only <em>this</em>.</p>" in (run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_the_report_registries_load_the_tracks_on_first_read() -> None:
     """``longtail report RUN_DIR`` imports only the report: its registries import the tracks."""
     code = (

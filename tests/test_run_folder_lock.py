@@ -93,6 +93,7 @@ def _files(out: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_second_command_into_a_locked_folder_exits_2(
     tmp_path: Path,
     hold: Callable[[Path], subprocess.Popen[str]],

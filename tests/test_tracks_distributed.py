@@ -6,12 +6,14 @@ The single-label engine's exact two-process = one-process equivalence is in
 ``test_engine_distributed.py`` (an MLP without batch norm). These tracks use the CNN (batch norm
 statistics are per process) and some draw random numbers per process (GAN noise, M2m's slots), so
 their runs are compared by what must hold anyway: the evaluation counts and learning well above
-chance.
+chance. All the tracks run in one torchrun launch (``dist_helpers.TorchrunMany``), each compared in
+its own test.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 import yaml
 
 from data_fixtures import REPO_ROOT, write_idx_folder
-from test_engine_distributed import _torchrun
+from dist_helpers import TorchrunMany, once_per_run
 
 _TRAIN = {
     "epochs": 6,
@@ -99,28 +101,58 @@ _MAIN = {
 }
 
 
-@pytest.mark.distributed
-@pytest.mark.slow
-@pytest.mark.parametrize("track", ["open-set", "sla", "m2m", "distillation", "metric-learning"])
-def test_track_under_torchrun(tmp_path: Path, track: str) -> None:
+TRACKS = ["open-set", "sla", "m2m", "distillation", "metric-learning"]
+
+
+@pytest.fixture(scope="module")
+def track_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, int]]:
+    """Every track's bench under one torchrun launch (``root/TRACK/ddp``) and in this process
+    (``root/TRACK/one``), once per pytest run (xdist workers share it)."""
+    root, out = once_per_run(tmp_path_factory, "ddp_tracks", _launch_and_one_process)
+    return root, subprocess.CompletedProcess([], out["returncode"], "", out["stderr"]), out["one"]
+
+
+def _launch_and_one_process(root: Path) -> dict[str, Any]:
     from longtail.cli import main
 
-    data_dir = _write_brightness_idx(tmp_path / "idx")
-    cfg = tmp_path / "c.yaml"
-    raw = _config(track, data_dir)
-    cfg.write_text(yaml.safe_dump(raw))
-    proc = _torchrun(cfg, tmp_path / "ddp", command="bench")
+    data_dir = _write_brightness_idx(root / "idx")
+    runs, configs = [], {}
+    for track in TRACKS:
+        (root / track).mkdir()
+        cfg = root / track / "c.yaml"
+        cfg.write_text(yaml.safe_dump(_config(track, data_dir)))
+        runs.append(["bench", str(cfg), "--out", str(root / track / "ddp")])
+        configs[track] = cfg
+    launch = TorchrunMany(runs, root / "launch")
+    one = {
+        track: main(
+            ["bench", str(cfg), "--out", str(root / track / "one"), "--no-progress", "--jobs", "1"]
+        )
+        for track, cfg in configs.items()
+    }
+    proc = launch.wait()
+    return {"returncode": proc.returncode, "stderr": proc.stderr, "one": one}
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+@pytest.mark.parametrize("track", TRACKS)
+def test_track_under_torchrun(
+    track_runs: tuple[Path, subprocess.CompletedProcess[str], dict[str, int]], track: str
+) -> None:
+    root, proc, one = track_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    ddp = root / track / "ddp"
+    raw = yaml.safe_load((root / track / "c.yaml").read_text())
+    run = json.loads((ddp / "run.json").read_text())
     assert run["world_size"] == 2
-    assert (
-        main(["bench", str(cfg), "--out", str(tmp_path / "one"), "--no-progress", "--jobs", "1"])
-        == 0
-    )
+    assert one[track] == 0
     metric = _MAIN[track]
     for method in raw["methods"]:
-        a = json.loads((tmp_path / "ddp" / method / "seed_0" / "result.json").read_text())
-        b = json.loads((tmp_path / "one" / method / "seed_0" / "result.json").read_text())
+        a = json.loads((ddp / method / "seed_0" / "result.json").read_text())
+        b = json.loads((root / track / "one" / method / "seed_0" / "result.json").read_text())
         assert _counts(track, a) == _counts(track, b), method  # every test example, once
         chance = 0.1 if track != "open-set" else 1 / 6
         assert b["metrics"][metric] > chance + 0.15, (method, b["metrics"][metric])
