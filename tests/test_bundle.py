@@ -455,3 +455,24 @@ def test_true_classes_in_the_input_are_scored_or_refused(tmp_path: Path) -> None
     )
     assert res.returncode == 2 and "the true class '7' is not a class of the bundle" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "q.csv").exists()
+
+
+@pytest.mark.parametrize("method", ["la-posthoc", "tau-norm", "lws", "ldam-drw", "smote"])
+def test_refit_bundle_predicts_the_test_confusion_the_engine_recorded(
+    method: str, tmp_path: Path
+) -> None:
+    """With --refit the bundle's network is the one the engine trained on all the training data
+    and evaluated on the test split: the bundle's classes on the test split give the confusion
+    matrix of that run's result.json, class for class."""
+    cfg = load_config("digits_lt", dict(TINY))
+    fit_bundle(cfg, method, tmp_path / "b", run_dir=tmp_path / "r", refit=True)
+    p = load_bundle(tmp_path / "b")
+    data = TASK_KINDS["single-label"].build_data(_with_validation(cfg, None), "long-tailed", 0)
+    pred = p.decide(p.logits(data.test_x))
+    cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
+    cm.index_put_((data.test_y, pred), torch.ones_like(pred), accumulate=True)
+    record = json.loads(
+        (run_dir_for(tmp_path / "r" / "all", method, 0) / "result.json").read_text()
+    )
+    assert cm.tolist() == record["details"]["confusion"]
+    assert p.meta["calibration"]["refit"] is True
