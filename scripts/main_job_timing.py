@@ -10,7 +10,7 @@ Prints what README.md and docs/ quote about the main job, measured here:
   (e.g. a `git worktree` of an older commit: `--vs /tmp/old/src`) in turn with it (A B A B ...),
   and the median of the pairwise ratios, which stays meaningful on a machine shared with other jobs;
 - with `--profile`: one run with `--jobs 1` in this process, with wall-clock timers around its
-  phases (imports, data, training steps, the evaluations after each epoch, the per-epoch
+  phases (imports, data, training steps, the evaluations after each epoch, the
   checkpoints, the report).
 
 The load average of the machine is printed before and after: quote it with the times.
@@ -120,7 +120,7 @@ def profile() -> dict[str, tuple[float, int]]:
     wrap(runs.Runs, "data", "data build")
     wrap(trainer.Trainer, "fit", "training (all)")
     wrap(trainer.Trainer, "evaluate", "evaluations")
-    wrap(trainer, "snapshot_checkpoint", "per-epoch checkpoints")
+    wrap(trainer, "snapshot_checkpoint", "checkpoints")
     wrap(benchmark, "write_report", "report (plots, report.md/html)")
     out = Path(tempfile.mkdtemp(prefix="lt_main_job_")) / "run"
     t0 = time.perf_counter()

@@ -22,6 +22,10 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 # `longtail bench` trains in worker processes by default (one per core); the tests train in the
 # test process unless they pass --jobs (tests/test_parallel_jobs.py)
 os.environ.setdefault("LONGTAIL_JOBS", "1")
+# a checkpoint after every epoch (the default writes one at most every 2 s): the resume, kill -9
+# and full-disk tests interrupt runs of well under 2 s between two epochs
+# (tests/test_engine_trainer.py::test_checkpoints_at_most_every_interval checks the default)
+os.environ.setdefault("LONGTAIL_CHECKPOINT_SECONDS", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

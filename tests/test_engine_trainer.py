@@ -401,3 +401,60 @@ def test_cpu_sync_batchnorm_equals_batchnorm_in_one_process(tmp_path: Path) -> N
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in converted.modules())
     finally:
         dist.destroy_process_group()
+
+
+def _written_epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The epochs whose checkpoint the trainer snapshots (recorded, then written as usual)."""
+    import longtail.engine.trainer as trainer_mod
+
+    epochs: list[int] = []
+    real = trainer_mod.snapshot_checkpoint
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        epochs.append(int(args[6]))  # (writer, run_dir, fingerprint, task, modules, optims, epoch,
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "snapshot_checkpoint", spy)
+    return epochs
+
+
+def test_checkpoints_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a checkpoint at most every CHECKPOINT_EVERY_SECONDS and after the last epoch (of
+    the run, or of a session stopped early); $LONGTAIL_CHECKPOINT_SECONDS=0: after every epoch."""
+    import longtail.engine.trainer as trainer_mod
+
+    train = {"epochs": 5, "batch_size": 8}
+    monkeypatch.delenv("LONGTAIL_CHECKPOINT_SECONDS")
+    assert trainer_mod.checkpoint_interval() == trainer_mod.CHECKPOINT_EVERY_SECONDS == 2.0
+    written = _written_epochs(monkeypatch)
+    _fit("erm", tmp_path / "a", train=train)  # 5 epochs in far less than 2 s
+    assert written == [5]
+    assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["epoch"] == 5
+
+    written.clear()
+    _fit("erm", tmp_path / "b", train=train, stop_after_epoch=3)
+    assert written == [3]  # the session's last epoch: --resume continues from it
+    written.clear()
+    _, resumed = _fit("erm", tmp_path / "b", train=train, resume=True)
+    assert written == [5]
+    _, straight = _fit("erm", None, train=train)
+    assert _same_state(resumed.model_state, straight.model_state)
+
+    # a clock that moves 1.5 s per epoch: a checkpoint every second epoch, and the last
+    clock = iter(range(0, 1000, 1))
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: 1.5 * next(clock))
+    written.clear()
+    _fit("erm", tmp_path / "c", train=train)
+    assert written == [2, 4, 5]
+
+    monkeypatch.setenv("LONGTAIL_CHECKPOINT_SECONDS", "0")
+    written.clear()
+    _fit("erm", tmp_path / "d", train=train)
+    assert written == [1, 2, 3, 4, 5]
+
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv("LONGTAIL_CHECKPOINT_SECONDS", bad)
+        with pytest.raises(ValueError, match=rf"LONGTAIL_CHECKPOINT_SECONDS: .*'{bad}'"):
+            _fit("erm", tmp_path / "e", train=train)

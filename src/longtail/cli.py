@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from longtail import forkserver
 from longtail.cli_bundle import COMMANDS as BUNDLE_COMMANDS
 from longtail.cli_bundle import add_bundle_commands, run_bundle_command
 from longtail.cli_tune import add_tune_command, run_tune_command
@@ -335,6 +336,15 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _may_start_workers(args: argparse.Namespace) -> bool:
+    """Whether the command may train in worker processes: ``bench`` without ``--jobs 1`` (nor
+    ``$LONGTAIL_JOBS=1``), nor with ``--tune-trials`` (tuning runs its own workers)."""
+    if args.command != "bench" or getattr(args, "tune_trials", None):
+        return False
+    jobs = args.jobs if args.jobs is not None else os.environ.get("LONGTAIL_JOBS", "").strip()
+    return str(jobs) != "1"
+
+
 def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int | None:
     """``--jobs``, else ``$LONGTAIL_JOBS``, else ``None``: the runner chooses from the amount of
     work once the data are built (one job for a small run, at most one per core / GPU); 1 for
@@ -372,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
+    # the `longtail` command (not a call from Python): the workers' forkserver imports torch while
+    # this process does, and is stopped before the command exits (see longtail.forkserver)
+    early = argv is None and _may_start_workers(args) and forkserver.start_early()
     from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
 
     try:
@@ -384,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         D.cleanup_distributed()
+        if early:
+            forkserver.stop()
 
 
 def _full_disk_hint(exc: OSError, command: str) -> str:

@@ -1,9 +1,10 @@
-"""A training run's files: its checkpoint after every epoch, ``log.csv``, resuming, TensorBoard.
+"""A training run's files: its checkpoints (at epoch ends), ``log.csv``, resuming, TensorBoard.
 
 The state after epoch ``e`` is fully described by the modules, the optimisers (momentum buffers),
 the task's ``state_dict`` and ``e`` (see :mod:`longtail.engine.trainer` for why no RNG state is
 needed): a checkpoint with those (layout in :mod:`longtail.engine.checkpoint`), serialised at the end
-of every epoch and written atomically (with ``fsync``) by a background thread while the next epoch
+of an epoch (at most every ``$LONGTAIL_CHECKPOINT_SECONDS``, 2 s by default, and after the last
+epoch; see :func:`longtail.engine.trainer.checkpoint_interval`) and written atomically (with ``fsync``) by a background thread while the next epoch
 runs, lets a resumed run continue to bit-identical weights on CPU. Only rank 0 writes files.
 """
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -68,11 +69,35 @@ from longtail.engine.run_state import (
 )
 from longtail.engine.tasks import Batch, Evaluation, StepOutput, Task
 
+#: The shortest time between two checkpoints of a run (seconds of the training loop), unless
+#: ``$LONGTAIL_CHECKPOINT_SECONDS`` sets another (0: after every epoch); the last epoch always
+#: writes one. A run of the bundled digits (0.3 s) writes one; with epochs longer than this, every
+#: epoch writes one.
+CHECKPOINT_EVERY_SECONDS = 2.0
+
+
+def checkpoint_interval() -> float:
+    """Seconds between checkpoints: ``$LONGTAIL_CHECKPOINT_SECONDS``, else
+    :data:`CHECKPOINT_EVERY_SECONDS`."""
+    raw = os.environ.get("LONGTAIL_CHECKPOINT_SECONDS", "").strip()
+    if not raw:
+        return CHECKPOINT_EVERY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"LONGTAIL_CHECKPOINT_SECONDS: expected a number >= 0, got {raw!r}")
+    return value
+
+
 __all__ = [
+    "CHECKPOINT_EVERY_SECONDS",
     "NonFiniteLossError",
     "RunResult",
     "Trainer",
     "check_device_settings",
+    "checkpoint_interval",
     "derive_seed",
     "seed_global_rng",
 ]
@@ -367,6 +392,8 @@ class Trainer:
         model = modules["model"]
         single = len(optims) == 1
         self._train_mode(modules)
+        every_seconds = checkpoint_interval()
+        last_checkpoint = time.monotonic()
         for epoch in range(start_epoch, cfg.epochs):
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return None
@@ -451,19 +478,28 @@ class Trainer:
                 for k, v in row.items():
                     if k != "epoch" and math.isfinite(v):
                         writer.add_scalar(k, v, epoch + 1)
-            snapshot_checkpoint(
-                files,
-                self.run_dir,
-                self.fingerprint,
-                self.task,
-                modules,
-                optims,
-                epoch + 1,
-                (epoch + 1) * steps_per_epoch,
-                history,
-                seconds,
-                None if scaler is None else scaler.state_dict(),
+            # a checkpoint (and log.csv) at most every checkpoint_interval(), and always after
+            # the last epoch of the run or of the session: an interruption loses at most that much
+            # training, and a resumed run continues from an earlier epoch to the same weights
+            now = time.monotonic()
+            last = epoch + 1 == cfg.epochs or (
+                stop_after_epoch is not None and epoch + 1 >= stop_after_epoch
             )
+            if last or now - last_checkpoint >= every_seconds:
+                last_checkpoint = now
+                snapshot_checkpoint(
+                    files,
+                    self.run_dir,
+                    self.fingerprint,
+                    self.task,
+                    modules,
+                    optims,
+                    epoch + 1,
+                    (epoch + 1) * steps_per_epoch,
+                    history,
+                    seconds,
+                    None if scaler is None else scaler.state_dict(),
+                )
             if self.on_epoch_end is not None:
                 self.on_epoch_end(epoch, row)
         return history, seconds

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
-import multiprocessing as mp
 import os
 import queue as queue_mod
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from longtail.engine.kinds import TASK_KINDS, reference_method
 from longtail.engine.methods import resolve_methods
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
+from longtail.forkserver import context as forkserver_context
 
 __all__ = [
     "MIN_STEPS_PER_JOB",
@@ -55,8 +55,6 @@ __all__ = [
 #: thousand steps; a smaller run trains in the command's own process.
 MIN_STEPS_PER_JOB = 5000
 
-#: Imported once by the forkserver (where the platform has one), before it forks the workers.
-_PRELOAD = ["longtail.engine.runner.parallel", "longtail.tracks", "torch._dynamo"]
 
 # worker-process state, set by _init
 _STATE: dict[str, Any] = {}
@@ -106,17 +104,6 @@ def auto_jobs(
             steps += cfg2.train.epochs * n
     jobs = min(default_jobs(device), len(stage_jobs), max(1, steps // MIN_STEPS_PER_JOB))
     return max(1, jobs), steps
-
-
-def _context() -> Any:
-    """``forkserver`` where the platform has it: the server imports torch and the tracks once and
-    forks every worker from that (a spawned worker imports them itself, a few seconds each);
-    ``spawn`` elsewhere. Never a plain fork of this process, which may hold threads."""
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        return ctx
-    return mp.get_context("spawn")
 
 
 def threads_per_job(jobs: int, configured: int | None) -> int:
@@ -253,7 +240,7 @@ def run_parallel(
         disk for ``--resume``).
     """
     stage_jobs, finish_jobs = plan_jobs(cfg, entries)
-    ctx = _context()
+    ctx = forkserver_context()  # the server imports torch and the tracks once
     messages = ctx.Queue()
     counter = ctx.Value("i", 0)
     running: dict[int, str] = {}

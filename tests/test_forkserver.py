@@ -1,0 +1,73 @@
+"""The workers' forkserver: started early by the ``longtail`` command, stopped before it exits."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.forkserver as mp_forkserver
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import longtail.cli as cli
+from longtail import forkserver
+
+needs_forkserver = pytest.mark.skipif(
+    "forkserver" not in mp.get_all_start_methods(), reason="the platform has no forkserver"
+)
+
+
+@needs_forkserver
+def test_start_early_then_stop_leaves_no_server() -> None:
+    if (os.cpu_count() or 1) < 2:
+        assert forkserver.start_early() is False
+        return
+    assert forkserver.start_early() is True
+    pid = mp_forkserver._forkserver._forkserver_pid
+    assert pid is not None
+    os.kill(pid, 0)  # running
+    forkserver.stop()
+    assert mp_forkserver._forkserver._forkserver_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped (a zombie would still accept signal 0)
+    forkserver.stop()  # nothing running: a no-op
+
+
+def test_no_early_start_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert forkserver.start_early() is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "env_jobs", "early"),
+    [
+        (["bench", "missing.yaml"], None, True),
+        (["bench", "missing.yaml", "--jobs", "2"], "1", True),
+        (["bench", "missing.yaml", "--jobs", "1"], None, False),
+        (["bench", "missing.yaml"], "1", False),
+        (["bench", "missing.yaml", "--tune-trials", "2"], None, False),
+        (["train", "missing.yaml"], None, False),
+    ],
+)
+def test_the_command_starts_the_server_early_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    env_jobs: str | None,
+    early: bool,
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(forkserver, "start_early", lambda: calls.append("start") or True)
+    monkeypatch.setattr(forkserver, "stop", lambda: calls.append("stop"))
+    if env_jobs is None:
+        monkeypatch.delenv("LONGTAIL_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("LONGTAIL_JOBS", env_jobs)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["longtail", *argv])
+    assert cli.main() == 2  # the config does not exist: one line, exit 2 ...
+    assert calls == (["start", "stop"] if early else [])  # ... and the server stopped first
+    calls.clear()
+    assert cli.main(argv) == 2  # called from Python: the server starts only when needed
+    assert calls == []
