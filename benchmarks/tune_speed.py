@@ -5,7 +5,7 @@ reports the wall time of the command and the trials per minute over the study's 
 trial start to last trial end, from the study's records: the processes' start-up is not counted).
 With ``train.eval_every=0`` nothing is pruned, so every trial trains all its epochs.
 
-    python benchmarks/tune_speed.py --method la-loss --trials 16 --jobs 1,2 [--epochs 30]
+    python benchmarks/tune_speed.py --method la-loss --trials 40 --jobs 1,2 [--epochs 30]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _study_minutes(db: Path, name: str) -> tuple[float, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--method", default="la-loss")
-    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--trials", type=int, default=40)
     p.add_argument("--jobs", default="1,2")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs (default 30)")
     args = p.parse_args()

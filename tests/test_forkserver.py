@@ -48,6 +48,8 @@ def test_no_early_start_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
         (["bench", "missing.yaml"], "1", False),
         (["bench", "missing.yaml", "--tune-trials", "2"], None, False),
         (["train", "missing.yaml"], None, False),
+        (["tune", "missing.yaml", "--method", "focal", "--jobs", "2"], None, "tune"),
+        (["tune", "missing.yaml", "--method", "focal"], None, False),
     ],
 )
 def test_the_command_starts_the_server_early_and_stops_it(
@@ -55,10 +57,15 @@ def test_the_command_starts_the_server_early_and_stops_it(
     tmp_path: Path,
     argv: list[str],
     env_jobs: str | None,
-    early: bool,
+    early: bool | str,
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(forkserver, "start_early", lambda: calls.append("start") or True)
+    preloads: list[list[str] | None] = []
+    monkeypatch.setattr(
+        forkserver,
+        "start_early",
+        lambda preload=None: calls.append("start") or preloads.append(preload) or True,
+    )
     monkeypatch.setattr(forkserver, "stop", lambda: calls.append("stop"))
     if env_jobs is None:
         monkeypatch.delenv("LONGTAIL_JOBS", raising=False)
@@ -68,6 +75,8 @@ def test_the_command_starts_the_server_early_and_stops_it(
     monkeypatch.setattr(sys, "argv", ["longtail", *argv])
     assert cli.main() == 2  # the config does not exist: one line, exit 2 ...
     assert calls == (["start", "stop"] if early else [])  # ... and the server stopped first
+    if early:  # tune's workers also import Optuna and the trial code
+        assert preloads == [forkserver.TUNE_PRELOAD if early == "tune" else forkserver.PRELOAD]
     calls.clear()
     assert cli.main(argv) == 2  # called from Python: the server starts only when needed
     assert calls == []

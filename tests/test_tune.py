@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -335,14 +336,37 @@ def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_jobs_run_trials_in_worker_processes(tmp_path: Path) -> None:
+def test_jobs_run_trials_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--jobs 2``: this process and one worker process run trials of the same study."""
+    import longtail.engine.tune.study as study_mod
+
     out = tmp_path / "jobs"
     cfg = str(_config(tmp_path))
     args = ["--method", "focal", "--trials", "4", "--jobs", "2", "--no-progress"]
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    real = study_mod.run_trials
+
+    def after_a_worker_started(ctx: Any, data: Any, say: Any = None) -> None:
+        # the worker's start (a new forkserver here) takes seconds, a tiny trial a fraction of
+        # one: this process waits for the worker's first trial, so that both run some
+        storage = f"sqlite:///{out / 'study.db'}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            trials = optuna.load_study(study_name="tiny-focal", storage=storage).trials
+            if any(t.user_attrs.get("process", here) != here for t in trials):
+                break
+            time.sleep(0.05)
+        real(ctx, data, say)
+
+    monkeypatch.setattr(study_mod, "run_trials", after_a_worker_started)
     code = main(["tune", cfg, *args, "--out", str(out)])
     assert code == 0
     study = optuna.load_study(study_name="tiny-focal", storage=f"sqlite:///{out / 'study.db'}")
-    assert len({t.user_attrs["process"] for t in study.trials}) == 2
+    processes = {t.user_attrs["process"] for t in study.trials}
+    assert len(processes) == 2 and here in processes
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
     assert (out / "report.md").read_text().count("plots/") == 2
     assert (out / "plots" / "history.png").stat().st_size > 0
 

@@ -336,13 +336,16 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _may_start_workers(args: argparse.Namespace) -> bool:
-    """Whether the command may train in worker processes: ``bench`` without ``--jobs 1`` (nor
-    ``$LONGTAIL_JOBS=1``), nor with ``--tune-trials`` (tuning runs its own workers)."""
+def _worker_preload(args: argparse.Namespace) -> list[str] | None:
+    """What the workers' forkserver imports, if the command may start workers: ``bench`` without
+    ``--jobs 1`` (nor ``$LONGTAIL_JOBS=1``) and without ``--tune-trials`` (whose trials run one
+    study at a time), or ``tune --jobs J`` with J > 1; else ``None``."""
+    if args.command == "tune":
+        return forkserver.TUNE_PRELOAD if (args.jobs or 1) > 1 else None
     if args.command != "bench" or getattr(args, "tune_trials", None):
-        return False
+        return None
     jobs = args.jobs if args.jobs is not None else os.environ.get("LONGTAIL_JOBS", "").strip()
-    return str(jobs) != "1"
+    return None if str(jobs) == "1" else forkserver.PRELOAD
 
 
 def _jobs(args: argparse.Namespace, cfg: Any, device: Any, world_size: int) -> int | None:
@@ -384,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     # the `longtail` command (not a call from Python): the workers' forkserver imports torch while
     # this process does, and is stopped before the command exits (see longtail.forkserver)
-    early = argv is None and _may_start_workers(args) and forkserver.start_early()
+    preload = _worker_preload(args) if argv is None else None
+    early = preload is not None and forkserver.start_early(preload)
     from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
 
     try:

@@ -20,33 +20,37 @@ import multiprocessing as mp
 import multiprocessing.forkserver as mp_forkserver
 import os
 import signal
+from typing import Any
 
-__all__ = ["PRELOAD", "context", "start_early", "stop"]
+__all__ = ["PRELOAD", "TUNE_PRELOAD", "context", "start_early", "stop"]
 
-#: Imported once by the forkserver, before it forks the workers.
+#: Imported once by the forkserver, before it forks the workers of ``longtail bench``.
 PRELOAD = ["longtail.engine.runner.parallel", "longtail.tracks", "torch._dynamo"]
+#: The same for the trial workers of ``longtail tune --jobs J`` (also Optuna).
+TUNE_PRELOAD = [*PRELOAD, "longtail.engine.tune.trials", "optuna"]
 
 
-def context() -> mp.context.BaseContext:
-    """``forkserver`` where the platform has it (preloading :data:`PRELOAD`), else ``spawn``.
-    Never a plain fork of the calling process, which may hold threads."""
+def context(preload: list[str] | None = None) -> Any:
+    """``forkserver`` where the platform has it, else ``spawn``. Never a plain fork of the calling
+    process, which may hold threads. ``preload`` (default :data:`PRELOAD`): the modules the server
+    imports when it starts (a server already running keeps what it imported)."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
+        ctx.set_forkserver_preload(PRELOAD if preload is None else preload)
         return ctx
     return mp.get_context("spawn")
 
 
-def start_early() -> bool:
-    """Start the forkserver now (it imports :data:`PRELOAD` in the background); return whether it
-    was started. Only on a machine with more than one core, where the platform has a forkserver,
+def start_early(preload: list[str] | None = None) -> bool:
+    """Start the forkserver now (it imports ``preload``, default :data:`PRELOAD`, in the
+    background); return whether it was started. Only on a machine with more than one core, where the platform has a forkserver,
     and not under ``torchrun`` (its ranks never start workers). Costs the server's imports on an
     otherwise idle core when the run ends up training in one process (a small run)."""
     if (os.cpu_count() or 1) < 2 or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return False
     if "forkserver" not in mp.get_all_start_methods():
         return False
-    context()
+    context(preload)
     mp_forkserver.ensure_running()
     return True
 

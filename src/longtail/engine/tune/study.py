@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import multiprocessing as mp
 import sys
 import time
 import warnings
@@ -34,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from longtail.engine.bundle.fit import DEFAULT_VALIDATION_FRACTION
 from longtail.engine.checkpoint import atomic_write_json
@@ -63,6 +64,8 @@ from longtail.engine.tune.trials import (
     stage_lock,
     worker_main,
 )
+from longtail.forkserver import TUNE_PRELOAD
+from longtail.forkserver import context as forkserver_context
 
 __all__ = ["STUDY_DB", "TuneOptions", "tune_method", "tune_validation_config"]
 
@@ -204,19 +207,25 @@ def _create_or_load(
 
 
 def _run_workers(ctx: TrialContext, data: DataBundle, jobs: int, quiet: bool) -> None:
-    """``jobs`` processes (``spawn``) running trials of the study until its budget is spent."""
-    spawn = mp.get_context("spawn")
+    """Trials of the study until its budget is spent, side by side in this process and ``jobs - 1``
+    worker processes (forked from the ``forkserver`` of :mod:`longtail.forkserver`, which the
+    ``longtail`` command starts early; ``spawn`` where the platform has none)."""
+    mpctx = forkserver_context(TUNE_PRELOAD)
     threads = threads_per_job(jobs, ctx.cfg.train.num_threads)
     procs = [
-        spawn.Process(target=worker_main, args=(ctx, data, threads, quiet), daemon=False)
-        for _ in range(jobs)
+        mpctx.Process(target=worker_main, args=(ctx, data, threads, quiet), daemon=False)
+        for _ in range(jobs - 1)
     ]
+    before = torch.get_num_threads()
     try:
         for p in procs:
             p.start()
+        torch.set_num_threads(threads)
+        run_trials(ctx, data, None if quiet else _say_stderr)
         for p in procs:
             p.join()
     finally:
+        torch.set_num_threads(before)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -224,6 +233,10 @@ def _run_workers(ctx: TrialContext, data: DataBundle, jobs: int, quiet: bool) ->
     failed = [p.exitcode for p in procs if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"--jobs: {len(failed)} worker(s) failed (exit codes {failed})")
+
+
+def _say_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def tune_method(
