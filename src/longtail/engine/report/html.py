@@ -96,6 +96,8 @@ def render_html(
     figures: Sequence[tuple[str, str, bytes]],
     metadata: Sequence[tuple[str, str]],
     config_text: str = "",
+    tables: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    results_title: str = "Results",
 ) -> str:
     """The report as one HTML document (UTF-8 text).
 
@@ -109,6 +111,8 @@ def render_html(
         figures: ``(title, caption, png bytes)`` per plot, embedded as ``data:image/png`` URIs.
         metadata: ``(key, value)`` rows of the run's metadata table.
         config_text: the run's ``config.yaml``, shown folded.
+        tables: more ``(heading, table)`` after the first table (laid out as ``table``).
+        results_title: the heading of the first table.
     """
     plain_title = title.replace("`", "")
     out = [
@@ -125,8 +129,10 @@ def render_html(
         f"<h1>{_inline(title)}</h1>",
     ]
     out += [f"<p>{_inline(p)}</p>" for p in paragraphs]
-    out += ["<h2>Results</h2>"]
+    out += [f"<h2>{_inline(results_title)}</h2>"]
     out += _results_table(table) if table is not None else ["<p>(no results)</p>"]
+    for heading, extra in tables:
+        out += [f"<h2>{_inline(heading)}</h2>", *_results_table(extra)]
     out += ["<h2>Reproduce</h2>", f"<pre>{html.escape(chr(10).join(commands))}</pre>"]
     if figures:
         out.append("<h2>Plots</h2>")

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longtail.engine.checkpoint import atomic_write_json, atomic_write_text, read_json
+from longtail.engine.checkpoint import atomic_write_json, read_json
 from longtail.engine.config import Config
 from longtail.engine.runner import method_names, run_benchmark
 from longtail.engine.runner.stages import run_dir_for
+from longtail.engine.tune.report import write_tuning_report
 from longtail.engine.tune.study import STUDY_DB, TuneOptions, tune_method
 
 __all__ = ["tuned_benchmark"]
@@ -152,44 +153,5 @@ def tuned_benchmark(
     results = read_json(t_dir / "results.json")
     results["tuning"] = record
     atomic_write_json(t_dir / "results.json", results)
-    atomic_write_text(root / "tuning.md", _table(record))
-    say(f"wrote {root / 'tuning.md'}")
+    say(f"wrote {write_tuning_report(root, record, command)} (and tuning.html)")
     return record
-
-
-def _table(record: dict[str, Any]) -> str:
-    b = record["budget"]
-    lines = [
-        "# Default against tuned parameters",
-        "",
-        f"Every method tuned with the same budget: {b['trials']} trials of {b['epochs']} epochs on "
-        f"a validation split ({b['validation_fraction']:g} of the training data, seed {b['seed']}); "
-        "the test set was read once per run, after tuning. Test metric "
-        f"`{record['metric']}`, mean over seeds, in percent; *paired difference*: tuned minus "
-        "default, same seed.",
-        "",
-        "| Method | Default (test) | Tuned (test) | Paired difference | Validation: default -> best "
-        "| Best parameters |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, m in record["methods"].items():
-        diff = m.get("paired_difference")
-        sd = m.get("paired_difference_std")
-        d_txt = (
-            "n/a"
-            if diff is None
-            else f"{100 * diff:+.1f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
-        )
-        if m.get("tuned"):
-            val = f"{_pct(m.get('default_validation'))} -> {_pct(m.get('best_validation'))}"
-            best = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in m["best_params"].items()
-            )
-        else:
-            val, best = "n/a", m.get("why", "")
-        lines.append(
-            f"| {name} | {_pct(m.get('test_default'))} | {_pct(m.get('test_tuned'))} | {d_txt} "
-            f"| {val} | {best} |"
-        )
-    return "\n".join(lines) + "\n"

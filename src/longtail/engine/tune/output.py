@@ -1,4 +1,5 @@
-"""What a study leaves in its folder: ``best_params.json``, ``trials.csv``, ``report.md``, ``plots/``.
+"""What a study leaves in its folder: ``best_params.json``, ``trials.csv``, ``report.md`` and
+``report.html`` (:mod:`longtail.engine.tune.report`), ``plots/``.
 
 ``best_params.json``: the method, the objective (the task's primary metric on the validation split),
 the best values and score, the defaults' score (the first trial, when the defaults lie in the
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from longtail.engine.checkpoint import atomic_write_json
 from longtail.engine.datasets import DataBundle
+from longtail.engine.tune.report import fmt as _fmt
+from longtail.engine.tune.report import write_study_report
 from longtail.engine.tune.trials import TrialContext, redact
 
 if TYPE_CHECKING:
@@ -46,12 +49,6 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
 
 
 def write_outputs(
@@ -99,7 +96,7 @@ def write_outputs(
     }
     atomic_write_json(ctx.out / "best_params.json", record)
     figures = _plots(rows, ctx, best, default)
-    _write_report(ctx, options, record, rows, figures)
+    write_study_report(ctx, options, record, rows, figures)
     return record
 
 
@@ -243,69 +240,3 @@ def _plots(
         ("Optimisation history", "plots/history.png"),
         ("Parameter effects", "plots/params.png"),
     ]
-
-
-def _write_report(
-    ctx: TrialContext,
-    options: TuneOptions,
-    record: dict[str, Any],
-    rows: list[dict[str, Any]],
-    figures: list[tuple[str, str]],
-) -> None:
-    b = record["budget"]
-    t = record["trials"]
-    lines = [
-        f"# Tuning {ctx.method} on validation ({ctx.cfg.name})",
-        "",
-        f"Command: `{options.command}`" if options.command else "",
-        "",
-        f"Objective: {ctx.primary} on a validation split ({b['validation_fraction']:g} of the "
-        f"training data: {b['num_validation']} held out, {b['num_train']} trained on); the test "
-        "set was not read. Optuna TPE sampling (seeded), median pruning on the validation score "
-        f"every {ctx.cfg.train.eval_every or 'no'} epoch(s).",
-        "",
-        f"Budget: {b['trials']} trials of {b['epochs']} epochs, seed {b['seed']}; "
-        f"{t['complete']} finished, {t['pruned']} pruned, {t['fail']} failed (interrupted; drawn "
-        "again).",
-        "",
-        "| parameter | space | default | best |",
-        "|---|---|---|---|",
-    ]
-    dflt = record["default_params"] or {}
-    for d in ctx.dims:
-        sp = d.space.to_json()
-        where = (
-            "{" + ", ".join(_fmt(c) for c in sp["choices"]) + "}"
-            if sp["scale"] == "choice"
-            else f"[{_fmt(sp['low'])}, {_fmt(sp['high'])}] {sp['scale']}"
-        )
-        lines.append(
-            f"| {d.name} | {where} | {_fmt(dflt.get(d.name, d.param.default))} | "
-            f"**{_fmt(record['best_params'].get(d.name))}** |"
-        )
-    lines.append("")
-    best = f"{record['best_value']:.4f} (trial {record['best_trial']})"
-    if record["default_value"] is not None:
-        diff = record["best_value"] - record["default_value"]
-        lines.append(
-            f"Validation {ctx.primary}: defaults {record['default_value']:.4f}, best {best}, "
-            f"difference {diff:+.4f} (one seed: the spread between seeds is not measured here)."
-        )
-    else:
-        lines.append(f"Validation {ctx.primary}: best {best} (the defaults lie outside the space).")
-    for title, path in figures:
-        lines += ["", f"## {title}", "", f"![{title}]({path})"]
-    lines += [
-        "",
-        "## Trials",
-        "",
-        f"| trial | state | {ctx.primary} | " + " | ".join(d.name for d in ctx.dims) + " |",
-        "|---|---|---|" + "---|" * len(ctx.dims),
-    ]
-    for r in rows:
-        score = "" if r["value"] is None else f"{r['value']:.4f}"
-        if r["state"] == "pruned" and r["last"] is not None:
-            score = f"({r['last'][1]:.4f} at epoch {r['last'][0]})"
-        vals = " | ".join(_fmt(r["params"].get(d.name, "")) for d in ctx.dims)
-        lines.append(f"| {r['number']} | {r['state']} | {score} | {vals} |")
-    (ctx.out / "report.md").write_text("\n".join(lines) + "\n")
