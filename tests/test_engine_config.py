@@ -561,3 +561,28 @@ def test_the_balanced_teacher_config_extends_the_distillation_one() -> None:
     assert got["distill"]["teacher"]["model"]["channels"] == [32, 64, 128]
     rest = {k: v for k, v in got.items() if k not in ("name", "methods", "distill")}
     assert rest == {k: v for k, v in base.items() if k not in ("name", "methods", "distill")}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO_ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_loads(path: Path) -> None:
+    """Every config in configs/ passes validation (the tune and full-data configs included); the
+    templates for a user's own data are given a path, as their comments say."""
+    overrides = {"data.data_dir": "/your/folder", "data.path": "/your/file.csv"}
+    raw = yaml.safe_load(path.read_text())
+    dataset = (raw.get("data") or {}).get("dataset")
+    needs = {"image-folder": "data.data_dir", "image-manifest": "data.path", "table": "data.path"}
+    cfg = load_config(
+        path, {needs[dataset]: overrides[needs[dataset]]} if dataset in needs else None
+    )
+    assert cfg.name and cfg.methods
+
+
+def test_open_set_full_data_config_is_the_protocol_with_every_training_image() -> None:
+    full = config_to_dict(load_config(REPO_ROOT / "configs" / "openset_fashion_mnist_full.yaml"))
+    small = config_to_dict(load_config(REPO_ROOT / "configs" / "openset_fashion_mnist.yaml"))
+    assert full["data"]["imbalance_factor"] is None and full["data"]["max_per_class"] is None
+    for section in ("data", "name"):
+        full.pop(section), small.pop(section)
+    assert full == small  # splits, methods, temperatures, network, epochs: unchanged
