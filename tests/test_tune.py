@@ -405,12 +405,17 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     tuned_params = json.loads((out / "tuned" / "focal" / "seed_1" / "result.json").read_text())
     for k, v in focal["best_params"].items():
         assert tuned_params["params"][k] == pytest.approx(v)
-    diffs = []
+    diffs, defaults, tuned = [], [], []
     for s in (0, 1):
         a = json.loads((out / "default" / "focal" / f"seed_{s}" / "result.json").read_text())
         b = json.loads((out / "tuned" / "focal" / f"seed_{s}" / "result.json").read_text())
-        diffs.append(b["metrics"]["balanced_accuracy"] - a["metrics"]["balanced_accuracy"])
+        defaults.append(a["metrics"]["balanced_accuracy"])
+        tuned.append(b["metrics"]["balanced_accuracy"])
+        diffs.append(tuned[-1] - defaults[-1])
     assert focal["paired_difference"] == pytest.approx(sum(diffs) / 2)
+    assert focal["test_default"] == pytest.approx(sum(defaults) / 2)
+    assert focal["test_default_std"] == pytest.approx(abs(defaults[0] - defaults[1]) / 2**0.5)
+    assert focal["test_tuned_std"] == pytest.approx(abs(tuned[0] - tuned[1]) / 2**0.5)
     assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
     assert "| focal |" in (out / "tuning.md").read_text()
     assert "<td>focal</td>" in (out / "tuning.html").read_text()

@@ -133,7 +133,9 @@ def tuned_benchmark(
         studies[name].update(
             {
                 "test_default": statistics.fmean(dv) if dv else None,
+                "test_default_std": statistics.stdev(dv) if len(dv) > 1 else None,
                 "test_tuned": statistics.fmean(tv) if tv else None,
+                "test_tuned_std": statistics.stdev(tv) if len(tv) > 1 else None,
                 "paired_difference": statistics.fmean(diffs) if diffs else None,
                 "paired_difference_std": statistics.stdev(diffs) if len(diffs) > 1 else None,
                 "seeds": list(cfg.seeds),

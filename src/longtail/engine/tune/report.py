@@ -173,6 +173,10 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f}"
 
 
+def _mean_std(mean: float | None, std: float | None) -> str:
+    return _pct(mean) + ("" if std is None or mean is None else f" ± {100 * std:.1f}")
+
+
 def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = "") -> Path:
     """``tuning.md`` and ``tuning.html`` of ``longtail bench --tune-trials`` in ``root``: per
     method the default and tuned test metric, their paired difference, the validation scores and
@@ -182,8 +186,8 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         f"Every method tuned with the same budget: {b['trials']} trials of {b['epochs']} epochs on "
         f"a validation split ({b['validation_fraction']:g} of the training data, seed {b['seed']}); "
         "the test set was read once per run, after tuning. Test metric "
-        f"`{record['metric']}`, mean over seeds, in percent; *paired difference*: tuned minus "
-        "default, same seed (mean ± std over seeds).",
+        f"`{record['metric']}`, mean ± std over seeds, in percent; *paired difference*: tuned "
+        "minus default, same seed (mean ± std over seeds).",
         "Run folders: `default/` (the defaults), `tune/<method>/` (each study, with its report), "
         "`tuned/` (the best values).",
     ]
@@ -215,7 +219,14 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         else:
             val, best = "n/a", m.get("why", "")
         table["rows"].append(
-            [name, _pct(m.get("test_default")), _pct(m.get("test_tuned")), d_txt, val, best]
+            [
+                name,
+                _mean_std(m.get("test_default"), m.get("test_default_std")),
+                _mean_std(m.get("test_tuned"), m.get("test_tuned_std")),
+                d_txt,
+                val,
+                best,
+            ]
         )
         table["best"].append([False] * 6)
     return _write(
