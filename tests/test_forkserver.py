@@ -80,3 +80,12 @@ def test_the_command_starts_the_server_early_and_stops_it(
     calls.clear()
     assert cli.main(argv) == 2  # called from Python: the server starts only when needed
     assert calls == []
+
+
+@needs_forkserver
+def test_a_server_that_cannot_start_early_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mp_forkserver, "ensure_running", refuse)
+    assert forkserver.start_early() is False  # the run starts it later, or reports the error then

@@ -51,7 +51,10 @@ def start_early(preload: list[str] | None = None) -> bool:
     if "forkserver" not in mp.get_all_start_methods():
         return False
     context(preload)
-    mp_forkserver.ensure_running()
+    try:
+        mp_forkserver.ensure_running()
+    except OSError:  # e.g. no room for its socket: the workers start the server when they need it
+        return False
     return True
 
 
