@@ -428,6 +428,7 @@ def test_checkpoints_at_most_every_interval(
     train = {"epochs": 5, "batch_size": 8}
     monkeypatch.delenv("LONGTAIL_CHECKPOINT_SECONDS")
     assert trainer_mod.checkpoint_interval() == trainer_mod.CHECKPOINT_EVERY_SECONDS == 2.0
+    monkeypatch.setattr(trainer_mod, "_clock", lambda: 0.0)  # epochs take no time at all
     written = _written_epochs(monkeypatch)
     _fit("erm", tmp_path / "a", train=train)  # 5 epochs in far less than 2 s
     assert written == [5]
@@ -444,7 +445,7 @@ def test_checkpoints_at_most_every_interval(
 
     # a clock that moves 1.5 s per epoch: a checkpoint every second epoch, and the last
     clock = iter(range(0, 1000, 1))
-    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: 1.5 * next(clock))
+    monkeypatch.setattr(trainer_mod, "_clock", lambda: 1.5 * next(clock))
     written.clear()
     _fit("erm", tmp_path / "c", train=train)
     assert written == [2, 4, 5]
@@ -458,3 +459,44 @@ def test_checkpoints_at_most_every_interval(
         monkeypatch.setenv("LONGTAIL_CHECKPOINT_SECONDS", bad)
         with pytest.raises(ValueError, match=rf"LONGTAIL_CHECKPOINT_SECONDS: .*'{bad}'"):
             _fit("erm", tmp_path / "e", train=train)
+
+
+def _nan_at_epoch_3(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
+    loss = torch.nn.functional.cross_entropy(z, y)
+    return loss * float("nan") if ctx.epoch == 3 else loss
+
+
+def test_non_finite_loss_names_the_checkpoint_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With checkpoints every 2 s the one on disk may be older than the last epoch: the message
+    names its epoch (2: the session stopped there; epoch 3 of the resumed run wrote none)."""
+    import longtail.engine.trainer as trainer_mod
+
+    monkeypatch.delenv("LONGTAIL_CHECKPOINT_SECONDS")
+    monkeypatch.setattr(trainer_mod, "_clock", lambda: 0.0)
+    bad = Method("nan-at-epoch-3", "test", "none", _nan_at_epoch_3)
+    monkeypatch.setitem(METHODS, bad.name, bad)
+    data = tiny_vectors()
+    cfg = tiny_config(epochs=5, batch_size=16)
+
+    def trainer() -> Trainer:
+        return Trainer(SingleLabelTask(bad, data, cfg), data, cfg, seed=0, run_dir=tmp_path)
+
+    assert trainer().fit(stop_after_epoch=2) is None
+    with pytest.raises(NonFiniteLossError, match=r"epoch 4/5") as info:
+        trainer().fit(resume=True)
+    assert "last good checkpoint (end of epoch 2)" in str(info.value)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+
+
+def test_a_bad_checkpoint_interval_stops_the_command_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longtail.cli import main
+
+    monkeypatch.setenv("LONGTAIL_CHECKPOINT_SECONDS", "often")
+    assert main(["bench", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: LONGTAIL_CHECKPOINT_SECONDS: expected a number >= 0, got 'often'"]
+    assert not (tmp_path / "run").exists()  # nothing built or written

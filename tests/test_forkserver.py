@@ -23,7 +23,9 @@ def test_start_early_then_stop_leaves_no_server() -> None:
     if (os.cpu_count() or 1) < 2:
         assert forkserver.start_early() is False
         return
+    forkserver.stop()  # one an earlier test of this process may have left running
     assert forkserver.start_early() is True
+    assert forkserver.start_early() is False  # running already: not this call's to stop
     pid = mp_forkserver._forkserver._forkserver_pid
     assert pid is not None
     os.kill(pid, 0)  # running

@@ -366,8 +366,9 @@ def test_jobs_run_trials_in_worker_processes(
     study = optuna.load_study(study_name="tiny-focal", storage=f"sqlite:///{out / 'study.db'}")
     processes = {t.user_attrs["process"] for t in study.trials}
     assert len(processes) == 2 and here in processes
-    # 4 finished trials (pruning depends on which process finished a trial first)
-    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 4
+    # 4 finished trials (pruning depends on which process finished a trial first); two processes
+    # that check the budget at the same moment may each start the last one: at most J - 1 more
+    assert 4 <= len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) <= 5
     assert (out / "report.md").read_text().count("plots/") == 2
     page = (out / "report.html").read_text()  # the same report, one file with the plots inside
     assert page.count('src="data:image/png;base64,') == 2

@@ -400,9 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
         return code
     finally:
-        D.cleanup_distributed()
-        if early:
-            forkserver.stop()
+        try:
+            D.cleanup_distributed()
+        finally:
+            if early:
+                forkserver.stop()
 
 
 def _full_disk_hint(exc: OSError, command: str) -> str:
@@ -453,6 +455,10 @@ def _report(exc: BaseException, command: str = "") -> int:
 
 
 def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
+    if args.command in ("bench", "train", "tune", "fit"):
+        from longtail.engine.trainer import checkpoint_interval  # lazy: a fast `longtail --help`
+
+        checkpoint_interval()  # a bad $LONGTAIL_CHECKPOINT_SECONDS: one line now, not per run
     if args.command == "methods":
         return _cmd_methods(args.task)
     if args.command in BUNDLE_COMMANDS:

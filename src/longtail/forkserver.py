@@ -43,13 +43,16 @@ def context(preload: list[str] | None = None) -> Any:
 
 def start_early(preload: list[str] | None = None) -> bool:
     """Start the forkserver now (it imports ``preload``, default :data:`PRELOAD`, in the
-    background); return whether it was started. Only on a machine with more than one core, where the platform has a forkserver,
+    background); return whether this call started it (not when one already runs: then it is not
+    this call's to :func:`stop`). Only on a machine with more than one core, where the platform has a forkserver,
     and not under ``torchrun`` (its ranks never start workers). Costs the server's imports on an
     otherwise idle core when the run ends up training in one process (a small run)."""
-    if (os.cpu_count() or 1) < 2 or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if (os.cpu_count() or 1) < 2 or os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
         return False
     if "forkserver" not in mp.get_all_start_methods():
         return False
+    if getattr(mp_forkserver._forkserver, "_forkserver_pid", None) is not None:
+        return False  # a server runs already (started by the program that called main())
     context(preload)
     try:
         mp_forkserver.ensure_running()

@@ -155,12 +155,13 @@ def restore_checkpoint(
     return int(state["epoch"]), list(state["history"]), float(state["train_seconds"])
 
 
-def open_tensorboard(run_dir: Path | None) -> Any:
-    """A TensorBoard ``SummaryWriter`` on ``run_dir/tb`` (rank 0; ``None`` without tensorboard)."""
+def open_tensorboard(run_dir: Path | None, purge_step: int | None = None) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``run_dir/tb`` (rank 0; ``None`` without tensorboard);
+    ``purge_step``: drop the events from that step on (a resumed run logs them again)."""
     if run_dir is None or not D.is_main_process():
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter  # optional dependency: tensorboard
     except ImportError:
         return None
-    return SummaryWriter(str(run_dir / "tb"))
+    return SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)

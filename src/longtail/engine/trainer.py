@@ -76,6 +76,10 @@ from longtail.engine.tasks import Batch, Evaluation, StepOutput, Task
 CHECKPOINT_EVERY_SECONDS = 2.0
 
 
+#: The clock of the checkpoint interval (a test replaces it).
+_clock = time.monotonic
+
+
 def checkpoint_interval() -> float:
     """Seconds between checkpoints: ``$LONGTAIL_CHECKPOINT_SECONDS``, else
     :data:`CHECKPOINT_EVERY_SECONDS`."""
@@ -212,6 +216,7 @@ class Trainer:
         self.rank, self.world = D.rank(), D.world_size()
         self.local_batch = t.batch_size // self.world
         self._files = BackgroundWriter()
+        self._checkpoint_epoch = 0
         self._eval_modules: list[nn.Module] = []
 
     # ------------------------------------------------------------------------------------------
@@ -313,7 +318,10 @@ class Trainer:
             sub for m in modules.values() for sub in m.modules() if not sub.training
         ]
         files = self._files = BackgroundWriter()
-        writer = open_tensorboard(self.run_dir)
+        self._checkpoint_epoch = start_epoch  # the epoch of the checkpoint on disk (if any)
+        # a resumed run continues from its last checkpoint, which may be older than the last
+        # epoch it logged: TensorBoard drops the points after it (they are logged again)
+        writer = open_tensorboard(self.run_dir, purge_step=start_epoch + 1 if start_epoch else None)
         try:
             finished = self._epochs(
                 modules,
@@ -393,7 +401,7 @@ class Trainer:
         single = len(optims) == 1
         self._train_mode(modules)
         every_seconds = checkpoint_interval()
-        last_checkpoint = time.monotonic()
+        last_checkpoint = _clock()
         for epoch in range(start_epoch, cfg.epochs):
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 return None
@@ -481,12 +489,13 @@ class Trainer:
             # a checkpoint (and log.csv) at most every checkpoint_interval(), and always after
             # the last epoch of the run or of the session: an interruption loses at most that much
             # training, and a resumed run continues from an earlier epoch to the same weights
-            now = time.monotonic()
+            now = _clock()
             last = epoch + 1 == cfg.epochs or (
                 stop_after_epoch is not None and epoch + 1 >= stop_after_epoch
             )
             if last or now - last_checkpoint >= every_seconds:
                 last_checkpoint = now
+                self._checkpoint_epoch = epoch + 1
                 snapshot_checkpoint(
                     files,
                     self.run_dir,
@@ -511,7 +520,7 @@ class Trainer:
         ckpt = self.checkpoint_path
         where = f"epoch {epoch + 1}/{cfg.epochs}, step {step + 1}/{steps}"
         kept = (
-            f"the last good checkpoint (end of epoch {epoch}) is kept at {ckpt}"
+            f"the last good checkpoint (end of epoch {self._checkpoint_epoch}) is kept at {ckpt}"
             if ckpt is not None and ckpt.is_file()
             else "no checkpoint was written yet"
         )

@@ -40,7 +40,7 @@ def _md_table(table: Mapping[str, Any]) -> list[str]:
     for cells, best in zip(table["rows"], table["best"], strict=True):
         out.append(
             "| "
-            + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, best, strict=True))
+            + " | ".join(f"**{c}**" if b and c else c for c, b in zip(cells, best, strict=True))
             + " |"
         )
     return out
