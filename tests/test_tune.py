@@ -392,6 +392,7 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
             "1",
             "--tune-trials",
             "2",
+            "--reference",
             "--out",
             str(out),
             "--no-progress",
@@ -417,6 +418,15 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     assert focal["test_default"] == pytest.approx(sum(defaults) / 2)
     assert focal["test_default_std"] == pytest.approx(abs(defaults[0] - defaults[1]) / 2**0.5)
     assert focal["test_tuned_std"] == pytest.approx(abs(tuned[0] - tuned[1]) / 2**0.5)
+    # the share of the ERM-to-balanced gap, and the tuned method chosen on validation
+    base = json.loads((out / "default" / "results.json").read_text())["methods"]
+    erm = base["erm"]["metrics"]["balanced_accuracy"]["mean"]
+    ref = base["balanced"]["metrics"]["balanced_accuracy"]["mean"]
+    assert focal["gap_closed_tuned"] == pytest.approx((focal["test_tuned"] - erm) / (ref - erm))
+    assert focal["gap_closed_default"] == pytest.approx((sum(defaults) / 2 - erm) / (ref - erm))
+    chosen = record["chosen_on_validation"]
+    assert chosen["method"] == "focal" and chosen["best_validation"] == focal["best_validation"]
+    assert "Chosen on validation" in (out / "tuning.md").read_text()
     assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
-    assert "| focal |" in (out / "tuning.md").read_text()
-    assert "<td>focal</td>" in (out / "tuning.html").read_text()
+    assert "| **focal** |" in (out / "tuning.md").read_text()  # bold: chosen on validation
+    assert '<td class="best">focal</td>' in (out / "tuning.html").read_text()

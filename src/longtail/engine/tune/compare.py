@@ -27,6 +27,7 @@ from typing import Any
 
 from longtail.engine.checkpoint import atomic_write_json, read_json
 from longtail.engine.config import Config
+from longtail.engine.report.table import REFERENCE
 from longtail.engine.runner import method_names, run_benchmark
 from longtail.engine.runner.stages import run_dir_for
 from longtail.engine.tune.report import write_tuning_report
@@ -141,8 +142,10 @@ def tuned_benchmark(
                 "seeds": list(cfg.seeds),
             }
         )
+    _gaps(studies, default, metric)
     record = {
         "metric": metric,
+        "chosen_on_validation": _chosen(studies),
         "budget": {
             "trials": trials,
             "epochs": cfg.train.epochs,
@@ -157,3 +160,40 @@ def tuned_benchmark(
     atomic_write_json(t_dir / "results.json", results)
     say(f"wrote {write_tuning_report(root, record, command)} (and tuning.html)")
     return record
+
+
+def _gaps(studies: dict[str, dict[str, Any]], default: dict[str, Any], metric: str) -> None:
+    """Each method's share of the ERM-to-balanced gap closed, default and tuned
+    (``(method - erm) / (balanced - erm)`` on the test means; erm and the balanced reference of the
+    default run), when the default run has both."""
+    methods = default.get("methods", {})
+    try:
+        erm = methods["erm"]["metrics"][metric]["mean"]
+        ref = methods[REFERENCE]["metrics"][metric]["mean"]
+    except KeyError:
+        return
+    if erm is None or ref is None or abs(ref - erm) < 1e-12:
+        return
+    for m in studies.values():
+        for which in ("default", "tuned"):
+            v = m.get(f"test_{which}")
+            m[f"gap_closed_{which}"] = None if v is None else (v - erm) / (ref - erm)
+
+
+def _chosen(studies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The tuned method with the best validation score (the one to use, chosen without the test
+    set), with its test numbers."""
+    tuned = {
+        n: m for n, m in studies.items() if m.get("tuned") and m.get("best_validation") is not None
+    }
+    if not tuned:
+        return None
+    name = max(tuned, key=lambda n: tuned[n]["best_validation"])
+    m = tuned[name]
+    return {
+        "method": name,
+        "best_validation": m["best_validation"],
+        "best_params": m["best_params"],
+        "test_tuned": m.get("test_tuned"),
+        "gap_closed_tuned": m.get("gap_closed_tuned"),
+    }

@@ -173,6 +173,10 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f}"
 
 
+def _share(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
 def _mean_std(mean: float | None, std: float | None) -> str:
     return _pct(mean) + ("" if std is None or mean is None else f" ± {100 * std:.1f}")
 
@@ -191,18 +195,35 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         "Run folders: `default/` (the defaults), `tune/<method>/` (each study, with its report), "
         "`tuned/` (the best values).",
     ]
+    gaps = any("gap_closed_default" in m for m in record["methods"].values())
     table: Table = {
         "header": [
             "Method",
             "Default (test)",
             "Tuned (test)",
             "Paired difference",
+            *(["Gap closed: default -> tuned"] if gaps else []),
             "Validation: default -> best",
             "Best parameters",
         ],
         "rows": [],
         "best": [],
     }
+    chosen = record.get("chosen_on_validation")
+    if gaps:
+        paragraphs.append(
+            "*Gap closed*: (method - erm) / (balanced reference - erm) on the test means, erm and "
+            "the reference of the default run."
+        )
+    if chosen:
+        gap = chosen.get("gap_closed_tuned")
+        paragraphs.append(
+            f"Chosen on validation (the tuned method with the best validation score): "
+            f"**{chosen['method']}** ({_pct(chosen['best_validation'])} on validation), "
+            f"{_pct(chosen.get('test_tuned'))} on test"
+            + ("" if gap is None else f", {100 * gap:.0f}% of the gap closed")
+            + "."
+        )
     for name, m in record["methods"].items():
         diff, sd = m.get("paired_difference"), m.get("paired_difference_std")
         d_txt = (
@@ -218,17 +239,19 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             )
         else:
             val, best = "n/a", m.get("why", "")
-        table["rows"].append(
-            [
-                name,
-                _mean_std(m.get("test_default"), m.get("test_default_std")),
-                _mean_std(m.get("test_tuned"), m.get("test_tuned_std")),
-                d_txt,
-                val,
-                best,
-            ]
-        )
-        table["best"].append([False] * 6)
+        gap_txt = [f"{_share(m.get('gap_closed_default'))} -> {_share(m.get('gap_closed_tuned'))}"]
+        row = [
+            name,
+            _mean_std(m.get("test_default"), m.get("test_default_std")),
+            _mean_std(m.get("test_tuned"), m.get("test_tuned_std")),
+            d_txt,
+            *(gap_txt if gaps else []),
+            val,
+            best,
+        ]
+        table["rows"].append(row)
+        picked = chosen is not None and name == chosen["method"]
+        table["best"].append([picked and i == 0 for i in range(len(row))])
     return _write(
         root,
         "tuning",
