@@ -198,8 +198,11 @@ def _plots(
             ax.set_xscale("log")
             plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
             ax.xaxis.set_major_formatter(plain)
-            narrow = float(d.space.high or 1) / float(d.space.low or 1) < 100
-            ax.xaxis.set_minor_formatter(plain if narrow else ticker.NullFormatter())
+            if float(d.space.high or 1) / float(d.space.low or 1) < 100:
+                # under two decades: labels at 1, 2 and 5 of each decade (every minor tick's
+                # label would overlap its neighbours)
+                ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
         def place(v: Any, pos: dict[Any, int] = pos) -> float:
             return float(pos.get(v, -1)) if pos else float(v)
