@@ -104,15 +104,20 @@ def test_resume_of_a_finished_checkpoint_only_evaluates(tmp_path: Path) -> None:
     assert _same_state(a.model_state, b.model_state)
 
 
-def _nan_at_epoch_1(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
-    loss = torch.nn.functional.cross_entropy(z, y)
-    return loss * float("nan") if ctx.epoch == 1 else loss
+def _nan_at_epoch(epoch: int) -> Any:
+    """A cross-entropy loss that turns NaN in ``epoch`` (0-based)."""
+
+    def loss_fn(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(z, y)
+        return loss * float("nan") if ctx.epoch == epoch else loss
+
+    return loss_fn
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bad = Method("nan-at-epoch-1", "test", "none", _nan_at_epoch_1)
+    bad = Method("nan-at-epoch-1", "test", "none", _nan_at_epoch(1))
     monkeypatch.setitem(METHODS, bad.name, bad)
     data = tiny_vectors()
     cfg = tiny_config(epochs=3, batch_size=16)
@@ -461,11 +466,6 @@ def test_checkpoints_at_most_every_interval(
             _fit("erm", tmp_path / "e", train=train)
 
 
-def _nan_at_epoch_3(z: torch.Tensor, y: torch.Tensor, ctx: LossContext) -> torch.Tensor:
-    loss = torch.nn.functional.cross_entropy(z, y)
-    return loss * float("nan") if ctx.epoch == 3 else loss
-
-
 def test_non_finite_loss_names_the_checkpoint_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -475,7 +475,7 @@ def test_non_finite_loss_names_the_checkpoint_on_disk(
 
     monkeypatch.delenv("LONGTAIL_CHECKPOINT_SECONDS")
     monkeypatch.setattr(trainer_mod, "_clock", lambda: 0.0)
-    bad = Method("nan-at-epoch-3", "test", "none", _nan_at_epoch_3)
+    bad = Method("nan-at-epoch-3", "test", "none", _nan_at_epoch(3))
     monkeypatch.setitem(METHODS, bad.name, bad)
     data = tiny_vectors()
     cfg = tiny_config(epochs=5, batch_size=16)

@@ -19,7 +19,6 @@ to tune keeps its defaults (said in both files). ``tuned/results.json`` holds th
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -42,10 +41,6 @@ def _metric(run: Path, method: str, seed: int, metric: str) -> float | None:
         return None
     v = read_json(f).get("metrics", {}).get(metric)
     return None if v is None else float(v)
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f}"
 
 
 def tuned_benchmark(
