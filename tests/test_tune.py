@@ -438,7 +438,10 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     assert record["budget"]["trials"] == 2 and record["budget"]["epochs"] == 2
     focal = record["methods"]["focal"]
     assert focal["tuned"] and focal["trials"]["finished"] == 2
-    assert record["methods"]["erm"]["tuned"] is False  # nothing to tune: defaults kept
+    erm_rec = record["methods"]["erm"]
+    assert erm_rec["tuned"] is False  # nothing to tune: defaults kept, not trained again
+    assert not (out / "tuned" / "erm").exists()
+    assert erm_rec["test_tuned"] == erm_rec["test_default"] and erm_rec["paired_difference"] == 0
     tuned_params = json.loads((out / "tuned" / "focal" / "seed_1" / "result.json").read_text())
     for k, v in focal["best_params"].items():
         assert tuned_params["params"][k] == pytest.approx(v)
@@ -465,3 +468,15 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
     assert "| **focal** |" in (out / "tuning.md").read_text()  # bold: chosen on validation
     assert '<td class="best">focal</td>' in (out / "tuning.html").read_text()
+
+
+def test_bench_tune_trials_with_nothing_to_tune_trains_nothing_again(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["bench", "--methods", "erm", "--seeds", "0", "--epochs", "1", "--jobs", "1"]
+    assert main([*args, "--tune-trials", "2", "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "tuned").exists() and not (out / "tune").exists()
+    record = json.loads((out / "tuning.json").read_text())
+    erm = record["methods"]["erm"]
+    assert erm["tuned"] is False and erm["paired_difference"] == 0
+    assert record["chosen_on_validation"] is None
+    assert "not trained again" in (out / "tuning.md").read_text()

@@ -12,8 +12,9 @@
 ``OUT/tuning.json`` records the budget and, per method, the best parameters, the validation score
 of the best and of the default trial, and the test metric of both runs with the paired difference
 over seeds (tuned minus default, same seed); ``OUT/tuning.md`` is the table. A method with nothing
-to tune keeps its defaults (said in both files). ``tuned/results.json`` holds the same record under
-``tuning``.
+to tune keeps its defaults and is not trained again: its tuned columns are its default run, its
+paired difference 0 (said in both files). ``tuned/results.json`` holds the same record under
+``tuning`` (no ``tuned/`` folder when no method had anything to tune).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from longtail.engine.tune.report import write_tuning_report
 from longtail.engine.tune.study import STUDY_DB, TuneOptions, tune_method
 
 __all__ = ["tuned_benchmark"]
+
+UNTUNED = "nothing to tune: the defaults are kept (not trained again; tuned = the default run)"
 
 
 def _metric(run: Path, method: str, seed: int, metric: str) -> float | None:
@@ -92,7 +95,7 @@ def tuned_benchmark(
         except ValueError as exc:
             if "no hyper-parameter to tune" not in str(exc):
                 raise
-            studies[name] = {"tuned": False, "why": "nothing to tune: the defaults are kept"}
+            studies[name] = {"tuned": False, "why": UNTUNED}
             continue
         best = {k: v for k, v in rec["best_params"].items() if not k.startswith("train.")}
         params[name] = {**params.get(name, {}), **best}
@@ -106,22 +109,29 @@ def tuned_benchmark(
         }
     # the references are the default run's (the same rows: not trained twice)
     data = dataclasses.replace(cfg.data, balanced_reference=False, sklearn_reference=False)
-    cfg_tuned = dataclasses.replace(cfg, methods=names, method_params=params, data=data)
-    say(f"3/3 the best parameters on the test set: {t_dir}")
-    tuned = run_benchmark(
-        cfg_tuned,
-        t_dir,
-        resume=resume and t_dir.exists(),
-        command=command,
-        progress=progress,
-        echo=None,
-        jobs=jobs,
-    )
-    metric = primary or tuned["metric_specs"][0]["name"]
+    # a method with nothing to tune is not trained again: its tuned columns are its default run
+    tuned_names = [n for n in names if studies[n]["tuned"]]
+    tuned: dict[str, Any] | None = None
+    if tuned_names:
+        cfg_tuned = dataclasses.replace(cfg, methods=tuned_names, method_params=params, data=data)
+        say(f"3/3 the best parameters on the test set: {t_dir}")
+        tuned = run_benchmark(
+            cfg_tuned,
+            t_dir,
+            resume=resume and t_dir.exists(),
+            command=command,
+            progress=progress,
+            echo=None,
+            jobs=jobs,
+        )
+    else:
+        say("3/3 nothing to run on the test set again: no method had a parameter to tune")
+    metric = primary or (tuned or default)["metric_specs"][0]["name"]
     for name in names:
         diffs, dv, tv = [], [], []
+        t_run = t_dir if studies[name]["tuned"] else d_dir
         for s in cfg.seeds:
-            a, b = _metric(d_dir, name, s, metric), _metric(t_dir, name, s, metric)
+            a, b = _metric(d_dir, name, s, metric), _metric(t_run, name, s, metric)
             if a is not None and b is not None:
                 diffs.append(b - a)
                 dv.append(a)
@@ -150,9 +160,10 @@ def tuned_benchmark(
         "methods": studies,
     }
     atomic_write_json(root / "tuning.json", record)
-    results = read_json(t_dir / "results.json")
-    results["tuning"] = record
-    atomic_write_json(t_dir / "results.json", results)
+    if tuned is not None:
+        results = read_json(t_dir / "results.json")
+        results["tuning"] = record
+        atomic_write_json(t_dir / "results.json", results)
     say(f"wrote {write_tuning_report(root, record, command)} (and tuning.html)")
     return record
 
