@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 
 from longtail.cli import main
 from longtail.engine.runner import threads_per_job
+from longtail.engine.runner.lock import RunFolderLock
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +164,62 @@ def test_stage_jobs_are_one_per_stage_key_and_seed() -> None:
     assert len({(key(label), seed) for _, label, seed in stage_jobs}) == len(stage_jobs)
     finishing = ["la-posthoc", "crt", "lws", "tau-norm", "m2m"]
     assert finish_jobs == [("method", n, s) for n in finishing for s in (0, 1)]
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """``{descendant pid: depth}`` of ``pid`` (from /proc; depth 1 = child)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    depth: dict[int, int] = {pid: 0}
+    changed = True
+    while changed:
+        changed = False
+        for child, parent in parents.items():
+            if parent in depth and child not in depth:
+                depth[child] = depth[parent] + 1
+                changed = True
+    del depth[pid]
+    return depth
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_worker_is_a_one_line_error_and_the_folder_resumes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = ["bench", "--methods", "erm,focal", "--seeds", "0", "--jobs", "2", "--no-progress"]
+    cmd = [sys.executable, "-m", "longtail", *args, "--epochs", "3000", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        # the pool's workers are the forkserver's children: two levels below the command
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = [p for p, d in _descendants(proc.pid).items() if d == 2]
+        assert workers, "no worker process appeared"
+        time.sleep(1.0)  # let it start training
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "a worker process ended abruptly" in lines[0]
+    assert "--resume" in lines[0]
+    assert (out / "config.yaml").is_file()  # the run folder is kept for the resume
+    lock = RunFolderLock(out)  # not left locked: the next command into the folder may start
+    lock.acquire()
+    assert lock.held
+    lock.release()

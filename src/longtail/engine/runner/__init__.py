@@ -55,6 +55,7 @@ from longtail.engine.runner.benchmark import (
 from longtail.engine.runner.folders import default_out_dir, describe_command, latest_out_dir
 from longtail.engine.runner.lock import RunFolderInUse
 from longtail.engine.runner.parallel import (
+    WorkerLost,
     available_cores,
     default_jobs,
     run_parallel,
@@ -79,6 +80,7 @@ __all__ = [
     "RunFolderInUse",
     "Runs",
     "Stage",
+    "WorkerLost",
     "aggregate",
     "available_cores",
     "default_jobs",

@@ -42,12 +42,27 @@ from longtail.forkserver import context as forkserver_context
 __all__ = [
     "MIN_STEPS_PER_JOB",
     "Job",
+    "WorkerLost",
     "auto_jobs",
     "default_jobs",
     "plan_jobs",
     "run_parallel",
     "threads_per_job",
 ]
+
+
+class WorkerLost(RuntimeError):
+    """A worker process ended without reporting (killed by a signal, e.g. by the kernel when memory
+    ran out). The finished runs are on disk and a running one resumes from its checkpoint, so the
+    message says to continue with ``--resume``."""
+
+    def __init__(self, running: Sequence[str]) -> None:
+        jobs = f" while running {', '.join(running)}" if running else ""
+        super().__init__(
+            f"a worker process ended abruptly{jobs} (killed, or out of memory?); the finished "
+            "runs are kept: continue with --resume (--jobs 1 trains in this process)"
+        )
+
 
 #: Without ``--jobs``, one worker process per this many optimisation steps of the run (at most one
 #: per core): a worker costs about 2-3 s of start (importing torch and the tracks, receiving the
@@ -307,7 +322,10 @@ def run_parallel(
                     done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                     drain()
                     for fut in done:
-                        trained += fut.result()  # re-raises a job's error here
+                        try:
+                            trained += fut.result()  # re-raises a job's error here
+                        except cf.process.BrokenProcessPool as exc:
+                            raise WorkerLost(sorted(running.values())) from exc
             except BaseException:
                 for fut in pending:
                     fut.cancel()
