@@ -5,6 +5,11 @@ std; the quoted open-set comparisons of docs/results.md come from
 
     python benchmarks/paired_differences.py runs/openset_full --metrics auroc,oscr \\
         --pairs mls-softmax,arpl-softmax,arpl-mls
+
+and, with ``--first``, a tuned method against another folder's default (same seed):
+
+    python benchmarks/paired_differences.py runs/openset_full \\
+        --first runs/tune_openset_full/tuned --pairs arpl:softmax,arpl:mls
 """
 
 from __future__ import annotations
@@ -42,16 +47,25 @@ def main() -> None:
     p.add_argument("run", type=Path, help="a run folder with results.json")
     p.add_argument("--metrics", default="auroc", help="comma-separated metric names")
     p.add_argument("--pairs", required=True, help="comma-separated A:B (or A-B) method pairs")
+    p.add_argument(
+        "--first",
+        type=Path,
+        default=None,
+        help="the run folder of each pair's first method (default: RUN), e.g. a tuned/ folder",
+    )
     args = p.parse_args()
+    first = args.first or args.run
     results = json.loads((args.run / "results.json").read_text())
+    other = json.loads((first / "results.json").read_text())
+    methods = set(results["methods"]) | set(other["methods"])
     for name in args.metrics.split(","):
         for pair in args.pairs.split(","):
-            a, b = split_pair(pair, set(results["methods"]))
-            seeds = sorted(
-                set(results["methods"][a]["seeds"]) & set(results["methods"][b]["seeds"])
-            )
+            a, b = split_pair(pair, methods)
+            if a not in other["methods"] or b not in results["methods"]:
+                raise SystemExit(f"--pairs: {a} is not in {first} or {b} not in {args.run}")
+            seeds = sorted(set(other["methods"][a]["seeds"]) & set(results["methods"][b]["seeds"]))
             diffs = [
-                100 * (metric(args.run, a, s, name) - metric(args.run, b, s, name)) for s in seeds
+                100 * (metric(first, a, s, name) - metric(args.run, b, s, name)) for s in seeds
             ]
             sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
             shown = ", ".join(f"{d:+.1f}" for d in diffs)
