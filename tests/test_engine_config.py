@@ -585,4 +585,7 @@ def test_open_set_full_data_config_is_the_protocol_with_every_training_image() -
     assert full["data"]["imbalance_factor"] is None and full["data"]["max_per_class"] is None
     for section in ("data", "name"):
         full.pop(section), small.pop(section)
+    # a validation score every 2 epochs, for tune's pruning: not part of what is trained
+    assert full["train"].pop("eval_every") == 2
+    small["train"].pop("eval_every")
     assert full == small  # splits, methods, temperatures, network, epochs: unchanged
