@@ -61,18 +61,21 @@ def tuned_benchmark(
     returns the ``tuning.json`` record."""
     root = Path(out)
     say = echo or (lambda _m: None)
-    cfg_default = cfg
     d_dir, t_dir = root / "default", root / "tuned"
+
+    def bench(config: Config, folder: Path) -> dict[str, Any]:
+        return run_benchmark(
+            config,
+            folder,
+            resume=resume and folder.exists(),
+            command=command,
+            progress=progress,
+            echo=None,
+            jobs=jobs,
+        )
+
     say(f"1/3 defaults: {d_dir}")
-    default = run_benchmark(
-        cfg_default,
-        d_dir,
-        resume=resume and d_dir.exists(),
-        command=command,
-        progress=progress,
-        echo=None,
-        jobs=jobs,
-    )
+    default = bench(cfg, d_dir)
     primary = default["metric_specs"][0]["name"] if default.get("metric_specs") else None
     # the methods the default run trained (`methods: all` skips those the data cannot run)
     names = [n for n in method_names(cfg) if n in default["methods"]]
@@ -115,15 +118,7 @@ def tuned_benchmark(
     if tuned_names:
         cfg_tuned = dataclasses.replace(cfg, methods=tuned_names, method_params=params, data=data)
         say(f"3/3 the best parameters on the test set: {t_dir}")
-        tuned = run_benchmark(
-            cfg_tuned,
-            t_dir,
-            resume=resume and t_dir.exists(),
-            command=command,
-            progress=progress,
-            echo=None,
-            jobs=jobs,
-        )
+        tuned = bench(cfg_tuned, t_dir)
     else:
         say("3/3 nothing to run on the test set again: no method had a parameter to tune")
     metric = primary or (tuned or default)["metric_specs"][0]["name"]
