@@ -423,6 +423,7 @@ def _report(exc: BaseException, command: str = "") -> int:
     """Print ``exc`` as one line ``error: ...`` (rank 0 only); return the exit code."""
     from longtail.engine.checkpoint import CheckpointError  # lazy: a fast `longtail --help`
     from longtail.engine.config import ConfigError  # lazy: a fast `longtail --help`
+    from longtail.engine.runner.parallel import WorkerLost  # lazy: a fast `longtail --help`
     from longtail.engine.trainer import NonFiniteLossError  # lazy: a fast `longtail --help`
 
     if isinstance(exc, (ConfigError, CheckpointError)):
@@ -431,7 +432,7 @@ def _report(exc: BaseException, command: str = "") -> int:
     if isinstance(exc, (FileNotFoundError, FileExistsError)):
         _say(f"error: {_os_error(exc)}")
         return 2
-    if isinstance(exc, NonFiniteLossError) or _worker_lost(exc):
+    if isinstance(exc, (NonFiniteLossError, WorkerLost)):
         _say(f"error: {exc}")
         return 1
     if isinstance(exc, ValueError):  # a bad value found once the data or a checkpoint is read
@@ -452,13 +453,6 @@ def _report(exc: BaseException, command: str = "") -> int:
         _say(f"error: {_os_error(exc)}{_full_disk_hint(exc, command)}")
         return 2
     raise exc
-
-
-def _worker_lost(exc: BaseException) -> bool:
-    """``exc`` is the runner's :class:`~longtail.engine.runner.WorkerLost` (imported only if the
-    runner was: a fast `longtail --help`)."""
-    runner = sys.modules.get("longtail.engine.runner.parallel")
-    return runner is not None and isinstance(exc, runner.WorkerLost)
 
 
 def _dispatch(args: argparse.Namespace, args_list: list[str]) -> int:
