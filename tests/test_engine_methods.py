@@ -123,6 +123,30 @@ def test_drw_loss_is_weighted_after_the_switch() -> None:
     assert crit(z, y, 9).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("loss", "shift"),
+    [("la", 1.0), ("balanced-softmax", 1.0), ("el-la", None), ("focal", None), ("ce", 0.0)],
+)
+def test_every_loss_that_accepts_drw_applies_its_weights(loss: str, shift: float | None) -> None:
+    """``drw: true`` reaches the loss: the loss changes at the switch; for the cross-entropy forms
+    it is ``mean_i w_{y_i} CE(z_i + shift log(prior), y_i)`` (divided by N)."""
+    from longtail.engine.methods import recipe_from_dict
+
+    counts = [50, 10, 2]
+    method = recipe_from_dict("r", {"loss": loss, "drw": True}, "single-label")
+    crit = method.build_criterion(counts, total_epochs=10)
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert crit(z, y, 9).item() != pytest.approx(crit(z, y, 0).item(), rel=1e-3)
+    if shift is not None:
+        w = crit.context(9, z.device).weight
+        assert w is not None
+        prior = torch.tensor(counts, dtype=torch.float32) / sum(counts)
+        ce = F.cross_entropy(z + shift * prior.log(), y, reduction="none")
+        assert crit(z, y, 9).item() == pytest.approx((ce * w[y]).mean().item(), rel=1e-5)
+        assert crit(z, y, 0).item() == pytest.approx(ce.mean().item(), rel=1e-5)
+
+
 def test_weighted_losses_come_from_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     """Weighted CE (DRW after the switch, inv-freq) is the library's LA loss with tau 0, not a copy."""
     import longtail.losses

@@ -132,6 +132,10 @@ def test_composed_recipe_from_a_config(tmp_path: Path) -> None:
         ({"loss": "nope"}, "recipes.r.loss"),
         ({"loss": "ce", "sampler": "rare"}, "recipes.r.sampler"),
         ({"loss": "focal", "mix": "mixup"}, "recipes.r.mix"),
+        ({"loss": "el-la", "mix": "remix"}, "recipes.r.mix"),
+        # these losses weight the classes themselves: DRW's weights would be silently dropped
+        ({"loss": "cb-softmax", "drw": True}, "recipes.r.drw"),
+        ({"loss": "inv-freq", "drw": True}, "recipes.r.drw"),
         ({"loss": "ldam", "second_stage": "crt"}, "recipes.r.second_stage"),
         ({"loss": "la", "params": {"gamma": 1.0}}, "recipes.r.params.gamma"),
         ({"loss": "la", "params": {"tau": -1.0}}, "recipes.r.params.tau"),
@@ -531,13 +535,36 @@ def test_report_bold_best_follows_the_metric_direction_and_gap_closed() -> None:
     assert "| 60% |" in rows["good"] and "| 20% |" in rows["calib"]
 
 
-@pytest.mark.parametrize("name", ["mixup-drw", "remix-drw"])
+_MIXED = {
+    "mixup-drw": (METHODS["mixup-drw"], 0.0),
+    "remix-drw": (METHODS["remix-drw"], 0.0),
+    # the logit-adjusted loss is cross-entropy on z + tau log(prior): mixing mixes those terms
+    "la-mixup": (
+        recipe_from_dict(
+            "la-mixup", {"loss": "la", "mix": "mixup", "params": {"tau": 0.5}}, "single-label"
+        ),
+        0.5,
+    ),
+    "bs-remix-drw": (
+        recipe_from_dict(
+            "bs-remix-drw",
+            {"loss": "balanced-softmax", "mix": "remix", "drw": True},
+            "single-label",
+        ),
+        1.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_MIXED))
 @pytest.mark.parametrize("epoch", [0, 9])  # before and during DRW
 def test_mixed_step_matches_an_independent_formula(name: str, epoch: int) -> None:
     """Mixup: label weight lam for y_i; Remix (Chou et al.): 0 when n_i / n_j >= kappa and
-    lam < tau, 1 when n_i / n_j <= 1 / kappa and 1 - lam < tau, else lam; x = lam x_i + (1-lam) x_j."""
+    lam < tau, 1 when n_i / n_j <= 1 / kappa and 1 - lam < tau, else lam; x = lam x_i + (1-lam) x_j;
+    each label's term is the cross-entropy of z + t log(prior) (t = 0 for plain cross-entropy)."""
+    method, t = _MIXED[name]
     data = tiny_vectors(counts=(40, 12, 4, 2))
-    task = SingleLabelTask(METHODS[name], data, tiny_config(epochs=10))
+    task = SingleLabelTask(method, data, tiny_config(epochs=10))
     torch.manual_seed(0)
     model = task.build_model()
     x, y = data.train_x, data.train_y
@@ -555,7 +582,7 @@ def test_mixed_step_matches_an_independent_formula(name: str, epoch: int) -> Non
         for i in range(n):
             a, b = int(y[i]), int(y[perm[i]])
             ly = lam
-            if name == "remix-drw":
+            if method.mix == "remix":
                 ratio = counts[a] / counts[b]
                 if ratio >= 3.0 and lam < 0.5:
                     ly = 0.0
@@ -563,7 +590,8 @@ def test_mixed_step_matches_an_independent_formula(name: str, epoch: int) -> Non
                     ly = 1.0
             wa = 1.0 if w is None else float(w[a])
             wb = 1.0 if w is None else float(w[b])
-            logp = F.log_softmax(z[i], 0)
+            prior = torch.tensor([c / sum(counts) for c in counts], dtype=torch.float32)
+            logp = F.log_softmax(z[i] + t * torch.log(prior), 0)
             total = total - ly * wa * logp[a] - (1 - ly) * wb * logp[b]
         torch.testing.assert_close(got, total / n, rtol=1e-5, atol=1e-6)
 

@@ -181,8 +181,10 @@ class ClassifierTask(MethodTask):
 
     def _mixed_step(self, model: nn.Module, batch: Batch, epoch: int) -> StepOutput:
         """Mixup / Remix: ``x = lam x_i + (1 - lam) x_j``; label weight ``lam`` (mixup) or Remix's
-        minority-leaning ``lam_y``; loss ``mean_i [lam_y w_{y_i} CE(z_i, y_i) + (1 - lam_y) w_{y_j}
-        CE(z_i, y_j)]`` with the epoch's DRW weights ``w`` (1 before DRW starts)."""
+        minority-leaning ``lam_y``; loss ``mean_i [lam_y w_{y_i} CE(z_i + s, y_i) + (1 - lam_y)
+        w_{y_j} CE(z_i + s, y_j)]`` with the epoch's DRW weights ``w`` (1 before DRW starts) and
+        the loss's logit shift ``s`` (0 for cross-entropy, ``tau log(prior)`` for logit
+        adjustment; :data:`~longtail.engine.methods.LogitShift`)."""
         x, y = batch.x, batch.y
         n = y.shape[0]
         alpha = float(self.params["mix_alpha"])
@@ -204,9 +206,13 @@ class ClassifierTask(MethodTask):
             lam_y = torch.where(
                 (ratio <= 1 / kappa) & (1 - lam < tau), torch.ones_like(lam_y), lam_y
             )
-        ce_a = F.cross_entropy(z, y, reduction="none")
-        ce_b = F.cross_entropy(z, y_b, reduction="none")
-        w = self.criterion.context(epoch, z.device).weight
+        ctx = self.criterion.context(epoch, z.device)
+        assert self.method.logit_shift is not None  # Method checks it when mix is set
+        shift = self.method.logit_shift(ctx)
+        zs = z if shift is None else z + shift.to(z.dtype)
+        ce_a = F.cross_entropy(zs, y, reduction="none")
+        ce_b = F.cross_entropy(zs, y_b, reduction="none")
+        w = ctx.weight
         if w is not None:
             ce_a, ce_b = ce_a * w[y], ce_b * w[y_b]
         loss = (lam_y * ce_a + (1 - lam_y) * ce_b).mean()

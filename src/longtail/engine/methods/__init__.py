@@ -30,6 +30,7 @@ from longtail.engine.methods.compose import (
 )
 from longtail.engine.methods.method import (
     Criterion,
+    LogitShift,
     LossContext,
     LossFn,
     Method,
@@ -51,6 +52,7 @@ __all__ = [
     "TRAIN_PARAMS",
     "Criterion",
     "Dimension",
+    "LogitShift",
     "LossComponent",
     "LossContext",
     "LossFn",

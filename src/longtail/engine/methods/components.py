@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from longtail.engine.methods.method import HeadKind, LossContext, LossFn, Param
+from longtail.engine.methods.method import HeadKind, LogitShift, LossContext, LossFn, Param
 from longtail.losses import get_loss
 
 __all__ = ["LossComponent", "Vocabulary"]
@@ -25,7 +25,18 @@ __all__ = ["LossComponent", "Vocabulary"]
 
 @dataclass(frozen=True)
 class LossComponent:
-    """A training loss a recipe can use: ``fn(logits, target, ctx)``, its parameters and needs."""
+    """A training loss a recipe can use: ``fn(logits, target, ctx)``, its parameters and needs.
+
+    Attributes:
+        name, fn, description, params: the component, its loss and hyper-parameters.
+        sigmoid, head: what the loss needs of the model.
+        drw_weight: ``fn`` applies deferred re-weighting's per-class weights (``ctx.weight``); a
+            recipe may set ``drw: true`` only then (a loss that weights the classes itself, such
+            as the class-balanced loss, would silently ignore them).
+        logit_shift: the loss is softmax cross-entropy on ``logits + logit_shift(ctx)`` (see
+            :data:`~longtail.engine.methods.LogitShift`); a recipe may mix inputs (``mix``) only
+            then, since mixing mixes two labels' cross-entropy terms.
+    """
 
     name: str
     fn: LossFn
@@ -33,6 +44,8 @@ class LossComponent:
     params: Mapping[str, Param] = field(default_factory=dict)
     sigmoid: bool = False
     head: HeadKind = "linear"
+    drw_weight: bool = False
+    logit_shift: LogitShift | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_spec(
@@ -47,6 +60,7 @@ class LossComponent:
         drw_weight: bool = False,
         sigmoid: bool = False,
         head: HeadKind = "linear",
+        logit_shift: LogitShift | None = None,
     ) -> LossComponent:
         """The component that calls the library loss ``spec`` (a :data:`longtail.losses.LOSSES` name).
 
@@ -61,6 +75,7 @@ class LossComponent:
             drw_weight: pass deferred re-weighting's per-class weights (``ctx.weight``) as
                 ``weight``.
             sigmoid, head: what the loss needs of the model.
+            logit_shift: the loss is cross-entropy on shifted logits (input mixing may use it).
 
         Raises:
             ValueError: a parameter or fixed keyword the library loss does not take.
@@ -92,7 +107,16 @@ class LossComponent:
 
         fn.__name__ = fn.__qualname__ = f"{spec.replace('-', '_')}_component"
         every = {**params, **(other_params or {})}
-        return cls(name, fn, description, every, sigmoid=sigmoid, head=head)
+        return cls(
+            name,
+            fn,
+            description,
+            every,
+            sigmoid=sigmoid,
+            head=head,
+            drw_weight=drw_weight,
+            logit_shift=logit_shift,
+        )
 
 
 @dataclass(frozen=True)

@@ -373,10 +373,17 @@ def compose(
             raise bad(key, value, kinds)
     if not isinstance(drw, bool):
         raise ValueError(f"config key '{at}.drw': expected true/false, got {drw!r}")
-    if mix is not None and loss != "ce":
+    if mix is not None and comp.logit_shift is None:
+        mixable = [k for k, c in losses.items() if c.logit_shift is not None]
         raise ValueError(
-            f"config key '{at}.mix': {mix} mixes the cross-entropy of two labels; it needs "
-            f"loss 'ce', got {loss!r}"
+            f"config key '{at}.mix': {mix} mixes the cross-entropy of two labels; it needs a "
+            f"loss of that form ({', '.join(mixable)}), got {loss!r}"
+        )
+    if drw and not comp.drw_weight:
+        takes = [k for k, c in losses.items() if c.drw_weight]
+        raise ValueError(
+            f"config key '{at}.drw': loss {loss!r} does not take deferred re-weighting's class "
+            f"weights (losses that do: {', '.join(takes)})"
         )
     if posthoc == "tau-norm" and second_stage == "lws":
         raise ValueError(
@@ -456,6 +463,7 @@ def compose(
         stage1_weight_decay_param="stage1_weight_decay" if second_stage == "wb" else None,
         task=task,
         sla=sla,  # type: ignore[arg-type]
+        logit_shift=comp.logit_shift,
     )
 
 

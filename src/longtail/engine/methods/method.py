@@ -20,6 +20,7 @@ from longtail.losses import DeferredReweighting, value_checks
 __all__ = [
     "Criterion",
     "HeadKind",
+    "LogitShift",
     "LossContext",
     "LossFn",
     "Method",
@@ -143,6 +144,11 @@ class LossContext:
 
 LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
 
+#: ``shift(ctx)``: the loss is softmax cross-entropy on ``logits + shift(ctx)`` (``None``: on the
+#: logits themselves), e.g. ``tau log(prior)`` for logit adjustment. Input mixing needs it: it mixes
+#: two labels' cross-entropy terms of the shifted logits.
+LogitShift = Callable[[LossContext], Tensor | None]
+
 
 @dataclass(frozen=True)
 class Method:
@@ -161,6 +167,8 @@ class Method:
             ``-log((1 - pi) / pi)``, ``pi = 1 / C``, without weight decay (Cui et al.'s code).
         stage1_weight_decay_param: name of a parameter that overrides ``train.weight_decay`` in the
             first stage (weight balancing's larger weight decay).
+        logit_shift: when the loss is softmax cross-entropy on shifted logits, the shift (see
+            :data:`LogitShift`); ``mix`` needs it.
     """
 
     name: str
@@ -179,6 +187,14 @@ class Method:
     sigmoid: bool = False
     stage1_weight_decay_param: str | None = None
     sla: SLAKind | None = None
+    logit_shift: LogitShift | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mix is not None and self.logit_shift is None:
+            raise ValueError(
+                f"method {self.name!r}: mix={self.mix!r} mixes two labels' cross-entropy terms; "
+                "it needs a loss of the cross-entropy form (logit_shift)"
+            )
 
     @property
     def citation(self) -> str:

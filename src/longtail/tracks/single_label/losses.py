@@ -47,8 +47,23 @@ def _inv_freq(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
 
 def _el_la(z: Tensor, y: Tensor, ctx: LossContext) -> Tensor:
     adjusted = z + ctx.params["tau"] * ctx.log_prior.to(z.dtype)
-    out: Tensor = encouraging_loss(adjusted, y, log_end=ctx.params["log_end"])
+    out: Tensor = encouraging_loss(adjusted, y, log_end=ctx.params["log_end"], weight=ctx.weight)
     return out
+
+
+def _no_shift(ctx: LossContext) -> None:
+    """Cross-entropy on the logits themselves."""
+    return None
+
+
+def _tau_log_prior(ctx: LossContext) -> Tensor:
+    """Logit adjustment's ``tau log(prior)``."""
+    return float(ctx.params["tau"]) * ctx.log_prior
+
+
+def _log_prior(ctx: LossContext) -> Tensor:
+    """Balanced softmax's ``log(prior)``."""
+    return ctx.log_prior
 
 
 _LOG_END = Param(
@@ -68,7 +83,7 @@ _GAMMA = Param(2.0, low=0.0, help="focusing parameter", space=Space(0.0, 5.0))
 #: The training losses single-label recipes compose, by name.
 LOSS_COMPONENTS: Registry[LossComponent] = Registry("single-label loss component")
 for _c in (
-    LossComponent("ce", _erm, "softmax cross-entropy"),
+    LossComponent("ce", _erm, "softmax cross-entropy", drw_weight=True, logit_shift=_no_shift),
     LossComponent("inv-freq", _inv_freq, "cross-entropy weighted by inverse class frequency"),
     LossComponent.from_spec(
         "cb-softmax",
@@ -109,9 +124,20 @@ for _c in (
         drw_weight=True,
         head="cosine",
     ),
-    LossComponent.from_spec("la", "logit-adjusted", "logit-adjusted cross-entropy", {"tau": _TAU}),
     LossComponent.from_spec(
-        "balanced-softmax", "balanced-softmax", "cross-entropy on f(x) + log prior"
+        "la",
+        "logit-adjusted",
+        "logit-adjusted cross-entropy",
+        {"tau": _TAU},
+        drw_weight=True,
+        logit_shift=_tau_log_prior,
+    ),
+    LossComponent.from_spec(
+        "balanced-softmax",
+        "balanced-softmax",
+        "cross-entropy on f(x) + log prior",
+        drw_weight=True,
+        logit_shift=_log_prior,
     ),
     LossComponent.from_spec(
         "el", "encouraging", "encouraging loss", {"log_end": _LOG_END}, drw_weight=True
@@ -121,6 +147,7 @@ for _c in (
         _el_la,
         "encouraging loss on logit-adjusted logits",
         {"log_end": _LOG_END, "tau": _TAU},
+        drw_weight=True,
     ),
 ):
     LOSS_COMPONENTS.register(_c.name, _c)
