@@ -462,6 +462,21 @@ def test_same_method_groups_follow_the_canonical_identity() -> None:
     assert R.method_identity({"composition": _comp()}) is None  # no params: unknown
 
 
+def test_the_power_sampler_at_one_half_is_square_root_sampling() -> None:
+    res = _results(
+        {
+            "sqrt-la": (_comp("la", sampler="sqrt"), {"tau": 0.5}),
+            "power-la": (_comp("la", sampler="power"), {"tau": 0.5, "sampler_q": 0.5}),
+            "power-la-q": (_comp("la", sampler="power"), {"tau": 0.5, "sampler_q": 0.6}),
+            "cb-la": (_comp("la", sampler="class-balanced"), {"tau": 0.5}),
+            "power0-la": (_comp("la", sampler="power"), {"tau": 0.5, "sampler_q": 0}),
+        }
+    )
+    assert R.same_method_groups(res) == [["sqrt-la", "power-la"], ["cb-la", "power0-la"]]
+    note = [line for line in R.format_table(res).splitlines() if line.startswith("¹")]
+    assert "sampler `power` with sampler_q 0.5 is sampler `sqrt`" in note[0]
+
+
 def test_table_marks_same_methods_and_explains_them() -> None:
     res = _results(
         {

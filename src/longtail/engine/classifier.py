@@ -156,6 +156,7 @@ class ClassifierTask(MethodTask):
             seed,
             rank,
             world_size,
+            q=float(self.params["sampler_q"]) if kind == "power" else None,
         )
 
     def schedule(self) -> dict[str, int]:
@@ -302,8 +303,18 @@ def drs_start_epoch(fraction: float, total_epochs: int) -> int:
 
 
 def class_sampler(
-    kind: str, labels: Tensor, total_epochs: int, epoch: int, seed: int, rank: int, world_size: int
+    kind: str,
+    labels: Tensor,
+    total_epochs: int,
+    epoch: int,
+    seed: int,
+    rank: int,
+    world_size: int,
+    *,
+    q: float | None = None,
 ) -> Tensor:
+    """This rank's indices of ``epoch`` for sampler ``kind`` (``power``: class-aware with
+    exponent ``q``, which ``sqrt`` and ``class-balanced`` fix at 1/2 and 0)."""
     common: dict[str, Any] = {"seed": seed, "num_replicas": world_size, "rank": rank}
     s: Any
     if kind == "instance":
@@ -312,6 +323,10 @@ def class_sampler(
         s = ltdata.ClassBalancedSampler(labels, **common)
     elif kind == "sqrt":
         s = ltdata.SquareRootSampler(labels, **common)
+    elif kind == "power":
+        if q is None:
+            raise ValueError("sampler 'power' needs the exponent q")
+        s = ltdata.ClassAwareSampler(labels, q=q, **common)
     elif kind == "progressive":
         s = ltdata.ProgressivelyBalancedSampler(labels, total_epochs=total_epochs, **common)
     else:  # pragma: no cover - guarded by the Method type

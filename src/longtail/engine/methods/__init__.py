@@ -21,7 +21,9 @@ from longtail.engine.methods.components import LossComponent, Vocabulary
 from longtail.engine.methods.compose import (
     BETA_CHOICES,
     SAME_LOSS,
+    SAME_SAMPLER,
     canonical_loss,
+    canonical_sampler,
     check_method_params,
     compose,
     recipe_from_dict,
@@ -49,6 +51,7 @@ from longtail.engine.methods.space import (
 __all__ = [
     "BETA_CHOICES",
     "SAME_LOSS",
+    "SAME_SAMPLER",
     "TRAIN_PARAMS",
     "Criterion",
     "Dimension",
@@ -61,6 +64,7 @@ __all__ = [
     "Space",
     "Vocabulary",
     "canonical_loss",
+    "canonical_sampler",
     "check_method_params",
     "check_tune_section",
     "compose",

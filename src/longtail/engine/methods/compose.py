@@ -28,7 +28,9 @@ from longtail.engine.methods.method import (
 __all__ = [
     "BETA_CHOICES",
     "SAME_LOSS",
+    "SAME_SAMPLER",
     "canonical_loss",
+    "canonical_sampler",
     "check_method_params",
     "compose",
     "recipe_from_dict",
@@ -75,6 +77,17 @@ _DRS_PARAMS = {
         high_open=True,
         help="class-balanced re-sampling starts at this fraction of the epochs (Cao et al.: 160/200)",
         space=Space(0.5, 0.95),
+    ),
+}
+#: ``sampler: power``: class ``c`` drawn with probability ``~ n_c^q``; the Fisher-consistent
+#: logit adjustment on top is ``tau = q`` (the sampled prior is ``~ n_c^q``).
+_POWER_PARAMS = {
+    "sampler_q": Param(
+        0.5,
+        low=0.0,
+        high=1.0,
+        help="class drawn with probability ~ n_c^q (0 class-balanced, 0.5 square root)",
+        space=Space(0.0, 1.0),
     ),
 }
 _SMOTE_PARAMS = {
@@ -300,6 +313,26 @@ def canonical_loss(loss: str, params: Mapping[str, Any]) -> tuple[str, dict[str,
     return loss, rest
 
 
+#: Samplers that equal another at a parameter value: ``sampler -> (parameter, {value: sampler})``
+#: (the class-aware draw with exponent 0 or 1/2 is the class-balanced or square-root sampler's).
+SAME_SAMPLER: dict[str, tuple[str, dict[float, str]]] = {
+    "power": ("sampler_q", {0.0: "class-balanced", 0.5: "sqrt"})
+}
+
+
+def canonical_sampler(sampler: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A method's sampler and parameters in canonical form (:data:`SAME_SAMPLER`): ``("power",
+    {"sampler_q": 0.5, ...})`` becomes ``("sqrt", {...})``; anything else is returned unchanged."""
+    rest = dict(params)
+    if sampler in SAME_SAMPLER:
+        key, same = SAME_SAMPLER[sampler]
+        v = rest.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and float(v) in same:
+            del rest[key]
+            return same[float(v)], rest
+    return sampler, rest
+
+
 def compose(
     name: str,
     *,
@@ -409,6 +442,8 @@ def compose(
         params.update(_RFS_PARAMS)
     if sampler == "drs":
         params.update(_DRS_PARAMS)
+    if sampler == "power":
+        params.update(_POWER_PARAMS)
     if sla is not None:
         params.update(_SLA_PARAMS if sla == "joint" else {"sla_family": _SLA_PARAMS["sla_family"]})
     if sampler == "smote":

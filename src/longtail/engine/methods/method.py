@@ -35,7 +35,9 @@ __all__ = [
     "drw_start_epoch",
 ]
 
-SamplerKind = Literal["instance", "class-balanced", "sqrt", "progressive", "drs", "smote", "rfs"]
+SamplerKind = Literal[
+    "instance", "class-balanced", "sqrt", "power", "progressive", "drs", "smote", "rfs"
+]
 HeadKind = Literal["linear", "cosine"]
 PosthocKind = Literal["logit-adjust", "tau-norm"]
 MixKind = Literal["mixup", "remix"]

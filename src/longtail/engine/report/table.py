@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from longtail.engine.methods import SAME_LOSS, canonical_loss
+from longtail.engine.methods import SAME_LOSS, SAME_SAMPLER, canonical_loss, canonical_sampler
 
 __all__ = [
     "REFERENCE",
@@ -145,7 +145,7 @@ def method_identity(entry: Mapping[str, Any]) -> str | None:
 
     Built from the ``composition`` and ``params`` of its ``results.json`` entry with the loss in
     canonical form (:func:`longtail.engine.methods.canonical_loss`: ``la`` at tau 1 is
-    ``balanced-softmax``). ``None`` when either is missing or the loss is hand-written (not
+    ``balanced-softmax``) and the sampler too (``power`` at q 1/2 is ``sqrt``). ``None`` when either is missing or the loss is hand-written (not
     comparable).
     """
     comp, params = entry.get("composition"), entry.get("params")
@@ -155,7 +155,10 @@ def method_identity(entry: Mapping[str, Any]) -> str | None:
     if loss.startswith("<"):
         return None
     canon, rest = canonical_loss(loss, params)
-    return json.dumps({**comp, "loss": canon, "params": rest}, sort_keys=True, default=str)
+    sampler, rest = canonical_sampler(str(comp.get("sampler")), rest)
+    return json.dumps(
+        {**comp, "loss": canon, "sampler": sampler, "params": rest}, sort_keys=True, default=str
+    )
 
 
 def same_method_groups(results: Mapping[str, Any]) -> list[list[str]]:
@@ -181,9 +184,17 @@ def _same_reason(results: Mapping[str, Any], group: Sequence[str]) -> str:
         if loss in SAME_LOSS and canonical_loss(loss, entry["params"])[0] != loss:
             key, value, same = SAME_LOSS[loss]
             why[loss] = f"loss `{loss}` with {key} {value:g} is loss `{same}`"
-    what = "the same loss" + (f" ({'; '.join(why.values())})" if why else "")
+        sampler = str(entry["composition"].get("sampler"))
+        canon = canonical_sampler(sampler, entry["params"])[0]
+        if canon != sampler:
+            key = SAME_SAMPLER[sampler][0]
+            why[sampler] = (
+                f"sampler `{sampler}` with {key} {float(entry['params'][key]):g} is sampler "
+                f"`{canon}`"
+            )
+    what = "the same loss and sampler" + (f" ({'; '.join(why.values())})" if why else "")
     return (
-        f"{what}, sampler, head, stages and hyper-parameters; any difference between their rows "
+        f"{what}, head, stages and hyper-parameters; any difference between their rows "
         "comes from floating-point rounding in separate trainings, not from the method"
     )
 

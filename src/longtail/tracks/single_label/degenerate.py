@@ -13,6 +13,7 @@ Read from what the run recorded, never from the config alone:
   same beta); deferred re-sampling likewise (never: instance-balanced; from the first epoch:
   ``cb-resample``). The engine starts both at the last epoch at the latest, so a one-epoch run (or
   a start fraction of 0) is the case that happens.
+- **The power sampler at q 0 or 1/2**: its draws are the class-balanced or square-root sampler's.
 - **A second stage of 0 epochs** (cRT, LWS, weight balancing; no history row of stage 2): LWS and
   weight balancing are then their first stage; cRT's re-initialised classifier was never trained
   (no method). The engine trains a second stage for at least one epoch; this reads the history.
@@ -32,7 +33,13 @@ from typing import Any
 from longtail.engine.classifier import drs_start_epoch
 from longtail.engine.config import Config
 from longtail.engine.kinds import Degenerate
-from longtail.engine.methods import Method, canonical_loss, drw_start_epoch, resolve_methods
+from longtail.engine.methods import (
+    Method,
+    canonical_loss,
+    canonical_sampler,
+    drw_start_epoch,
+    resolve_methods,
+)
 from longtail.tracks.single_label.methods import METHODS
 
 __all__ = ["degenerate", "training_identity"]
@@ -76,6 +83,7 @@ def training_identity(
             rest["beta"] = rest.pop("drw_beta", None)
         elif start is not None:
             rest["drw_start_epoch"] = start
+    comp["sampler"], rest = canonical_sampler(str(comp.get("sampler")), rest)
     if comp.get("sampler") == "drs":
         fraction = rest.pop("drs_start_fraction", None)
         start = drs_start

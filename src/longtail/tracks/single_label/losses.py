@@ -20,7 +20,7 @@ from longtail.registry import Registry
 __all__ = ["LOSS_COMPONENTS", "SAMPLERS"]
 
 #: The samplers of single-label recipes (see :mod:`longtail.data`).
-SAMPLERS = ("instance", "class-balanced", "sqrt", "progressive", "drs", "smote")
+SAMPLERS = ("instance", "class-balanced", "sqrt", "power", "progressive", "drs", "smote")
 
 
 def _cross_entropy(z: Tensor, y: Tensor, ctx: LossContext, weight: Tensor | None) -> Tensor:

@@ -153,8 +153,16 @@ class M2mTask(SingleLabelTask):
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
         oversample = bool(self.m2m["m2m_oversample"]) and epoch >= self.start_epoch
         kind = "class-balanced" if oversample else self.method.sampler
+        q = self.params.get("sampler_q") if kind == "power" else None
         return class_sampler(
-            kind, self.data.train_y, self.config.train.epochs, epoch, seed, rank, world_size
+            kind,
+            self.data.train_y,
+            self.config.train.epochs,
+            epoch,
+            seed,
+            rank,
+            world_size,
+            q=None if q is None else float(q),
         )
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
