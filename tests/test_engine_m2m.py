@@ -42,6 +42,22 @@ def test_sampler_switches_to_class_balanced_at_generation() -> None:
     assert torch.equal(task.sampler(2, seed=1, rank=0, world_size=1), cb.global_indices())
 
 
+@pytest.mark.parametrize("f_method", ["drs", "sqrt-resample"])
+def test_m2m_without_oversampling_draws_as_its_f_method(f_method: str) -> None:
+    """Without over-sampling, f's batches are f's method's (a deferred re-sampling f switches as
+    drs does; it used to fail with "unknown kind 'drs'")."""
+    data = tiny_vectors()
+    params = {**_FAST, "m2m_f_method": f_method, "m2m_oversample": False}
+    cfg = tiny_config(epochs=4)
+    task = M2mTask(METHODS["m2m"], data, cfg, stage_state=_g_state(data), params=params)
+    own = SingleLabelTask(METHODS[f_method], data, cfg)
+    for epoch in range(4):
+        assert torch.equal(
+            task.sampler(epoch, seed=1, rank=0, world_size=1),
+            own.sampler(epoch, seed=1, rank=0, world_size=1),
+        )
+
+
 @pytest.mark.parametrize("oversample", [None, True, False])
 def test_m2m_ldam_drw_keeps_instance_sampling_unless_asked(oversample: bool | None) -> None:
     """LDAM-DRW re-weights from the same epoch on; by default its M2m keeps instance-balanced

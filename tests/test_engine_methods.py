@@ -16,6 +16,7 @@ from longtail.engine.models import CNN, MLP, ResNet32, build_model
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.trainer import Trainer
 from longtail.tracks.single_label import METHODS, VOCABULARY
+from longtail.tracks.single_label.losses import LOSS_COMPONENTS
 from longtail.tracks.single_label.task import SingleLabelTask, single_label_task
 from test_engine_fixtures import tiny_config, tiny_images, tiny_vectors
 
@@ -123,28 +124,64 @@ def test_drw_loss_is_weighted_after_the_switch() -> None:
     assert crit(z, y, 9).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("loss", "shift"),
-    [("la", 1.0), ("balanced-softmax", 1.0), ("el-la", None), ("focal", None), ("ce", 0.0)],
-)
-def test_every_loss_that_accepts_drw_applies_its_weights(loss: str, shift: float | None) -> None:
-    """``drw: true`` reaches the loss: the loss changes at the switch; for the cross-entropy forms
-    it is ``mean_i w_{y_i} CE(z_i + shift log(prior), y_i)`` (divided by N)."""
+@pytest.mark.parametrize("loss", list(LOSS_COMPONENTS))
+def test_drw_reaches_every_loss_that_declares_it_and_is_refused_elsewhere(loss: str) -> None:
+    """``drw: true`` with a component whose ``drw_weight`` is set changes the loss at the switch
+    (the weights reach it); any other component refuses it, naming the key."""
     from longtail.engine.methods import recipe_from_dict
 
-    counts = [50, 10, 2]
+    if not LOSS_COMPONENTS[loss].drw_weight:
+        with pytest.raises(ValueError, match=r"'recipes\.r\.drw'"):
+            recipe_from_dict("r", {"loss": loss, "drw": True}, "single-label")
+        return
     method = recipe_from_dict("r", {"loss": loss, "drw": True}, "single-label")
-    crit = method.build_criterion(counts, total_epochs=10)
+    crit = method.build_criterion([50, 10, 2], total_epochs=10)
     z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     assert crit(z, y, 9).item() != pytest.approx(crit(z, y, 0).item(), rel=1e-3)
-    if shift is not None:
-        w = crit.context(9, z.device).weight
-        assert w is not None
-        prior = torch.tensor(counts, dtype=torch.float32) / sum(counts)
-        ce = F.cross_entropy(z + shift * prior.log(), y, reduction="none")
-        assert crit(z, y, 9).item() == pytest.approx((ce * w[y]).mean().item(), rel=1e-5)
-        assert crit(z, y, 0).item() == pytest.approx(ce.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", list(LOSS_COMPONENTS))
+def test_logit_shift_is_what_the_loss_computes(loss: str) -> None:
+    """A component's ``logit_shift`` s claims "the loss is CE(z + s, y)": checked against the
+    criterion, without and with DRW's weights (``mean_i w_{y_i} CE_i``, divided by N); a component
+    without one refuses ``mix``."""
+    from longtail.engine.methods import recipe_from_dict
+
+    comp = LOSS_COMPONENTS[loss]
+    if comp.logit_shift is None:
+        with pytest.raises(ValueError, match=r"'recipes\.r\.mix'"):
+            recipe_from_dict("r", {"loss": loss, "mix": "mixup"}, "single-label")
+        return
+    params = {"tau": 0.7} if "tau" in comp.params else {}
+    method = recipe_from_dict("r", {"loss": loss, "drw": True, "params": params}, "single-label")
+    counts = [50, 10, 2]
+    crit = method.build_criterion(counts, total_epochs=10)
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    prior = torch.tensor(counts, dtype=torch.float32) / sum(counts)
+    t = {"ce": 0.0, "la": 0.7, "balanced-softmax": 1.0}[loss]  # independent of the component
+    ce = F.cross_entropy(z + t * prior.log(), y, reduction="none")
+    assert crit(z, y, 0).item() == pytest.approx(ce.mean().item(), rel=1e-5)
+    w = crit.context(9, z.device).weight
+    assert w is not None
+    assert crit(z, y, 9).item() == pytest.approx((ce * w[y]).mean().item(), rel=1e-5)
+
+
+def test_only_the_newly_weighted_drw_stages_change_identity() -> None:
+    """la / balanced-softmax / el-la with DRW ignored the weights before they took them: their
+    stages carry a mark (a stored stage is not reused); every other identity is unchanged."""
+    from longtail.engine.methods import recipe_from_dict
+
+    def ident(recipe: dict[str, object]) -> dict[str, object]:
+        m = recipe_from_dict("r", recipe, "single-label")
+        return m.stage_identity(m.defaults)
+
+    for loss in ("la", "balanced-softmax", "el-la"):
+        assert ident({"loss": loss, "drw": True}).get("drw_weights") is True
+        assert "drw_weights" not in ident({"loss": loss})
+    for name in ("drw", "ldam-drw", "el-drw", "mixup-drw", "remix-drw", "la-loss"):
+        assert "drw_weights" not in METHODS[name].stage_identity(METHODS[name].defaults)
 
 
 def test_weighted_losses_come_from_the_library(monkeypatch: pytest.MonkeyPatch) -> None:

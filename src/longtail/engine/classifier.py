@@ -185,7 +185,7 @@ class ClassifierTask(MethodTask):
         minority-leaning ``lam_y``; loss ``mean_i [lam_y w_{y_i} CE(z_i + s, y_i) + (1 - lam_y)
         w_{y_j} CE(z_i + s, y_j)]`` with the epoch's DRW weights ``w`` (1 before DRW starts) and
         the loss's logit shift ``s`` (0 for cross-entropy, ``tau log(prior)`` for logit
-        adjustment; :data:`~longtail.engine.methods.LogitShift`)."""
+        adjustment, ``log(prior)`` for balanced softmax; :data:`~longtail.engine.methods.LogitShift`)."""
         x, y = batch.x, batch.y
         n = y.shape[0]
         alpha = float(self.params["mix_alpha"])

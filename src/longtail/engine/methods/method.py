@@ -152,6 +152,13 @@ LossFn = Callable[[Tensor, Tensor, LossContext], Tensor]
 LogitShift = Callable[[LossContext], Tensor | None]
 
 
+#: Loss components that ignored deferred re-weighting's weights before they took them (December
+#: 2026). A DRW stage of one of them is marked (:attr:`Method.identity_marks`), so that a stored
+#: stage or study trained without the weights is not reused on resume; other identities (and every
+#: stored run of them) are unchanged.
+DRW_WEIGHTS_ADDED = frozenset({"la", "balanced-softmax", "el-la"})
+
+
 @dataclass(frozen=True)
 class Method:
     """A long-tail method of one ``task`` (single- or multi-label): a composition (see the module
@@ -230,9 +237,16 @@ class Method:
             **({"sla": self.sla} if self.sla else {}),
         }
 
+    @property
+    def identity_marks(self) -> dict[str, Any]:
+        """Keys added to the stage identity (and a study's fingerprint) only where the training
+        changed under an unchanged composition (:data:`DRW_WEIGHTS_ADDED`); empty otherwise."""
+        return {"drw_weights": True} if self.drw and self.loss_name in DRW_WEIGHTS_ADDED else {}
+
     def stage_identity(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """What determines the first training stage (shared by methods with equal identities)."""
         return {
+            **self.identity_marks,
             "loss": self.loss_name or f"<method {self.name}>",
             "drw": self.drw,
             "sampler": self.sampler,

@@ -121,11 +121,15 @@ def tune_validation_config(cfg: Config, method: str, seed: int) -> Config:
         ) from None
 
 
-def _fingerprint(cfg: Config, method: str, dims: list[Dimension], seed: int) -> str:
+def _fingerprint(
+    cfg: Config, method: str, dims: list[Dimension], seed: int, marks: dict[str, Any]
+) -> str:
     """What a study is: the data, model and training recipe, the method, its base parameters,
-    the space and the seed (the budget may grow on resume)."""
+    the space and the seed (the budget may grow on resume); ``marks``: the method's
+    :attr:`~longtail.engine.methods.Method.identity_marks`."""
     blob = json.dumps(
         {
+            **marks,
             "config": _stage_blob(cfg),
             "method": method,
             "params": cfg.method_params.get(method, {}),
@@ -341,7 +345,7 @@ def _tune(
         startup=max(1, min(10, options.trials // 4)),
         warmup=max(1, epochs // 3) + 1,
     )
-    fingerprint = _fingerprint(vcfg, label, dims, seed)
+    fingerprint = _fingerprint(vcfg, label, dims, seed, method.identity_marks)
     study = _open_study(ctx, options, fingerprint, _defaults(vcfg, method, dims))
     save_config(vcfg, out / "config.yaml")
     atomic_write_json(

@@ -10,7 +10,7 @@ from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TaskKind, register_task_kind
 from longtail.tracks.single_label import report  # noqa: F401  (registers its report sections)
 from longtail.tracks.single_label.degenerate import degenerate
-from longtail.tracks.single_label.losses import LOSS_COMPONENTS
+from longtail.tracks.single_label.losses import LOSS_COMPONENTS, SAMPLERS
 from longtail.tracks.single_label.methods import METHODS, VOCABULARY
 from longtail.tracks.single_label.sklearn import sklearn_reference
 from longtail.tracks.single_label.task import (
@@ -48,7 +48,7 @@ KIND = register_task_kind(
         recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "
-            "sampler {instance, class-balanced, sqrt, progressive, drs, smote}, head {linear, cosine}, "
+            f"sampler {{{', '.join(SAMPLERS)}}}, head {{linear, cosine}}, "
             "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
             "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."
         ),

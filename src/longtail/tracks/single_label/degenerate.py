@@ -13,15 +13,16 @@ Read from what the run recorded, never from the config alone:
   same beta); deferred re-sampling likewise (never: instance-balanced; from the first epoch:
   ``cb-resample``). The engine starts both at the last epoch at the latest, so a one-epoch run (or
   a start fraction of 0) is the case that happens.
-- **The power sampler at q 0 or 1/2**: its draws are the class-balanced or square-root sampler's.
 - **A second stage of 0 epochs** (cRT, LWS, weight balancing; no history row of stage 2): LWS and
   weight balancing are then their first stage; cRT's re-initialised classifier was never trained
   (no method). The engine trains a second stage for at least one epoch; this reads the history.
 
 The method it equals is the first of the run's methods, then of the task's presets and the config's
-recipes, that trains the same thing: the same composition and hyper-parameters with the loss in
-canonical form (:func:`~longtail.engine.methods.canonical_loss`) and each deferred schedule as the
-epoch it starts (a switch at the first epoch or never is no switch).
+recipes, that trains the same thing: the same composition and hyper-parameters with the loss and
+the sampler in canonical form (:func:`~longtail.engine.methods.canonical_loss`,
+:func:`~longtail.engine.methods.canonical_sampler`: the power sampler at q 0 or 1/2 draws as the
+class-balanced or square-root sampler) and each deferred schedule as the epoch it starts (a switch
+at the first epoch or never is no switch).
 """
 
 from __future__ import annotations

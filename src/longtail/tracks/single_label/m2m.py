@@ -151,19 +151,19 @@ class M2mTask(SingleLabelTask):
         )
 
     def sampler(self, epoch: int, *, seed: int, rank: int, world_size: int) -> Tensor:
-        oversample = bool(self.m2m["m2m_oversample"]) and epoch >= self.start_epoch
-        kind = "class-balanced" if oversample else self.method.sampler
-        q = self.params.get("sampler_q") if kind == "power" else None
-        return class_sampler(
-            kind,
-            self.data.train_y,
-            self.config.train.epochs,
-            epoch,
-            seed,
-            rank,
-            world_size,
-            q=None if q is None else float(q),
-        )
+        """Class-balanced from M2m's start epoch when ``m2m_oversample``; before it (or without
+        over-sampling), f's own sampler, as f's method draws it (deferred, power, ...)."""
+        if bool(self.m2m["m2m_oversample"]) and epoch >= self.start_epoch:
+            return class_sampler(
+                "class-balanced",
+                self.data.train_y,
+                self.config.train.epochs,
+                epoch,
+                seed,
+                rank,
+                world_size,
+            )
+        return super().sampler(epoch, seed=seed, rank=rank, world_size=world_size)
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
         if epoch < self.start_epoch or self._generator is None:
