@@ -249,10 +249,11 @@ def test_tuning_never_reads_the_test_split(tmp_path: Path) -> None:
         cfg = config_from_dict(raw)
         _Unreadable.reads = 0
         record = tune_method(
-            cfg, tmp_path / "study", TuneOptions(method="la-loss", trials=3), echo=None
+            cfg, tmp_path / "study", TuneOptions(method="la-loss", trials=3, confirm=1), echo=None
         )
-        assert _Unreadable.reads == 0
+        assert _Unreadable.reads == 0  # neither the trials nor the confirmation runs read it
         assert record["evaluated_on"] == "validation" and record["trials"]["finished"] == 3
+        assert record["confirmation"]["seeds"] == [1]
         b = record["budget"]  # 0.2 of each class of the long-tailed training subset held out
         assert b["validation_fraction"] == 0.2 and 0 < b["num_validation"] < b["num_train"] / 3
         # the control: a benchmark on the same data evaluates on the test split, and fails
@@ -480,3 +481,155 @@ def test_bench_tune_trials_with_nothing_to_tune_trains_nothing_again(tmp_path: P
     assert erm["tuned"] is False and erm["paired_difference"] == 0
     assert record["chosen_on_validation"] is None
     assert "not trained again" in (out / "tuning.md").read_text()
+
+
+# ------------------------------------------------------------------------------ confirmation
+
+
+def _rows(values: dict[int, float], defaults: int | None = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": n,
+            "state": "complete",
+            "value": v,
+            "params": {"tau": float(n)},
+            "defaults": n == defaults,
+        }
+        for n, v in values.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("new_best", "new_defaults", "kept"),
+    [([0.80, 0.82], [0.79, 0.80], "best"), ([0.78, 0.80], [0.79, 0.80], "defaults")],
+)
+def test_confirmation_keeps_the_best_values_only_if_they_win_on_new_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    new_best: list[float],
+    new_defaults: list[float],
+    kept: str,
+) -> None:
+    """The best trial (0.90) beat the defaults (0.80) on the study's seed; on two new seeds the
+    decision is made again, by the means there, whatever the study's scores were."""
+    from longtail.engine.tune import confirm as C
+
+    trained: list[tuple[dict[str, Any], list[int]]] = []
+
+    def fake(ctx: Any, values: dict[str, Any], seeds: list[int], *a: Any) -> list[float]:
+        trained.append((values, seeds))
+        return new_best if values == {"tau": 3.0} else new_defaults
+
+    monkeypatch.setattr(C, "_scores", fake)
+    ctx = _ctx(tmp_path)
+    out = C.confirm_best(_rows({0: 0.80, 1: 0.70, 3: 0.90, 2: 0.85}), ctx, 2)
+    assert out is not None
+    assert trained == [({"tau": 3.0}, [6, 7]), ({"tau": 0.0}, [6, 7])]  # seed 5 + 1, + 2
+    assert out["kept"] == kept and out["best"] == new_best and out["defaults"] == new_defaults
+    assert out["params"] == ({"tau": 3.0} if kept == "best" else {"tau": 0.0})
+    assert out["value"] == pytest.approx(sum(new_best if kept == "best" else new_defaults) / 2)
+
+
+def test_confirmation_of_defaults_that_are_the_best_trial_trains_them_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from longtail.engine.tune import confirm as C
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(C, "_scores", lambda ctx, values, seeds, *a: calls.append(values) or [0.5])
+    out = C.confirm_best(_rows({0: 0.9, 1: 0.8}), _ctx(tmp_path), 1)
+    assert out is not None and calls == [{"tau": 0.0}]
+    assert out["kept"] == "best" and out["defaults"] is None and "is the defaults" in out["why"]
+    outside = C.confirm_best(_rows({0: 0.9, 1: 0.8}, defaults=None), _ctx(tmp_path), 1)
+    assert outside is not None and "outside the space" in outside["why"]
+    with pytest.raises(ValueError, match="--confirm"):
+        C.confirm_best(_rows({0: 0.9}), _ctx(tmp_path), 0)
+
+
+def _ctx(tmp_path: Path) -> Any:
+    from longtail.engine.tune.trials import TrialContext
+
+    cfg = config_from_dict(yaml.safe_load(_config(tmp_path).read_text()))
+    return TrialContext(
+        cfg=cfg,
+        out=tmp_path,
+        method="la-loss",
+        dims=(),
+        seed=5,
+        primary="balanced_accuracy",
+        maximize=True,
+        trials=4,
+        storage="sqlite://",
+        heartbeat=False,
+        study_name="s",
+        startup=1,
+        warmup=1,
+    )
+
+
+def test_tune_confirm_trains_new_seeds_records_them_and_resumes(tmp_path: Path) -> None:
+    """``longtail tune --confirm 2``: the best values and the defaults trained on seeds 1 and 2 of
+    the same split (run folders under confirm/), the kept values in best_params.json, said in
+    the report; a rerun with --resume trains nothing again."""
+    cfg = _config(tmp_path)
+    out = tmp_path / "study"
+    args = ["tune", str(cfg), "--method", "la-loss", "--trials", "3", "--confirm", "2"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    rec = json.loads((out / "best_params.json").read_text())
+    conf = rec["confirmation"]
+    assert conf["seeds"] == [1, 2] and len(conf["best"]) == 2
+    assert rec["best_params"] == conf["params"]
+    # the defaults (tau 1) are trial 0: confirmed against the best unless they are the best
+    assert (conf["defaults"] is None) == (rec["best_trial"] == 0)
+    for which in ("best", "defaults") if conf["defaults"] is not None else ("best",):
+        for i, s in enumerate((1, 2)):
+            run = out / "confirm" / which / "la-loss" / f"seed_{s}" / "result.json"
+            r = json.loads(run.read_text())
+            assert r["metrics"]["balanced_accuracy"] == pytest.approx(conf[which][i])
+    assert "Confirmation on 2 new seed(s)" in (out / "report.md").read_text()
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "confirm").rglob("result.json")}
+    assert main([*args, "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "confirm").rglob("result.json")} == stamp
+    assert json.loads((out / "best_params.json").read_text())["confirmation"] == conf
+
+
+def test_tune_confirm_without_tune_trials_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "--tune-confirm", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--tune-confirm" in err and "Traceback" not in err
+
+
+def test_methods_are_chosen_on_the_confirmed_score() -> None:
+    """The best trial's score is optimistic; with confirmations the choice uses the kept values'
+    score on the new seeds."""
+    from longtail.engine.tune.compare import _chosen
+
+    studies = {
+        "a": {"tuned": True, "best_validation": 0.90, "best_params": {}, "confirmation": None},
+        "b": {"tuned": True, "best_validation": 0.88, "best_params": {}},
+    }
+    assert _chosen(studies)["method"] == "a"  # type: ignore[index]
+    studies["a"]["confirmation"] = {"value": 0.85}
+    studies["b"]["confirmation"] = {"value": 0.87}
+    chosen = _chosen(studies)
+    assert chosen is not None and chosen["method"] == "b" and chosen["best_validation"] == 0.87
+
+
+def test_bench_tune_confirm_trains_what_the_confirmation_kept(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["bench", "--methods", "focal", "--seeds", "0", "--epochs", "1", "--jobs", "1"]
+    extra = ["--tune-trials", "2", "--tune-confirm", "1", "--out", str(out), "--no-progress"]
+    assert main([*args, *extra]) == 0
+    record = json.loads((out / "tuning.json").read_text())
+    assert record["budget"]["confirm"] == 1
+    focal = record["methods"]["focal"]
+    conf = focal["confirmation"]
+    assert conf["seeds"] == [1] and focal["best_params"] == conf["params"]
+    run = json.loads((out / "tuned" / "focal" / "seed_0" / "result.json").read_text())
+    assert run["params"]["gamma"] == pytest.approx(conf["params"]["gamma"])
+    assert record["chosen_on_validation"]["best_validation"] == conf["value"]
+    md = (out / "tuning.md").read_text()
+    assert "Confirmed: default vs best, kept" in md and "best validation score" not in md
+    assert "best confirmed validation score" in md

@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="tune every method with N trials on a validation split first (longtail tune), then "
         "run the defaults and the best parameters on the test set: OUT/tuning.md",
     )
+    b.add_argument(
+        "--tune-confirm",
+        type=_positive_int,
+        metavar="K",
+        help="with --tune-trials: train each study's best values and its defaults with K new seeds "
+        "on the validation split; keep the best values only if they win there (guards against "
+        "the optimism of the best of many noisy trials); methods are then chosen on that score",
+    )
     b.add_argument("--seeds", type=_int_list, help="comma-separated seeds (default: config)")
     b.add_argument(
         "--jobs",
@@ -288,6 +296,8 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         run_benchmark,
     )
 
+    if getattr(args, "tune_confirm", None) and not getattr(args, "tune_trials", None):
+        raise ValueError("--tune-confirm: needs --tune-trials")
     out_dir = Path(args.out) if args.out else None
     cfg = _load(args, out_dir)
     device = D.resolve_device(cfg.train.device)
@@ -318,6 +328,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             cfg,
             out_dir,
             args.tune_trials,
+            confirm=args.tune_confirm or 0,
             jobs=jobs,
             resume=args.resume,
             command=describe_command(argv),

@@ -3,7 +3,8 @@
 .. code-block:: text
 
     longtail tune [CONFIG] --method M [--trials N] [--jobs J] [--out DIR] [--resume]
-                  [--storage URL] [--seed S] [--tune-train] [--data-dir DIR] [--epochs N]
+                  [--storage URL] [--seed S] [--confirm K] [--tune-train] [--data-dir DIR]
+                  [--epochs N]
                   [--set KEY=VALUE ...] [--no-progress]
 
 Errors are reported by :mod:`longtail.cli` (one line, exit code 2).
@@ -55,6 +56,14 @@ def add_tune_command(sub: Any, common: Any, positive_int: Any) -> None:
         "first seed)",
     )
     t.add_argument(
+        "--confirm",
+        type=positive_int,
+        metavar="K",
+        help="after the trials, train the best values and the defaults with K new seeds on the "
+        "same split; keep the best values only if they beat the defaults there (default: no "
+        "confirmation)",
+    )
+    t.add_argument(
         "--tune-train",
         action="store_true",
         help="also search train.lr and train.weight_decay",
@@ -92,11 +101,17 @@ def run_tune_command(args: argparse.Namespace, load: Any, say: Any, command: str
         resume=args.resume,
         tune_train=args.tune_train,
         command=command,
+        confirm=args.confirm or 0,
     )
     echo = None if args.no_progress else say
     record = tune_method(cfg, out, options, echo=echo)
     shown = ", ".join(f"{k}={v}" for k, v in record["best_params"].items())
     print(f"{args.method}: {record['metric']} {record['best_value']:.4f} on validation: {shown}")
+    conf = record.get("confirmation")
+    if conf:
+        print(
+            f"confirmation on seeds {conf['seeds']}: kept the {conf['kept']} values ({conf['why']})"
+        )
     print(f"wrote {out / 'best_params.json'} and {out / 'report.md'}")
     sys.stdout.flush()
     return 0

@@ -51,6 +51,7 @@ def tuned_benchmark(
     out: str | Path,
     trials: int,
     *,
+    confirm: int = 0,
     jobs: int | None = 1,
     resume: bool = False,
     command: str = "",
@@ -58,7 +59,8 @@ def tuned_benchmark(
     echo: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Default and tuned benchmark of every method of ``cfg`` (see the module docstring);
-    returns the ``tuning.json`` record."""
+    returns the ``tuning.json`` record. ``confirm``: each study's best values confirmed on that
+    many new seeds (:mod:`~longtail.engine.tune.confirm`; 0: none)."""
     root = Path(out)
     say = echo or (lambda _m: None)
     d_dir, t_dir = root / "default", root / "tuned"
@@ -92,6 +94,7 @@ def tuned_benchmark(
             seed=seed,
             resume=(s_dir / STUDY_DB).exists(),
             command=command,
+            confirm=confirm,
         )
         try:
             rec = tune_method(cfg, s_dir, options, echo=None)
@@ -106,6 +109,7 @@ def tuned_benchmark(
             "tuned": True,
             "best_params": best,
             "best_validation": rec["best_value"],
+            "confirmation": rec.get("confirmation"),
             "default_validation": rec["default_value"],
             "trials": rec["trials"],
             "budget": rec["budget"],
@@ -151,6 +155,7 @@ def tuned_benchmark(
             "epochs": cfg.train.epochs,
             "validation_fraction": cfg.data.validation_fraction or 0.2,
             "seed": seed,
+            "confirm": confirm,
         },
         "methods": studies,
     }
@@ -183,17 +188,23 @@ def _gaps(studies: dict[str, dict[str, Any]], default: dict[str, Any], metric: s
 
 def _chosen(studies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The tuned method with the best validation score (the one to use, chosen without the test
-    set), with its test numbers."""
+    set), with its test numbers; the confirmed score of the kept values when the studies were
+    confirmed (:mod:`~longtail.engine.tune.confirm`), else the best trial's."""
     tuned = {
         n: m for n, m in studies.items() if m.get("tuned") and m.get("best_validation") is not None
     }
     if not tuned:
         return None
-    name = max(tuned, key=lambda n: tuned[n]["best_validation"])
+
+    def score(m: dict[str, Any]) -> float:
+        conf = m.get("confirmation")
+        return float(conf["value"] if conf else m["best_validation"])
+
+    name = max(tuned, key=lambda n: score(tuned[n]))
     m = tuned[name]
     return {
         "method": name,
-        "best_validation": m["best_validation"],
+        "best_validation": score(m),
         "best_params": m["best_params"],
         "test_tuned": m.get("test_tuned"),
         "gap_closed_tuned": m.get("gap_closed_tuned"),

@@ -2,7 +2,8 @@
 ``report.html`` (:mod:`longtail.engine.tune.report`), ``plots/``.
 
 ``best_params.json``: the method, the objective (the task's primary metric on the validation split),
-the best values and score, the defaults' score (the first trial, when the defaults lie in the
+the values to use (``best_params``: the best trial's, or what a confirmation kept) and the best
+trial's values and score, the confirmation's scores (``confirmation``, ``null`` without one), the defaults' score (the first trial, when the defaults lie in the
 space), the trials by state, the budget (trials, epochs, validation share, seed) and the space.
 The report shows the optimisation history (every finished trial's score, the pruned ones at their
 last validation score, the best so far) and each parameter's effect (score against value, log axes
@@ -52,9 +53,18 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
 
 
 def write_outputs(
-    study: Any, ctx: TrialContext, options: TuneOptions, data: DataBundle
+    study: Any,
+    ctx: TrialContext,
+    options: TuneOptions,
+    data: DataBundle,
+    confirmation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the study's files in ``ctx.out``; return the ``best_params.json`` record.
+
+    With a ``confirmation`` (:func:`~longtail.engine.tune.confirm.confirm_best`), ``best_params``
+    are the values it kept (the defaults when the best trial's did not beat them on the new
+    seeds); ``best_trial`` / ``best_value`` stay the study's best trial, and ``confirmation``
+    holds the scores.
 
     Raises:
         ValueError: no trial finished with a score (all pruned, diverged or failed).
@@ -76,9 +86,11 @@ def write_outputs(
         "metric": ctx.primary,
         "higher_is_better": ctx.maximize,
         "evaluated_on": "validation",
-        "best_params": best["params"],
+        "best_params": confirmation["params"] if confirmation else best["params"],
         "best_value": best["value"],
         "best_trial": best["number"],
+        "study_best_params": best["params"],
+        "confirmation": confirmation,
         "default_params": default["params"] if default else None,
         "default_value": default["value"] if default else None,
         "trials": {"finished": counts["complete"] + counts["pruned"], **counts},

@@ -119,8 +119,22 @@ def write_study_report(
         paragraphs.append(
             f"Validation {ctx.primary}: best {best} (the defaults lie outside the space)."
         )
+    conf = record.get("confirmation")
+    if conf:
+        d_txt = "" if conf["defaults"] is None else f", defaults {_scores(conf['defaults'])}"
+        paragraphs.append(
+            f"Confirmation on {len(conf['seeds'])} new seed(s) ({', '.join(map(str, conf['seeds']))}"
+            f"; the same split): best values {_scores(conf['best'])}{d_txt}. Kept: the "
+            f"**{conf['kept']}** values ({conf['why']}); `best_params` in best_params.json are "
+            "those."
+        )
     dflt = record["default_params"] or {}
-    space: Table = {"header": ["parameter", "space", "default", "best"], "rows": [], "best": []}
+    study_best = record.get("study_best_params", record["best_params"])
+    space: Table = {
+        "header": ["parameter", "space", "default", "best trial"],
+        "rows": [],
+        "best": [],
+    }
     for d in ctx.dims:
         sp = d.space.to_json()
         where = (
@@ -133,7 +147,7 @@ def write_study_report(
                 d.name,
                 where,
                 fmt(dflt.get(d.name, d.param.default)),
-                fmt(record["best_params"].get(d.name)),
+                fmt(study_best.get(d.name)),
             ]
         )
         space["best"].append([False, False, False, True])
@@ -169,6 +183,12 @@ def write_study_report(
     )
 
 
+def _scores(values: Sequence[float]) -> str:
+    """Per-seed scores and their mean: ``0.8512, 0.8490 (mean 0.8501)``."""
+    shown = ", ".join(f"{v:.4f}" for v in values)
+    return f"{shown} (mean {sum(values) / len(values):.4f})"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f}"
 
@@ -196,6 +216,7 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         "`tuned/` (the best values).",
     ]
     gaps = any("gap_closed_default" in m for m in record["methods"].values())
+    confirmed = [m["confirmation"] for m in record["methods"].values() if m.get("confirmation")]
     table: Table = {
         "header": [
             "Method",
@@ -204,6 +225,7 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             "Paired difference",
             *(["Gap closed: default -> tuned"] if gaps else []),
             "Validation: default -> best",
+            *(["Confirmed: default vs best, kept"] if confirmed else []),
             "Best parameters",
         ],
         "rows": [],
@@ -215,10 +237,20 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             "*Gap closed*: (method - erm) / (balanced reference - erm) on the test means, erm and "
             "the reference of the default run."
         )
+    if confirmed:
+        k = len(confirmed[0]["seeds"])
+        paragraphs.append(
+            f"*Confirmed*: the best trial's values and the defaults trained again with {k} new "
+            "seed(s) on the same split (mean validation score of each); the best values are kept "
+            "only if they beat the defaults there, else the defaults are (*Best parameters* and "
+            "*Tuned* are what was kept). The choice between methods uses the kept values' "
+            "confirmed score, which no selection has inflated."
+        )
     if chosen:
         gap = chosen.get("gap_closed_tuned")
         paragraphs.append(
-            f"Chosen on validation (the tuned method with the best validation score): "
+            f"Chosen on validation (the tuned method with the best "
+            f"{'confirmed ' if confirmed else ''}validation score): "
             f"**{chosen['method']}** ({_pct(chosen['best_validation'])} on validation), "
             f"{_pct(chosen.get('test_tuned'))} on test"
             + ("" if gap is None else f", {100 * gap:.0f}% of the gap closed")
@@ -233,12 +265,22 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         )
         if m.get("tuned"):
             val = f"{_pct(m.get('default_validation'))} -> {_pct(m.get('best_validation'))}"
+            conf = m.get("confirmation")
+            if conf and conf.get("defaults") is not None:
+                c_txt = (
+                    f"{_pct(sum(conf['defaults']) / len(conf['defaults']))} vs "
+                    f"{_pct(sum(conf['best']) / len(conf['best']))}: {conf['kept']}"
+                )
+            elif conf:
+                c_txt = f"{_pct(conf['value'])}: {conf['kept']} (the best trial is the defaults)"
+            else:
+                c_txt = "n/a"
             best = ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in m["best_params"].items()
             )
         else:
-            val, best = "n/a", m.get("why", "")
+            val, best, c_txt = "n/a", m.get("why", ""), "n/a"
         gap_txt = [f"{_share(m.get('gap_closed_default'))} -> {_share(m.get('gap_closed_tuned'))}"]
         row = [
             name,
@@ -247,6 +289,7 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             d_txt,
             *(gap_txt if gaps else []),
             val,
+            *([c_txt] if confirmed else []),
             best,
         ]
         table["rows"].append(row)

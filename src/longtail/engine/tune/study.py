@@ -16,7 +16,9 @@
    is the defaults (the config's ``method_params`` and ``train``), when they lie in the space;
 4. trials until the budget (finished trials) is spent, in this process or in ``jobs`` processes
    sharing the study; an interrupted study continues with ``resume`` (its finished trials kept);
-5. ``best_params.json``, ``trials.csv``, ``report.md`` and ``plots/``
+5. with ``confirm``, the best values and the defaults trained again with new seeds, the best kept
+   only if they win there (:mod:`~longtail.engine.tune.confirm`);
+6. ``best_params.json``, ``trials.csv``, ``report.md`` and ``plots/``
    (:mod:`~longtail.engine.tune.output`).
 """
 
@@ -52,7 +54,8 @@ from longtail.engine.runner.lock import RunFolderLock
 from longtail.engine.runner.parallel import threads_per_job
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import _stage_blob, stage_of
-from longtail.engine.tune.output import write_outputs
+from longtail.engine.tune.confirm import confirm_best
+from longtail.engine.tune.output import trial_rows, write_outputs
 from longtail.engine.tune.trials import (
     TrialContext,
     make_pruner,
@@ -86,6 +89,9 @@ class TuneOptions:
         resume: continue the study in the folder (its finished trials kept).
         tune_train: also search ``train.lr`` and ``train.weight_decay``.
         command: the command line (recorded).
+        confirm: after the trials, train the best values and the defaults with this many new
+            seeds and keep the best values only if they beat the defaults there
+            (:mod:`~longtail.engine.tune.confirm`); 0: no confirmation.
     """
 
     method: str
@@ -96,6 +102,7 @@ class TuneOptions:
     resume: bool = False
     tune_train: bool = False
     command: str = ""
+    confirm: int = 0
 
 
 def tune_validation_config(cfg: Config, method: str, seed: int) -> Config:
@@ -368,7 +375,17 @@ def _tune(
         _run_workers(ctx, bundle, options.jobs, quiet=echo is None)
     else:
         run_trials(ctx, bundle, say if echo is not None else None)
-    record = write_outputs(study, ctx, options, bundle)
+    confirmation = None
+    if options.confirm:
+        confirmation = confirm_best(
+            trial_rows(study),
+            ctx,
+            options.confirm,
+            jobs=options.jobs,
+            command=options.command,
+            say=say,
+        )
+    record = write_outputs(study, ctx, options, bundle, confirmation)
     if echo is not None:
         shown = ", ".join(f"{k}={v}" for k, v in record["best_params"].items())
         echo(
