@@ -4,7 +4,11 @@
   once, the study and its storage, the trials in this process or in worker processes).
 - :mod:`~longtail.engine.tune.trials`: one trial (a run of the method with sampled values, pruned on
   its validation scores), the seeded TPE sampler, the loop a worker runs.
+- :mod:`~longtail.engine.tune.confirm`: ``--confirm K``: the best values and the defaults trained
+  again with new seeds, the best kept only if they win there (the winner's-curse guard).
 - :mod:`~longtail.engine.tune.output`: ``best_params.json``, ``trials.csv``, ``report.md``, plots.
+- :mod:`~longtail.engine.tune.compare`: ``bench --tune-trials``: default against tuned, every
+  method with one budget.
 
 The search spaces are declared with the parameters (:mod:`longtail.engine.methods.space`).
 """
