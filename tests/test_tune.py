@@ -443,13 +443,18 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     assert erm_rec["tuned"] is False  # nothing to tune: defaults kept, not trained again
     assert not (out / "tuned" / "erm").exists()
     assert erm_rec["test_tuned"] == erm_rec["test_default"] and erm_rec["paired_difference"] == 0
-    tuned_params = json.loads((out / "tuned" / "focal" / "seed_1" / "result.json").read_text())
+    # the best values are the defaults: the tuned run is the default run, not trained again
+    kept = focal["kept_defaults"]
+    assert kept == (focal["best_params"] == {"gamma": 2.0})
+    assert (out / "tuned" / "focal").exists() != kept
+    t_run = out / ("default" if kept else "tuned")
+    tuned_params = json.loads((t_run / "focal" / "seed_1" / "result.json").read_text())
     for k, v in focal["best_params"].items():
         assert tuned_params["params"][k] == pytest.approx(v)
     diffs, defaults, tuned = [], [], []
     for s in (0, 1):
         a = json.loads((out / "default" / "focal" / f"seed_{s}" / "result.json").read_text())
-        b = json.loads((out / "tuned" / "focal" / f"seed_{s}" / "result.json").read_text())
+        b = json.loads((t_run / "focal" / f"seed_{s}" / "result.json").read_text())
         defaults.append(a["metrics"]["balanced_accuracy"])
         tuned.append(b["metrics"]["balanced_accuracy"])
         diffs.append(tuned[-1] - defaults[-1])
@@ -466,7 +471,8 @@ def test_bench_tune_trials_runs_defaults_and_best_params_with_one_budget(tmp_pat
     chosen = record["chosen_on_validation"]
     assert chosen["method"] == "focal" and chosen["best_validation"] == focal["best_validation"]
     assert "Chosen on validation" in (out / "tuning.md").read_text()
-    assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
+    if not kept:
+        assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
     assert "| **focal** |" in (out / "tuning.md").read_text()  # bold: chosen on validation
     assert '<td class="best">focal</td>' in (out / "tuning.html").read_text()
 
@@ -530,6 +536,40 @@ def test_confirmation_keeps_the_best_values_only_if_they_win_on_new_seeds(
     assert out["value"] == pytest.approx(sum(new_best if kept == "best" else new_defaults) / 2)
 
 
+def test_confirmation_folders_are_per_trial_and_failed_runs_lose(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A study resumed with a larger budget may find another best trial: each trial confirmed has
+    its own folder. A candidate whose run diverged (None) loses; a pruned defaults trial leaves
+    nothing to compare with, said so."""
+    from longtail.engine.tune import confirm as C
+
+    folders: list[str] = []
+    results = {"trial-0003": [None, 0.9], "trial-0000": [0.5, 0.5]}
+
+    def fake(ctx: Any, values: Any, seeds: Any, folder: Path, *a: Any) -> list[float | None]:
+        folders.append(folder.name)
+        return results[folder.name]
+
+    monkeypatch.setattr(C, "_scores", fake)
+    out = C.confirm_best(_rows({0: 0.80, 1: 0.70, 3: 0.90}), _ctx(tmp_path), 2)
+    assert out is not None and folders == ["trial-0003", "trial-0000"]
+    assert (
+        out["kept"] == "defaults"
+        and out["value"] == 0.5
+        and "best values' runs failed" in out["why"]
+    )
+    assert out["best_trial"] == 3 and out["defaults_trial"] == 0
+    results["trial-0000"] = [None, None]
+    results["trial-0003"] = [0.7, 0.9]
+    out = C.confirm_best(_rows({0: 0.80, 1: 0.70, 3: 0.90}), _ctx(tmp_path), 2)
+    assert out is not None and out["kept"] == "best" and out["value"] == pytest.approx(0.8)
+    rows = _rows({1: 0.70, 3: 0.90}, defaults=None)
+    rows.append({"number": 0, "state": "pruned", "value": None, "params": {}, "defaults": True})
+    out = C.confirm_best(rows, _ctx(tmp_path), 2)
+    assert out is not None and out["kept"] == "best" and "did not finish (pruned)" in out["why"]
+
+
 def test_confirmation_of_defaults_that_are_the_best_trial_trains_them_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -581,9 +621,11 @@ def test_tune_confirm_trains_new_seeds_records_them_and_resumes(tmp_path: Path) 
     assert rec["best_params"] == conf["params"]
     # the defaults (tau 1) are trial 0: confirmed against the best unless they are the best
     assert (conf["defaults"] is None) == (rec["best_trial"] == 0)
+    trials = {"best": conf["best_trial"], "defaults": conf["defaults_trial"]}
     for which in ("best", "defaults") if conf["defaults"] is not None else ("best",):
         for i, s in enumerate((1, 2)):
-            run = out / "confirm" / which / "la-loss" / f"seed_{s}" / "result.json"
+            folder = out / "confirm" / f"trial-{trials[which]:04d}"
+            run = folder / "la-loss" / f"seed_{s}" / "result.json"
             r = json.loads(run.read_text())
             assert r["metrics"]["balanced_accuracy"] == pytest.approx(conf[which][i])
     assert "Confirmation on 2 new seed(s)" in (out / "report.md").read_text()
@@ -627,9 +669,32 @@ def test_bench_tune_confirm_trains_what_the_confirmation_kept(tmp_path: Path) ->
     focal = record["methods"]["focal"]
     conf = focal["confirmation"]
     assert conf["seeds"] == [1] and focal["best_params"] == conf["params"]
-    run = json.loads((out / "tuned" / "focal" / "seed_0" / "result.json").read_text())
+    t_run = out / ("default" if focal["kept_defaults"] else "tuned")
+    run = json.loads((t_run / "focal" / "seed_0" / "result.json").read_text())
     assert run["params"]["gamma"] == pytest.approx(conf["params"]["gamma"])
     assert record["chosen_on_validation"]["best_validation"] == conf["value"]
     md = (out / "tuning.md").read_text()
     assert "Confirmed: default vs best, kept" in md and "best validation score" not in md
     assert "best confirmed validation score" in md
+
+
+def test_bench_with_the_defaults_kept_reuses_the_default_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When the confirmation keeps the defaults (here: the new seeds favour trial 0), the tuned
+    columns are the default run: not trained again, paired difference exactly 0."""
+    from longtail.engine.tune import confirm as C
+
+    monkeypatch.setattr(
+        C,
+        "_scores",
+        lambda ctx, v, seeds, folder, *a: [1.0 if folder.name == "trial-0000" else 0.0],
+    )
+    out = tmp_path / "run"
+    args = ["bench", "--methods", "focal", "--seeds", "0", "--epochs", "1", "--jobs", "1"]
+    extra = ["--tune-trials", "2", "--tune-confirm", "1", "--out", str(out), "--no-progress"]
+    assert main([*args, *extra]) == 0
+    focal = json.loads((out / "tuning.json").read_text())["methods"]["focal"]
+    assert focal["kept_defaults"] and focal["best_params"] == {"gamma": 2.0}
+    assert focal["paired_difference"] == 0 and not (out / "tuned" / "focal").exists()
+    assert "not trained again" in (out / "tuning.md").read_text()

@@ -105,12 +105,17 @@ def run_tune_command(args: argparse.Namespace, load: Any, say: Any, command: str
     )
     echo = None if args.no_progress else say
     record = tune_method(cfg, out, options, echo=echo)
-    shown = ", ".join(f"{k}={v}" for k, v in record["best_params"].items())
-    print(f"{args.method}: {record['metric']} {record['best_value']:.4f} on validation: {shown}")
+    shown = ", ".join(f"{k}={v}" for k, v in record["study_best_params"].items())
+    print(
+        f"{args.method}: {record['metric']} {record['best_value']:.4f} on validation "
+        f"(trial {record['best_trial']}): {shown}"
+    )
     conf = record.get("confirmation")
     if conf:
+        kept = ", ".join(f"{k}={v}" for k, v in record["best_params"].items())
         print(
-            f"confirmation on seeds {conf['seeds']}: kept the {conf['kept']} values ({conf['why']})"
+            f"confirmed on seeds {conf['seeds']}: kept the {conf['kept']} values ({conf['why']}): "
+            f"{kept}"
         )
     print(f"wrote {out / 'best_params.json'} and {out / 'report.md'}")
     sys.stdout.flush()

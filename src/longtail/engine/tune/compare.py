@@ -13,13 +13,16 @@
 of the best and of the default trial, and the test metric of both runs with the paired difference
 over seeds (tuned minus default, same seed); ``OUT/tuning.md`` is the table. A method with nothing
 to tune keeps its defaults and is not trained again: its tuned columns are its default run, its
-paired difference 0 (said in both files). ``tuned/results.json`` holds the same record under
+paired difference 0 (said in both files); so does a method whose tuned values are its defaults
+(the defaults were the best trial, or a confirmation, ``confirm`` in
+:mod:`~longtail.engine.tune.confirm`, kept them). ``tuned/results.json`` holds the same record under
 ``tuning`` (no ``tuned/`` folder when no method had anything to tune).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -104,9 +107,17 @@ def tuned_benchmark(
             studies[name] = {"tuned": False, "why": UNTUNED}
             continue
         best = {k: v for k, v in rec["best_params"].items() if not k.startswith("train.")}
-        params[name] = {**params.get(name, {}), **best}
+        dflt = rec.get("default_params")
+        # the defaults kept (best trial, or the confirmation's choice): the tuned run is the
+        # default run, not trained again
+        kept_defaults = dflt is not None and best == {
+            k: v for k, v in dflt.items() if not k.startswith("train.")
+        }
+        if not kept_defaults:
+            params[name] = {**params.get(name, {}), **best}
         studies[name] = {
             "tuned": True,
+            "kept_defaults": kept_defaults,
             "best_params": best,
             "best_validation": rec["best_value"],
             "confirmation": rec.get("confirmation"),
@@ -117,18 +128,20 @@ def tuned_benchmark(
     # the references are the default run's (the same rows: not trained twice)
     data = dataclasses.replace(cfg.data, balanced_reference=False, sklearn_reference=False)
     # a method with nothing to tune is not trained again: its tuned columns are its default run
-    tuned_names = [n for n in names if studies[n]["tuned"]]
+    tuned_names = [n for n in names if studies[n]["tuned"] and not studies[n].get("kept_defaults")]
     tuned: dict[str, Any] | None = None
     if tuned_names:
         cfg_tuned = dataclasses.replace(cfg, methods=tuned_names, method_params=params, data=data)
         say(f"3/3 the best parameters on the test set: {t_dir}")
         tuned = bench(cfg_tuned, t_dir)
     else:
-        say("3/3 nothing to run on the test set again: no method had a parameter to tune")
-    metric = primary or (tuned or default)["metric_specs"][0]["name"]
+        say("3/3 nothing to run on the test set again: no method has tuned values to run")
+    spec = (default.get("metric_specs") or (tuned or {}).get("metric_specs") or [{}])[0]
+    metric = primary or spec["name"]
+    maximize = bool(spec.get("higher_is_better", True))
     for name in names:
         diffs, dv, tv = [], [], []
-        t_run = t_dir if studies[name]["tuned"] else d_dir
+        t_run = t_dir if name in tuned_names else d_dir
         for s in cfg.seeds:
             a, b = _metric(d_dir, name, s, metric), _metric(t_run, name, s, metric)
             if a is not None and b is not None:
@@ -149,7 +162,7 @@ def tuned_benchmark(
     _gaps(studies, default, metric)
     record = {
         "metric": metric,
-        "chosen_on_validation": _chosen(studies),
+        "chosen_on_validation": _chosen(studies, maximize),
         "budget": {
             "trials": trials,
             "epochs": cfg.train.epochs,
@@ -186,7 +199,7 @@ def _gaps(studies: dict[str, dict[str, Any]], default: dict[str, Any], metric: s
             m[f"gap_closed_{which}"] = None if v is None else (v - erm) / (ref - erm)
 
 
-def _chosen(studies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _chosen(studies: dict[str, dict[str, Any]], maximize: bool = True) -> dict[str, Any] | None:
     """The tuned method with the best validation score (the one to use, chosen without the test
     set), with its test numbers; the confirmed score of the kept values when the studies were
     confirmed (:mod:`~longtail.engine.tune.confirm`), else the best trial's."""
@@ -198,9 +211,13 @@ def _chosen(studies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
     def score(m: dict[str, Any]) -> float:
         conf = m.get("confirmation")
-        return float(conf["value"] if conf else m["best_validation"])
+        v = conf["value"] if conf else m["best_validation"]
+        if v is None:  # the kept values' confirmation runs failed: never chosen
+            return -math.inf if maximize else math.inf
+        return float(v)
 
-    name = max(tuned, key=lambda n: score(tuned[n]))
+    pick = max if maximize else min
+    name = pick(tuned, key=lambda n: score(tuned[n]))
     m = tuned[name]
     return {
         "method": name,

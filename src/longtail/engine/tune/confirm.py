@@ -6,22 +6,29 @@ average, and the tuned runs beat the default runs by 0.02 points on test (docs/r
 confirmation measures both candidates again, without that selection: the best trial's values and
 the defaults (the first trial) are each trained with ``K`` new seeds (``seed + 1 .. seed + K``) on
 the same training and validation split, and the best values are kept only if their mean score over
-those seeds beats the defaults'. The kept values' mean is an unbiased validation score, which
-``bench --tune-trials`` uses to choose a method.
+those seeds beats the defaults'. The kept values' mean is far less optimistic than the best trial's
+score (it is the larger of two means, not of N single scores); ``bench --tune-trials`` uses it to
+choose a method.
 
-The runs are ordinary run folders, ``confirm/best/`` and ``confirm/defaults/`` in the study's
-folder (a rerun resumes them); their test split is the validation split, as in every trial.
+The runs are ordinary run folders, ``confirm/trial-NNNN/`` in the study's folder, one per trial
+confirmed (a rerun resumes them; a study resumed with a larger budget whose best trial changed
+confirms the new one in its own folder); their test split is the validation split, as in every
+trial. The data are built from the configuration as ``bench`` builds them (with ``data.class_order:
+random`` each seed has its own order, the same for both candidates). Processes sharing a study
+through ``--storage`` each confirm what they see as the best when their trials end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from longtail.engine.runner import run_benchmark
+from longtail.engine.trainer import NonFiniteLossError
 from longtail.engine.tune.trials import TrialContext, trial_config
 
 __all__ = ["confirm_best"]
@@ -45,10 +52,12 @@ def confirm_best(
         jobs: processes for the runs (as ``bench --jobs``).
 
     Returns:
-        ``None`` without a finished trial; else ``{"seeds", "best", "defaults", "kept", "params",
-        "value", "why"}``: the per-seed scores of the best values and of the defaults (``None``
-        when the best trial is the defaults, or the defaults lie outside the space), which of the
-        two is kept (``"best"`` or ``"defaults"``), its values and mean score, and why in words.
+        ``None`` without a finished trial; else ``{"seeds", "best", "defaults", "best_trial",
+        "defaults_trial", "kept", "params", "value", "why"}``: the per-seed scores of the best
+        values and of the defaults (``None`` for a run that diverged or has no finite score; the
+        defaults' list is ``None`` when they are the best trial or did not finish), the trials
+        they come from, which of the two is kept (``"best"`` or ``"defaults"``), its values and
+        mean score (``None`` when its runs failed), and why in words.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"--confirm: expected an integer >= 1, got {seeds!r}")
@@ -57,43 +66,64 @@ def confirm_best(
         return None
     pick = max if ctx.maximize else min
     best = pick(complete, key=lambda r: r["value"])
-    default = next((r for r in complete if r["defaults"]), None)
+    default_row = next((r for r in rows if r["defaults"]), None)
     new_seeds = [ctx.seed + i for i in range(1, seeds + 1)]
-    candidates = {"best": best["params"]}
-    if default is not None and default["number"] != best["number"]:
-        candidates["defaults"] = default["params"]
-    scores: dict[str, list[float]] = {}
-    for which, values in candidates.items():
-        folder = ctx.out / "confirm" / which
-        say(f"{ctx.study_name}: confirming the {which} values with seeds {new_seeds}: {folder}")
-        scores[which] = _scores(ctx, values, new_seeds, folder, jobs, command)
-    means = {k: statistics.fmean(v) for k, v in scores.items()}
-    if "defaults" not in means:
+    candidates = {"best": best}
+    if (
+        default_row is not None
+        and default_row["state"] == "complete"
+        and default_row["number"] != best["number"]
+    ):
+        candidates["defaults"] = default_row
+    scores: dict[str, list[float | None]] = {}
+    for which, row in candidates.items():
+        # a folder per trial: a study resumed with a larger budget may find another best
+        folder = ctx.out / "confirm" / f"trial-{int(row['number']):04d}"
+        say(
+            f"{ctx.study_name}: confirming the {which} values (trial {row['number']}) with seeds "
+            f"{new_seeds}: {folder}"
+        )
+        scores[which] = _scores(ctx, row["params"], new_seeds, folder, jobs, command)
+    means = {k: _mean(v) for k, v in scores.items()}
+    if "defaults" not in scores:
         kept = "best"
-        why = (
-            "the best trial is the defaults"
-            if default is not None
-            else "the defaults lie outside the space: nothing to compare with"
-        )
+        if default_row is None:
+            why = "the defaults lie outside the space: nothing to compare with"
+        elif default_row["number"] == best["number"]:
+            why = "the best trial is the defaults"
+        else:
+            why = f"the defaults trial did not finish ({default_row['state']}): nothing to compare"
     else:
-        wins = (
-            means["best"] > means["defaults"] if ctx.maximize else means["best"] < means["defaults"]
-        )
+        b, d = means["best"], means["defaults"]
+        if b is None or d is None:
+            wins = d is None and b is not None
+            failed = " and ".join(k for k in ("best", "defaults") if means[k] is None)
+            why = f"the {failed} values' runs failed (diverged or no finite score)"
+        else:
+            wins = b > d if ctx.maximize else b < d
+            verdict = "better than" if wins else "not better than"
+            why = (
+                f"the best values scored {b:.4f} on the new seeds, {verdict} the defaults' {d:.4f}"
+            )
         kept = "best" if wins else "defaults"
-        verdict = "better than" if wins else "not better than"
-        why = (
-            f"the best values scored {means['best']:.4f} on the new seeds, {verdict} the "
-            f"defaults' {means['defaults']:.4f}"
-        )
     return {
         "seeds": new_seeds,
         "best": scores["best"],
         "defaults": scores.get("defaults"),
+        "best_trial": best["number"],
+        "defaults_trial": None if default_row is None else default_row["number"],
         "kept": kept,
-        "params": candidates[kept],
+        "params": candidates[kept]["params"],
         "value": means[kept],
         "why": why,
     }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean score; ``None`` when a run failed (a failed candidate loses)."""
+    if any(v is None for v in values):
+        return None
+    return statistics.fmean(v for v in values if v is not None)
 
 
 def _scores(
@@ -103,20 +133,28 @@ def _scores(
     folder: Path,
     jobs: int,
     command: str,
-) -> list[float]:
-    """The primary validation metric of ``values`` for each seed (a resumable run folder)."""
+) -> list[float | None]:
+    """The primary validation metric of ``values`` for each seed (a resumable run folder);
+    ``None`` for every seed when a run diverged, and for a seed without a finite score."""
     cfg = dataclasses.replace(
         trial_config(ctx.cfg, ctx.method, ctx.method, values), seeds=seeds, methods=[ctx.method]
     )
-    results = run_benchmark(
-        cfg,
-        folder,
-        resume=folder.exists(),
-        command=command,
-        progress=False,
-        echo=None,
-        jobs=min(jobs, len(seeds)),
-    )
+    try:
+        results = run_benchmark(
+            cfg,
+            folder,
+            resume=folder.exists(),
+            command=command,
+            progress=False,
+            echo=None,
+            jobs=min(jobs, len(seeds)),
+        )
+    except NonFiniteLossError:
+        return [None] * len(seeds)
     entry = results["methods"][ctx.method]
     by_seed = dict(zip(entry["seeds"], entry["metrics"][ctx.primary]["values"], strict=True))
-    return [float(by_seed[s]) for s in seeds]
+    out: list[float | None] = []
+    for s in seeds:
+        v = by_seed.get(s)
+        out.append(float(v) if v is not None and math.isfinite(float(v)) else None)
+    return out

@@ -2,9 +2,11 @@
 ``report.html`` (:mod:`longtail.engine.tune.report`), ``plots/``.
 
 ``best_params.json``: the method, the objective (the task's primary metric on the validation split),
-the values to use (``best_params``: the best trial's, or what a confirmation kept) and the best
-trial's values and score, the confirmation's scores (``confirmation``, ``null`` without one), the defaults' score (the first trial, when the defaults lie in the
-space), the trials by state, the budget (trials, epochs, validation share, seed) and the space.
+the values to use (``best_params``: the best trial's, or what a confirmation kept), the best
+trial's values and score (``study_best_params``, ``best_value``), the confirmation's scores
+(``confirmation``, ``null`` without one), the defaults' score (the first trial, when the defaults
+lie in the space), the trials by state, the budget (trials, epochs, validation share, seed) and the
+space.
 The report shows the optimisation history (every finished trial's score, the pruned ones at their
 last validation score, the best so far) and each parameter's effect (score against value, log axes
 for log-scale parameters, the defaults and the best marked).

@@ -183,10 +183,18 @@ def write_study_report(
     )
 
 
-def _scores(values: Sequence[float]) -> str:
-    """Per-seed scores and their mean: ``0.8512, 0.8490 (mean 0.8501)``."""
-    shown = ", ".join(f"{v:.4f}" for v in values)
-    return f"{shown} (mean {sum(values) / len(values):.4f})"
+def _scores(values: Sequence[float | None]) -> str:
+    """Per-seed scores and their mean: ``0.8512, 0.8490 (mean 0.8501)``; a failed run (diverged,
+    no finite score) is ``failed``."""
+    shown = ", ".join("failed" if v is None else f"{v:.4f}" for v in values)
+    mean = _conf_mean(values)
+    return shown + ("" if mean is None else f" (mean {mean:.4f})")
+
+
+def _conf_mean(values: Sequence[float | None] | None) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None) / len(values)
 
 
 def _pct(v: float | None) -> str:
@@ -244,7 +252,8 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             "seed(s) on the same split (mean validation score of each); the best values are kept "
             "only if they beat the defaults there, else the defaults are (*Best parameters* and "
             "*Tuned* are what was kept). The choice between methods uses the kept values' "
-            "confirmed score, which no selection has inflated."
+            "confirmed score: the larger of two means, far less optimistic than the best of "
+            "all trials."
         )
     if chosen:
         gap = chosen.get("gap_closed_tuned")
@@ -268,17 +277,19 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             conf = m.get("confirmation")
             if conf and conf.get("defaults") is not None:
                 c_txt = (
-                    f"{_pct(sum(conf['defaults']) / len(conf['defaults']))} vs "
-                    f"{_pct(sum(conf['best']) / len(conf['best']))}: {conf['kept']}"
+                    f"{_pct(_conf_mean(conf['defaults']))} vs "
+                    f"{_pct(_conf_mean(conf['best']))}: {conf['kept']}"
                 )
             elif conf:
-                c_txt = f"{_pct(conf['value'])}: {conf['kept']} (the best trial is the defaults)"
+                c_txt = f"{_pct(conf['value'])}: {conf['kept']} ({conf['why']})"
             else:
                 c_txt = "n/a"
             best = ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in m["best_params"].items()
             )
+            if m.get("kept_defaults"):
+                best += " (the defaults: tuned = the default run, not trained again)"
         else:
             val, best, c_txt = "n/a", m.get("why", ""), "n/a"
         gap_txt = [f"{_share(m.get('gap_closed_default'))} -> {_share(m.get('gap_closed_tuned'))}"]

@@ -387,7 +387,7 @@ def _tune(
         )
     record = write_outputs(study, ctx, options, bundle, confirmation)
     if echo is not None:
-        shown = ", ".join(f"{k}={v}" for k, v in record["best_params"].items())
+        shown = ", ".join(f"{k}={v}" for k, v in record["study_best_params"].items())
         echo(
             f"best {primary.name} on validation {record['best_value']:.4f} "
             f"(trial {record['best_trial']}): {shown}\nstudy folder: {out}"
