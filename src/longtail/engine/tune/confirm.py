@@ -1,8 +1,8 @@
 """Confirm a study's best values on fresh seeds before trusting them (``--confirm K``).
 
 The best of N trials is the maximum of N noisy validation scores: it is optimistic (the winner's
-curse). On Fashion-MNIST-LT the best trial beat the defaults by 1.15 points on validation on
-average, and the tuned runs beat the default runs by 0.02 points on test (docs/results.md). A
+curse). On Fashion-MNIST-LT the best trial beat the defaults by 1.00 points on validation on
+average, and the tuned runs beat the default runs by 0.04 points on test (docs/results.md). A
 confirmation measures both candidates again, without that selection: the best trial's values and
 the defaults (the first trial) are each trained with ``K`` new seeds (``seed + 1 .. seed + K``) on
 the same training and validation split, and the best values are kept only if their mean score over
