@@ -13,8 +13,9 @@ choose a method.
 The runs are ordinary run folders, ``confirm/trial-NNNN/`` in the study's folder, one per trial
 confirmed (a rerun resumes them; a study resumed with a larger budget whose best trial changed
 confirms the new one in its own folder); their test split is the validation split, as in every
-trial. The data are built from the configuration as ``bench`` builds them (with ``data.class_order:
-random`` each seed has its own order, the same for both candidates). Processes sharing a study
+trial. The data are built from the configuration as ``bench`` builds them: where they depend on
+the seed (the open-set splits, ``data.class_order: random``) each new seed has its own data, the
+same for both candidates, so the comparison stays paired. Processes sharing a study
 through ``--storage`` each confirm what they see as the best when their trials end.
 """
 

@@ -124,7 +124,8 @@ def write_study_report(
         d_txt = "" if conf["defaults"] is None else f", defaults {_scores(conf['defaults'])}"
         paragraphs.append(
             f"Confirmation on {len(conf['seeds'])} new seed(s) ({', '.join(map(str, conf['seeds']))}"
-            f"; the same split): best values {_scores(conf['best'])}{d_txt}. Kept: the "
+            f"; the study's validation split, or each seed's own where the data depend on the "
+            f"seed): best values {_scores(conf['best'])}{d_txt}. Kept: the "
             f"**{conf['kept']}** values ({conf['why']}); `best_params` in best_params.json are "
             "those."
         )
@@ -249,7 +250,8 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
         k = len(confirmed[0]["seeds"])
         paragraphs.append(
             f"*Confirmed*: the best trial's values and the defaults trained again with {k} new "
-            "seed(s) on the same split (mean validation score of each); the best values are kept "
+            "seed(s) on the validation split (each seed's own where the data depend on the seed; "
+            "mean validation score of each); the best values are kept "
             "only if they beat the defaults there, else the defaults are (*Best parameters* and "
             "*Tuned* are what was kept). The choice between methods uses the kept values' "
             "confirmed score: the larger of two means, far less optimistic than the best of "
