@@ -60,8 +60,8 @@ def add_tune_command(sub: Any, common: Any, positive_int: Any) -> None:
         type=positive_int,
         metavar="K",
         help="after the trials, train the best values and the defaults with K new seeds on the "
-        "same split; keep the best values only if they beat the defaults there (default: no "
-        "confirmation)",
+        "validation split; keep the best values only if they beat the defaults there (default: "
+        "no confirmation)",
     )
     t.add_argument(
         "--tune-train",
