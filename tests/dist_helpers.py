@@ -94,16 +94,30 @@ class TorchrunMany:
             self.proc = subprocess.Popen(self.args, env=env, stdout=out, stderr=err, text=True)
 
     def wait(self) -> subprocess.CompletedProcess[str]:
+        """The launch's exit code and output. A rank that aborts in the C++ runtime at teardown
+        ("terminate called without an active exception", SIGABRT) after both ranks finished every
+        run (``done.json``) counts as success, said in the returned stderr: it happens under
+        heavy load, intermittently, after all results are written (an open problem of the
+        gloo teardown, see the closing note of issue 22), and the callers check every result."""
         try:
             code = self.proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+        stderr = (self.workdir / "stderr.txt").read_text()
+        done_file = self.workdir / "done.json"
+        runs = json.loads((self.workdir / "runs.json").read_text())
+        finished = done_file.is_file() and json.loads(done_file.read_text()) == list(
+            range(len(runs))
+        )
+        if code != 0 and finished and "terminate called without an active exception" in stderr:
+            stderr = (
+                f"note: exit code {code} from a rank's abort at teardown, after every run "
+                f"finished; counted as success\n{stderr}"
+            )
+            code = 0
         return subprocess.CompletedProcess(
-            self.args,
-            code,
-            (self.workdir / "stdout.txt").read_text(),
-            (self.workdir / "stderr.txt").read_text(),
+            self.args, code, (self.workdir / "stdout.txt").read_text(), stderr
         )
 
 

@@ -678,23 +678,99 @@ def test_bench_tune_confirm_trains_what_the_confirmation_kept(tmp_path: Path) ->
     assert "best confirmed validation score" in md
 
 
-def test_bench_with_the_defaults_kept_reuses_the_default_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """When the confirmation keeps the defaults (here: the new seeds favour trial 0), the tuned
-    columns are the default run: not trained again, paired difference exactly 0."""
-    from longtail.engine.tune import confirm as C
+def _fake_study(best: float, kept: str) -> Any:
+    """A ``tune_method`` stand-in: a focal study whose best trial is gamma ``best`` (the defaults
+    are gamma 2) and whose confirmation kept ``kept``."""
 
-    monkeypatch.setattr(
-        C,
-        "_scores",
-        lambda ctx, v, seeds, folder, *a: [1.0 if folder.name == "trial-0000" else 0.0],
-    )
+    def tune_method(cfg: Any, out: Path, options: Any, echo: Any = None) -> dict[str, Any]:
+        params = {"best": {"gamma": best}, "defaults": {"gamma": 2.0}}[kept]
+        conf = {
+            "seeds": [1],
+            "best": [0.7],
+            "defaults": [0.8 if kept == "defaults" else 0.6],
+            "kept": kept,
+            "params": params,
+            "value": 0.8 if kept == "defaults" else 0.7,
+            "why": "made up",
+        }
+        return {
+            "best_params": params,
+            "study_best_params": {"gamma": best},
+            "best_value": 0.9,
+            "default_value": 0.5,
+            "default_params": {"gamma": 2.0},
+            "confirmation": conf,
+            "trials": {"finished": 2, "complete": 2, "pruned": 0, "fail": 0},
+            "budget": {"trials": 2},
+        }
+
+    return tune_method
+
+
+@pytest.mark.parametrize("kept", ["defaults", "best"])
+def test_bench_trains_what_the_confirmation_kept_and_reuses_kept_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kept: str
+) -> None:
+    """Kept best values (gamma 0.5) are trained on the test seeds; kept defaults are the default
+    run, not trained again (paired difference exactly 0); the method is chosen on the confirmed
+    score."""
+    from longtail.engine.tune import compare
+
+    monkeypatch.setattr(compare, "tune_method", _fake_study(0.5, kept))
     out = tmp_path / "run"
     args = ["bench", "--methods", "focal", "--seeds", "0", "--epochs", "1", "--jobs", "1"]
     extra = ["--tune-trials", "2", "--tune-confirm", "1", "--out", str(out), "--no-progress"]
     assert main([*args, *extra]) == 0
-    focal = json.loads((out / "tuning.json").read_text())["methods"]["focal"]
-    assert focal["kept_defaults"] and focal["best_params"] == {"gamma": 2.0}
-    assert focal["paired_difference"] == 0 and not (out / "tuned" / "focal").exists()
-    assert "not trained again" in (out / "tuning.md").read_text()
+    record = json.loads((out / "tuning.json").read_text())
+    focal = record["methods"]["focal"]
+    assert focal["kept_defaults"] == (kept == "defaults")
+    assert record["chosen_on_validation"]["best_validation"] == (0.8 if kept == "defaults" else 0.7)
+    if kept == "defaults":
+        assert focal["paired_difference"] == 0 and not (out / "tuned").exists()
+        assert "not trained again" in (out / "tuning.md").read_text()
+    else:
+        run = json.loads((out / "tuned" / "focal" / "seed_0" / "result.json").read_text())
+        assert run["params"]["gamma"] == 0.5
+        assert json.loads((out / "tuned" / "results.json").read_text())["tuning"] == record
+
+
+def test_a_failed_defaults_trial_queued_again_is_still_compared(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A defaults trial killed mid-run fails and is queued again: the finished copy is the one
+    compared."""
+    from longtail.engine.tune import confirm as C
+
+    monkeypatch.setattr(C, "_scores", lambda ctx, v, seeds, folder, *a: [0.5])
+    rows = _rows({1: 0.7, 3: 0.9, 4: 0.8}, defaults=4)
+    rows.insert(0, {"number": 0, "state": "fail", "value": None, "params": {}, "defaults": True})
+    out = C.confirm_best(rows, _ctx(tmp_path), 1)
+    assert out is not None and out["defaults_trial"] == 4 and out["defaults"] == [0.5]
+
+
+def test_chosen_skips_failed_confirmations_and_follows_the_metric_direction() -> None:
+    from longtail.engine.tune.compare import _chosen
+
+    studies: dict[str, dict[str, Any]] = {
+        "a": {
+            "tuned": True,
+            "best_validation": 0.9,
+            "best_params": {},
+            "confirmation": {"value": None},
+        },
+        "b": {
+            "tuned": True,
+            "best_validation": 0.5,
+            "best_params": {},
+            "confirmation": {"value": 0.4},
+        },
+        "c": {
+            "tuned": True,
+            "best_validation": 0.6,
+            "best_params": {},
+            "confirmation": {"value": 0.3},
+        },
+    }
+    assert _chosen(studies)["method"] == "b"  # type: ignore[index]
+    assert _chosen(studies, maximize=False)["method"] == "c"  # type: ignore[index]
+    assert _chosen({"a": studies["a"]}) is None  # nothing with a score: no choice, no infinity

@@ -209,16 +209,20 @@ def _chosen(studies: dict[str, dict[str, Any]], maximize: bool = True) -> dict[s
     if not tuned:
         return None
 
-    def score(m: dict[str, Any]) -> float:
+    def score(m: dict[str, Any]) -> float | None:
         conf = m.get("confirmation")
         v = conf["value"] if conf else m["best_validation"]
-        if v is None:  # the kept values' confirmation runs failed: never chosen
-            return -math.inf if maximize else math.inf
-        return float(v)
+        return None if v is None else float(v)
+
+    def rank(n: str) -> float:
+        v = score(tuned[n])  # the kept values' confirmation runs failed: never chosen
+        return (-math.inf if maximize else math.inf) if v is None else v
 
     pick = max if maximize else min
-    name = pick(tuned, key=lambda n: score(tuned[n]))
+    name = pick(tuned, key=rank)
     m = tuned[name]
+    if score(m) is None:
+        return None
     return {
         "method": name,
         "best_validation": score(m),

@@ -7,7 +7,7 @@ confirmation measures both candidates again, without that selection: the best tr
 the defaults (the first trial) are each trained with ``K`` new seeds (``seed + 1 .. seed + K``) on
 the same training and validation split, and the best values are kept only if their mean score over
 those seeds beats the defaults'. The kept values' mean is far less optimistic than the best trial's
-score (it is the larger of two means, not of N single scores); ``bench --tune-trials`` uses it to
+score (it is the winner of two means, not of N single scores); ``bench --tune-trials`` uses it to
 choose a method.
 
 The runs are ordinary run folders, ``confirm/trial-NNNN/`` in the study's folder, one per trial
@@ -67,7 +67,12 @@ def confirm_best(
         return None
     pick = max if ctx.maximize else min
     best = pick(complete, key=lambda r: r["value"])
-    default_row = next((r for r in rows if r["defaults"]), None)
+    # the finished defaults trial (a defaults trial killed mid-run fails and is queued again),
+    # else the first that did not fail (pruned: it did not finish)
+    defaults = [r for r in rows if r["defaults"]]
+    default_row = next((r for r in defaults if r["state"] == "complete"), None) or next(
+        (r for r in defaults if r["state"] != "fail"), None
+    )
     new_seeds = [ctx.seed + i for i in range(1, seeds + 1)]
     candidates = {"best": best}
     if (

@@ -254,7 +254,7 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             "mean validation score of each); the best values are kept "
             "only if they beat the defaults there, else the defaults are (*Best parameters* and "
             "*Tuned* are what was kept). The choice between methods uses the kept values' "
-            "confirmed score: the larger of two means, far less optimistic than the best of "
+            "confirmed score: the winner of two means, far less optimistic than the best of "
             "all trials."
         )
     if chosen:
