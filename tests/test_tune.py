@@ -774,3 +774,17 @@ def test_chosen_skips_failed_confirmations_and_follows_the_metric_direction() ->
     assert _chosen(studies)["method"] == "b"  # type: ignore[index]
     assert _chosen(studies, maximize=False)["method"] == "c"  # type: ignore[index]
     assert _chosen({"a": studies["a"]}) is None  # nothing with a score: no choice, no infinity
+
+
+def test_bench_tune_trials_refuses_a_train_search_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every method of a bench runs with the config's train section: a `tune.train` space would
+    be searched and then dropped, so it is refused before anything runs."""
+    cfg = _config(tmp_path, tune={"train": {"lr": [0.01, 0.1]}})
+    out = tmp_path / "run"
+    args = ["bench", str(cfg), "--tune-trials", "2", "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tune.train" in err and "train.lr" in err and "Traceback" not in err
+    assert not (out / "default").exists()

@@ -64,6 +64,13 @@ def tuned_benchmark(
     """Default and tuned benchmark of every method of ``cfg`` (see the module docstring);
     returns the ``tuning.json`` record. ``confirm``: each study's best values confirmed on that
     many new seeds (:mod:`~longtail.engine.tune.confirm`; 0: none)."""
+    searched = {k: v for k, v in ((cfg.tune or {}).get("train") or {}).items() if v is not False}
+    if searched:
+        raise ValueError(
+            f"config key 'tune.train': bench --tune-trials trains every method with the config's "
+            f"train section, so it cannot search {', '.join(f'train.{k}' for k in searched)}; "
+            "search them per method with longtail tune --tune-train"
+        )
     root = Path(out)
     say = echo or (lambda _m: None)
     d_dir, t_dir = root / "default", root / "tuned"
