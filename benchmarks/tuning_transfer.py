@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from longtail.engine.tune.confirm import mean_score
+
 
 def spearman(a: list[float], b: list[float]) -> float:
     """Spearman's rank correlation (average ranks for ties)."""
@@ -41,10 +43,9 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def _confirmed_gain(m: dict) -> float | None:
     """Mean of the best values minus mean of the defaults on the confirmation's new seeds."""
-    c = m.get("confirmation")
-    if not c or not c.get("defaults") or None in c["best"] or None in c["defaults"]:
-        return None
-    return 100 * (statistics.fmean(c["best"]) - statistics.fmean(c["defaults"]))
+    c = m.get("confirmation") or {}
+    best, defaults = mean_score(c.get("best")), mean_score(c.get("defaults"))
+    return None if best is None or defaults is None else 100 * (best - defaults)
 
 
 def main() -> None:
@@ -104,18 +105,21 @@ def main() -> None:
         f"mean over {len(rows)} methods: validation gain {statistics.fmean(gains):+.2f}, "
         f"test difference {statistics.fmean(diffs):+.2f}; Spearman {spearman(gains, diffs):.2f}"
     )
-    both = [r for r in rows if r[2] is not None and r[5] is not None]
-    if len(both) >= 2:
-        study = [r[1] for r in both]
-        conf = [r[2] for r in both]
-        best = [r[5] for r in both]
-        kept = [r[4] for r in both]
+    paired = [r for r in rows if r[5] is not None]
+    if paired:
         print(
-            f"over the {len(both)} methods confirmed against their defaults: test difference of the "
-            f"best trial's values {statistics.fmean(best):+.2f}, of the kept values "
-            f"{statistics.fmean(kept):+.2f}; the best values' test difference against the study's "
-            f"validation gain: Spearman {spearman(study, best):.2f}, against the confirmed gain: "
-            f"Spearman {spearman(conf, best):.2f}"
+            f"over the {len(paired)} methods of both folders: test difference of the kept values "
+            f"{statistics.fmean(r[4] for r in paired):+.2f}, of the best trial's values "
+            f"{statistics.fmean(r[5] for r in paired):+.2f}"
+        )
+    both = [r for r in paired if r[2] is not None]
+    if len(both) >= 2:
+        best = [r[5] for r in both]
+        print(
+            f"over the {len(both)} methods confirmed against their defaults, the best values' test "
+            f"difference against the study's validation gain: Spearman "
+            f"{spearman([r[1] for r in both], best):.2f}, against the confirmed gain: Spearman "
+            f"{spearman([r[2] for r in both], best):.2f}"
         )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from longtail.engine.runner import run_benchmark
 from longtail.engine.trainer import NonFiniteLossError
 from longtail.engine.tune.trials import TrialContext, trial_config
 
-__all__ = ["confirm_best"]
+__all__ = ["confirm_best", "mean_score"]
 
 
 def confirm_best(
@@ -90,7 +90,7 @@ def confirm_best(
             f"{new_seeds}: {folder}"
         )
         scores[which] = _scores(ctx, row["params"], new_seeds, folder, jobs, command)
-    means = {k: _mean(v) for k, v in scores.items()}
+    means = {k: mean_score(v) for k, v in scores.items()}
     if "defaults" not in scores:
         kept = "best"
         if default_row is None:
@@ -125,8 +125,11 @@ def confirm_best(
     }
 
 
-def _mean(values: list[float | None]) -> float | None:
-    """The mean score; ``None`` when a run failed (a failed candidate loses)."""
+def mean_score(values: Sequence[float | None] | None) -> float | None:
+    """The mean of a candidate's per-seed scores; ``None`` when there are none or a run failed
+    (a failed candidate loses)."""
+    if not values:
+        return None
     if any(v is None for v in values):
         return None
     return statistics.fmean(v for v in values if v is not None)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from longtail.engine.checkpoint import atomic_write_text
 from longtail.engine.report.html import render_html
+from longtail.engine.tune.confirm import mean_score
 
 if TYPE_CHECKING:
     from longtail.engine.tune.study import TuneOptions
@@ -188,14 +189,8 @@ def _scores(values: Sequence[float | None]) -> str:
     """Per-seed scores and their mean: ``0.8512, 0.8490 (mean 0.8501)``; a failed run (diverged,
     no finite score) is ``failed``."""
     shown = ", ".join("failed" if v is None else f"{v:.4f}" for v in values)
-    mean = _conf_mean(values)
+    mean = mean_score(values)
     return shown + ("" if mean is None else f" (mean {mean:.4f})")
-
-
-def _conf_mean(values: Sequence[float | None] | None) -> float | None:
-    if not values or any(v is None for v in values):
-        return None
-    return sum(v for v in values if v is not None) / len(values)
 
 
 def _pct(v: float | None) -> str:
@@ -279,8 +274,8 @@ def write_tuning_report(root: Path, record: Mapping[str, Any], command: str = ""
             conf = m.get("confirmation")
             if conf and conf.get("defaults") is not None:
                 c_txt = (
-                    f"{_pct(_conf_mean(conf['defaults']))} vs "
-                    f"{_pct(_conf_mean(conf['best']))}: {conf['kept']}"
+                    f"{_pct(mean_score(conf['defaults']))} vs "
+                    f"{_pct(mean_score(conf['best']))}: {conf['kept']}"
                 )
             elif conf:
                 c_txt = f"{_pct(conf['value'])}: {conf['kept']} ({conf['why']})"
