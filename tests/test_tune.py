@@ -263,6 +263,66 @@ def test_tuning_never_reads_the_test_split(tmp_path: Path) -> None:
         del DATA_FORMATS["unreadable-test"]
 
 
+def test_given_data_reach_the_confirmation_runs(tmp_path: Path) -> None:
+    """``tune_method(data=...)``: the trials and the confirmation runs (in worker processes too)
+    train on the given data; the config's data section is never loaded again, and a benchmark
+    given data refuses a reference it would build from the config."""
+    from longtail.engine.datasets import DATA_FORMATS, DataFormat, LoadedData, register_data_format
+    from longtail.engine.runner import run_benchmark
+    from longtail.engine.runner.runs import Runs
+    from longtail.engine.tune import TuneOptions, tune_method, tune_validation_config
+
+    loads: list[int] = []
+
+    def load(cfg: Any, source: Any) -> LoadedData:
+        loads.append(1)
+        g = torch.Generator().manual_seed(0)
+        y, yt = torch.arange(300) % 3, torch.arange(30) % 3
+        x = torch.randn(300, 6, generator=g) + y[:, None].float()
+        xt = torch.randn(30, 6, generator=g) + yt[:, None].float()
+        return LoadedData(x, y, xt, yt, ["a", "b", "c"])
+
+    register_data_format(
+        DataFormat(
+            name="counted-load",
+            load=load,
+            source=None,
+            inputs="vectors",
+            standardise=lambda tr, te: (tr, te),
+            doc="counts its loads",
+        )
+    )
+    try:
+        raw = {
+            "name": "given",
+            "methods": ["la-loss"],
+            "seeds": [0],
+            "data": {"dataset": "counted-load", "imbalance_factor": 5},
+            "model": {"arch": "mlp", "hidden": [8]},
+            "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0, "num_threads": 1},
+        }
+        cfg = config_from_dict(raw)
+        vcfg = tune_validation_config(cfg, "la-loss", 0)
+        runs = Runs(vcfg, tmp_path / "unused", resume=False, tick=lambda *a, **k: None)
+        bundle = runs.data("long-tailed", 0)
+        assert loads == [1] and bundle.evaluated_on == "validation"
+        options = TuneOptions(method="la-loss", trials=2, confirm=2, jobs=2)
+        record = tune_method(cfg, tmp_path / "study", options, echo=None, data=bundle)
+        assert loads == [1]  # neither the trials nor the confirmation loaded the config's data
+        conf = record["confirmation"]
+        assert conf["seeds"] == [1, 2] and all(v is not None for v in conf["best"])
+        with_reference = config_from_dict(
+            {**raw, "data": {**raw["data"], "balanced_reference": True}}
+        )
+        with pytest.raises(ValueError, match=r"data\.balanced_reference"):
+            run_benchmark(
+                with_reference, tmp_path / "bench", progress=False, echo=None, data=bundle
+            )
+        assert not (tmp_path / "bench").exists()
+    finally:
+        del DATA_FORMATS["counted-load"]
+
+
 # ----------------------------------------------------------------------- resume and sharing
 
 

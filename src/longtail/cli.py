@@ -402,20 +402,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     early = preload is not None and forkserver.start_early(preload)
     from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
 
+    left_group = False
     try:
         code = _dispatch(args, args_list)
         sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is caught below
-        return code
     except BaseException as exc:
         code = _report(exc, args.command)  # re-raises a bug (its traceback helps)
         D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
-        return code
     finally:
         try:
-            D.cleanup_distributed()
+            left_group = D.cleanup_distributed()
         finally:
             if early:
                 forkserver.stop()
+    if left_group and argv is None:
+        # a torchrun rank of the `longtail` command: its gloo threads may outlive the group and
+        # abort the interpreter's finalization (see exit_rank); everything is written by now
+        D.exit_rank(code)
+    return code
 
 
 def _full_disk_hint(exc: OSError, command: str) -> str:

@@ -103,6 +103,7 @@ def run_benchmark(
     progress: bool = True,
     echo: Callable[[str], None] | None = print,
     jobs: int | None = 1,
+    data: DataBundle | None = None,
 ) -> dict[str, Any]:
     """Train every (method, seed) of ``cfg``, write the run folder, return ``results.json``'s content.
 
@@ -122,6 +123,10 @@ def run_benchmark(
             :mod:`longtail.engine.runner.parallel`); 1 trains in this process. Not under ``torchrun``.
             ``None``: chosen from the amount of work once the data are built
             (:func:`~longtail.engine.runner.parallel.auto_jobs`; 1 under ``torchrun``).
+        data: the data of every seed instead of building them from ``cfg`` (the Python API,
+            ``tune_method(data=...)``'s confirmation runs); ``cfg``'s data section still names
+            them in the fingerprints. Not with a balanced or scikit-learn reference, which are
+            built from ``cfg``.
 
     The data are loaded and checked before the run folder is written, and a start that fails before
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
@@ -136,8 +141,15 @@ def run_benchmark(
         RunFolderInUse: another command holds ``out_dir`` (a :class:`FileExistsError`).
         OSError: ``out_dir`` cannot be created or written (the message names it).
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
+        ValueError: ``data`` given with ``data.balanced_reference`` or ``data.sklearn_reference``.
     """
     out = Path(out_dir)
+    if data is not None and (cfg.data.balanced_reference or cfg.data.sklearn_reference):
+        key = "balanced_reference" if cfg.data.balanced_reference else "sklearn_reference"
+        raise ValueError(
+            f"data.{key}: the reference is built from the config, not from the data given to "
+            "run_benchmark; set it to false"
+        )
     check_device_settings(cfg)  # e.g. fp16 on a CPU: refused before the run folder is made
     # rank 0 checks, creates and locks the folder; every rank raises the same error (none waits
     # forever); the lock is held until the command ends (the OS drops it if the process dies)
@@ -153,6 +165,7 @@ def run_benchmark(
             progress=progress,
             echo=echo,
             jobs=jobs,
+            data=data,
         )
     finally:
         if lock is not None:
@@ -170,6 +183,7 @@ def _run_benchmark(
     progress: bool,
     echo: Callable[[str], None] | None,
     jobs: int | None,
+    data: DataBundle | None = None,
 ) -> dict[str, Any]:
     """:func:`run_benchmark` in the run folder ``out``, created (``created``) and locked."""
     main = D.is_main_process()
@@ -180,7 +194,7 @@ def _run_benchmark(
         entries.append((BALANCED, reference_method(cfg.task), "balanced"))
     if echo is not None and lock is not None and lock.note is not None:
         print(f"note: {lock.note}", file=sys.stderr, flush=True)
-    runs = Runs(cfg, out, resume=resume, tick=lambda *a, **k: None)
+    runs = Runs(cfg, out, resume=resume, tick=lambda *a, **k: None, data=data)
     # every data set of the run is built now, before any training: building one later would see the
     # thread count a training set (train.num_threads), and the float32 standardisation statistics
     # depend on it in their last bits, so the same data would differ with the order of the runs;
@@ -190,7 +204,8 @@ def _run_benchmark(
             check_resumable(out, cfg, entries)
             if cfg.data.sklearn_reference:
                 check_sklearn_resumable(out, cfg)
-        check_data_files(cfg)
+        if data is None:
+            check_data_files(cfg)
         with warnings.catch_warnings():  # shown once each, below, as notes (DataBundle.notes)
             warnings.simplefilter("ignore", DataWarning)
             for variant in dict.fromkeys(v for _, _, v in entries):

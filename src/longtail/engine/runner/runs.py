@@ -78,12 +78,14 @@ class Runs:
         return self._given_data
 
     def data(self, variant: str, seed: int) -> DataBundle:
-        if self._given_data is not None:
-            return self._given_data
         per_seed = (
             self.kind.data_per_seed or getattr(self.cfg.data, "class_order", "fixed") == "random"
         )
         key = (variant, seed if per_seed else None)
+        if self._given_data is not None:
+            # kept under its key too: worker processes receive :meth:`loaded_data`
+            self._data[key] = self._given_data
+            return self._given_data
         if key not in self._data:
             bundle = self.kind.build_data(self.cfg, variant, seed if per_seed else None)
             fraction = getattr(self.cfg.data, "validation_fraction", None)

@@ -13,9 +13,10 @@ choose a method.
 The runs are ordinary run folders, ``confirm/trial-NNNN/`` in the study's folder, one per trial
 confirmed (a rerun resumes them; a study resumed with a larger budget whose best trial changed
 confirms the new one in its own folder); their test split is the validation split, as in every
-trial. The data are built from the configuration as ``bench`` builds them: where they depend on
-the seed (the open-set splits, ``data.class_order: random``) each new seed has its own data, the
-same for both candidates, so the comparison stays paired. Processes sharing a study
+trial. The data are those the study was given (``tune_method(data=...)``), else built from the
+configuration as ``bench`` builds them: where they depend on the seed (the open-set splits,
+``data.class_order: random``) each new seed has its own data, the same for both candidates, so the
+comparison stays paired. Processes sharing a study
 through ``--storage`` each confirm what they see as the best when their trials end.
 """
 
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from longtail.engine.datasets import DataBundle
 from longtail.engine.runner import run_benchmark
 from longtail.engine.trainer import NonFiniteLossError
 from longtail.engine.tune.trials import TrialContext, trial_config
@@ -43,6 +45,7 @@ def confirm_best(
     jobs: int = 1,
     command: str = "",
     say: Callable[[str], None] = lambda _m: None,
+    data: DataBundle | None = None,
 ) -> dict[str, Any] | None:
     """Train the best trial's values and the defaults with ``seeds`` new seeds; keep the better.
 
@@ -51,6 +54,8 @@ def confirm_best(
         ctx: the study.
         seeds: ``K >= 1`` new seeds, ``ctx.seed + 1 .. ctx.seed + K``.
         jobs: processes for the runs (as ``bench --jobs``).
+        data: the data the study was given (every new seed trains on them); ``None``: built
+            from ``ctx.cfg``.
 
     Returns:
         ``None`` without a finished trial; else ``{"seeds", "best", "defaults", "best_trial",
@@ -89,7 +94,7 @@ def confirm_best(
             f"{ctx.study_name}: confirming the {which} values (trial {row['number']}) with seeds "
             f"{new_seeds}: {folder}"
         )
-        scores[which] = _scores(ctx, row["params"], new_seeds, folder, jobs, command)
+        scores[which] = _scores(ctx, row["params"], new_seeds, folder, jobs, command, data)
     means = {k: mean_score(v) for k, v in scores.items()}
     if "defaults" not in scores:
         kept = "best"
@@ -142,6 +147,7 @@ def _scores(
     folder: Path,
     jobs: int,
     command: str,
+    data: DataBundle | None,
 ) -> list[float | None]:
     """The primary validation metric of ``values`` for each seed (a resumable run folder);
     ``None`` for every seed when a run diverged, and for a seed without a finite score."""
@@ -157,6 +163,7 @@ def _scores(
             progress=False,
             echo=None,
             jobs=min(jobs, len(seeds)),
+            data=data,
         )
     except NonFiniteLossError:
         return [None] * len(seeds)

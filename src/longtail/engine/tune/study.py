@@ -263,7 +263,8 @@ def tune_method(
 
     Args:
         data: the data instead of building them from ``cfg`` (tests, the Python API); they must
-            be evaluated on a validation split.
+            be evaluated on a validation split. The confirmation runs (``options.confirm``) train
+            on them too.
 
     Raises:
         ValueError: an unknown method, nothing to search, a bad ``tune:`` entry, a storage that
@@ -384,6 +385,7 @@ def _tune(
             jobs=options.jobs,
             command=options.command,
             say=say,
+            data=data,
         )
     record = write_outputs(study, ctx, options, bundle, confirmation)
     if echo is not None:
