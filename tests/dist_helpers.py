@@ -136,14 +136,12 @@ def _rank_main(spec: Path) -> NoReturn:
     runs = json.loads(spec.read_text())
     assert D.init_distributed(torch.device("cpu")), "not launched by torchrun"
     destroy = D.cleanup_distributed
-    D.cleanup_distributed = lambda: None  # main() keeps the group for the next run
+    D.cleanup_distributed = lambda: False  # main() keeps the group for the next run
     done: list[int] = []
     for i, args in enumerate(runs):
         code = main(args)
         if code != 0:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)  # as a failed `longtail` process would: torchrun stops the other rank
+            D.exit_rank(code)  # as a failed `longtail` process would: torchrun stops the other rank
         D.barrier()
         done.append(i)
         if D.is_main_process():

@@ -308,12 +308,13 @@ def test_a_key_logged_on_one_rank_does_not_hang(tmp_path: Path) -> None:
 
 
 def test_a_torchrun_rank_of_the_command_leaves_without_finalization(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The ``longtail`` command (``main()`` without arguments) that left a process group ends
-    through ``exit_rank`` (no interpreter finalization, where gloo's worker threads can abort the
-    process: see ``exit_rank``); a call from Python (``main([...])``) and a command without a
-    group return their code."""
+    through ``exit_rank`` with its exit code (no interpreter finalization, where gloo's worker
+    threads can abort the process: see ``exit_rank``): after a user's error (2), an interrupt
+    (130), a bug (1, its traceback printed first); a call from Python (``main([...])``) and a
+    command without a group return their code or raise as before."""
     from longtail import cli
     from longtail.engine import distributed as D
 
@@ -323,6 +324,12 @@ def test_a_torchrun_rank_of_the_command_leaves_without_finalization(
         exits.append(code)
         raise SystemExit(code)
 
+    def interrupted(*_a: Any) -> int:
+        raise KeyboardInterrupt
+
+    def bug(*_a: Any) -> int:
+        raise RuntimeError("a bug")
+
     monkeypatch.setattr(D, "exit_rank", fake_exit)
     monkeypatch.setattr(D, "cleanup_distributed", lambda: True)
     monkeypatch.setattr(sys, "argv", ["longtail", "methods", "--task", "nope"])
@@ -330,9 +337,22 @@ def test_a_torchrun_rank_of_the_command_leaves_without_finalization(
         cli.main()
     assert exits == [2]  # the error's exit code, after its one line
     assert cli.main(["methods"]) == 0 and exits == [2]
-    monkeypatch.setattr(D, "cleanup_distributed", lambda: False)
     monkeypatch.setattr(sys, "argv", ["longtail", "methods"])
-    assert cli.main() == 0 and exits == [2]
+    with monkeypatch.context() as m:
+        m.setattr(cli, "_dispatch", interrupted)
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert exits == [2, 130]
+        m.setattr(cli, "_dispatch", bug)
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert exits == [2, 130, 1]
+        assert "RuntimeError: a bug" in capsys.readouterr().err
+        with pytest.raises(RuntimeError, match="a bug"):  # from Python: raised as before
+            cli.main(["methods"])
+    monkeypatch.setattr(D, "cleanup_distributed", lambda: False)
+    assert cli.main() == 0 and exits == [2, 130, 1]
 
 
 def test_exit_rank_flushes_and_exits_with_the_code() -> None:

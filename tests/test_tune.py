@@ -308,7 +308,9 @@ def test_given_data_reach_the_confirmation_runs(tmp_path: Path) -> None:
         assert loads == [1] and bundle.evaluated_on == "validation"
         options = TuneOptions(method="la-loss", trials=2, confirm=2, jobs=2)
         record = tune_method(cfg, tmp_path / "study", options, echo=None, data=bundle)
-        assert loads == [1]  # neither the trials nor the confirmation loaded the config's data
+        # neither the trials nor the confirmation loaded the config's data here; a worker process
+        # (jobs=2) that did would fail, since the "counted-load" format is registered only here
+        assert loads == [1]
         conf = record["confirmation"]
         assert conf["seeds"] == [1, 2] and all(v is not None for v in conf["best"])
         with_reference = config_from_dict(

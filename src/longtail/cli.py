@@ -34,9 +34,10 @@ import errno
 import os
 import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from longtail import forkserver
 from longtail.cli_bundle import COMMANDS as BUNDLE_COMMANDS
@@ -392,7 +393,42 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``longtail`` (and ``python -m longtail``); returns the exit code."""
+    """Entry point of ``longtail`` (and ``python -m longtail``); returns the exit code.
+
+    The command itself (``argv`` None) run as a ``torchrun`` rank does not return once it left
+    its process group: it ends the process through
+    :func:`~longtail.engine.distributed.exit_rank` with that code, also after an unexpected error
+    (exit code 1, its traceback printed first), since the interpreter's finalization can abort a
+    process whose gloo threads outlive the group (see there).
+    """
+    left: list[bool] = []  # [True] once this command left a process group
+    try:
+        code = _main(argv, left)
+    except SystemExit as stop:
+        if left and argv is None:
+            _leave_rank(stop.code if isinstance(stop.code, int) else 1, stop.code)
+        raise
+    except BaseException:
+        if left and argv is None:  # a bug: its traceback helps
+            traceback.print_exc()
+            _leave_rank(1)
+        raise
+    if left and argv is None:
+        _leave_rank(code)
+    return code
+
+
+def _leave_rank(code: int, message: object = None) -> NoReturn:
+    """A torchrun rank of the ``longtail`` command that left its group: exit now (exit_rank)."""
+    from longtail.engine.distributed import exit_rank  # lazy: a fast `longtail --help`
+
+    if isinstance(message, str):  # sys.exit("...") prints its message, as at a normal exit
+        print(message, file=sys.stderr)
+    exit_rank(code)
+
+
+def _main(argv: Sequence[str] | None, left: list[bool]) -> int:
+    """:func:`main`'s work; appends ``True`` to ``left`` when it left a process group."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
@@ -402,7 +438,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     early = preload is not None and forkserver.start_early(preload)
     from longtail.engine import distributed as D  # lazy: a fast `longtail --help`
 
-    left_group = False
     try:
         code = _dispatch(args, args_list)
         sys.stdout.flush()  # here, not at exit: a reader gone (`| head`) is caught below
@@ -411,14 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         D.settle_after_error()  # under torchrun: rank 0 has printed; the others leave now
     finally:
         try:
-            left_group = D.cleanup_distributed()
+            if D.cleanup_distributed():
+                left.append(True)
         finally:
             if early:
                 forkserver.stop()
-    if left_group and argv is None:
-        # a torchrun rank of the `longtail` command: its gloo threads may outlive the group and
-        # abort the interpreter's finalization (see exit_rank); everything is written by now
-        D.exit_rank(code)
     return code
 
 

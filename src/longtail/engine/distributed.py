@@ -149,15 +149,16 @@ def exit_rank(code: int) -> NoReturn:
 
     A process that built a ``DistributedDataParallel`` model keeps the gloo group's worker threads
     after :func:`cleanup_distributed`: measured with torch 2.13, the ``pt_gloo_runloop`` threads
-    outlive ``destroy_process_group`` once a DDP model was made, even one deleted and collected. When such a thread
-    releases a finished collective while the interpreter finalizes, freeing its tensors takes the
-    GIL, the thread is made to exit, and the C++ runtime aborts the process ("terminate called
-    without an active exception", SIGABRT; core dump: ``~AsyncBarrierWork`` ->
-    ``~AsyncAllgatherWork`` -> ``decref_pyobject`` -> ``take_gil`` -> ``pthread_exit``). It happened
-    in about one ``torchrun -m longtail bench`` of fifteen on a loaded 2-core machine, after every
-    result was written; torchrun then reports the command as failed. Every file the command
-    writes is closed (written atomically) before this point, so skipping the finalization loses
-    nothing; the command line calls this only as a rank that left a process group.
+    outlive ``destroy_process_group`` once a DDP model was made, even one deleted and collected.
+    When such a thread releases a finished collective while the interpreter finalizes, freeing
+    its tensors takes the GIL, the thread is made to exit, and the C++ runtime aborts the process
+    ("terminate called without an active exception", SIGABRT; core dump: ``~AsyncBarrierWork``
+    -> ``~AsyncAllgatherWork`` -> ``decref_pyobject`` -> ``take_gil`` -> ``pthread_exit``). It
+    happened in about one ``torchrun -m longtail bench`` of fifteen on a loaded 2-core machine,
+    after every result was written; torchrun then reports the command as failed. Every file the
+    command writes is closed (written atomically) before this point, so skipping the finalization
+    loses nothing; the command line calls this only as a rank that left a process group, also
+    after an unexpected error (its traceback printed first).
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a reader gone (`| head`): nothing to flush to

@@ -125,8 +125,8 @@ def run_benchmark(
             (:func:`~longtail.engine.runner.parallel.auto_jobs`; 1 under ``torchrun``).
         data: the data of every seed instead of building them from ``cfg`` (the Python API,
             ``tune_method(data=...)``'s confirmation runs); ``cfg``'s data section still names
-            them in the fingerprints. Not with a balanced or scikit-learn reference, which are
-            built from ``cfg``.
+            them in the fingerprints. Not with a balanced reference, which is built from ``cfg``
+            (a scikit-learn reference is fitted on the given data).
 
     The data are loaded and checked before the run folder is written, and a start that fails before
     ``config.yaml`` and ``run.json`` are written removes the folders it created; a folder holding
@@ -141,14 +141,13 @@ def run_benchmark(
         RunFolderInUse: another command holds ``out_dir`` (a :class:`FileExistsError`).
         OSError: ``out_dir`` cannot be created or written (the message names it).
         NonFiniteLossError: a run diverged (the finished runs and its last checkpoint are kept).
-        ValueError: ``data`` given with ``data.balanced_reference`` or ``data.sklearn_reference``.
+        ValueError: ``data`` given with ``data.balanced_reference``.
     """
     out = Path(out_dir)
-    if data is not None and (cfg.data.balanced_reference or cfg.data.sklearn_reference):
-        key = "balanced_reference" if cfg.data.balanced_reference else "sklearn_reference"
+    if data is not None and cfg.data.balanced_reference:
         raise ValueError(
-            f"data.{key}: the reference is built from the config, not from the data given to "
-            "run_benchmark; set it to false"
+            "data.balanced_reference: the balanced reference is built from the config, not from "
+            "the data given to run_benchmark; set it to false"
         )
     check_device_settings(cfg)  # e.g. fp16 on a CPU: refused before the run folder is made
     # rank 0 checks, creates and locks the folder; every rank raises the same error (none waits
