@@ -149,7 +149,8 @@ def exit_rank(code: int) -> NoReturn:
 
     A process that built a ``DistributedDataParallel`` model keeps the gloo group's worker threads
     after :func:`cleanup_distributed`: measured with torch 2.13, the ``pt_gloo_runloop`` threads
-    outlive ``destroy_process_group`` once a DDP model was made, even one deleted and collected.
+    outlive ``destroy_process_group`` once a DDP model was made, even one deleted and collected
+    (``scripts/gloo_threads_after_ddp.py``).
     When such a thread releases a finished collective while the interpreter finalizes, freeing
     its tensors takes the GIL, the thread is made to exit, and the C++ runtime aborts the process
     ("terminate called without an active exception", SIGABRT; core dump: ``~AsyncBarrierWork``
