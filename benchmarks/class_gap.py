@@ -18,19 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: ``--names fashion-mnist``: the classes of the IDX files, in label order.
-FASHION_MNIST = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+from longtail.engine.datasets import FASHION_MNIST_NAMES
 
 
 def confusions(folder: Path, method: str, seeds: list[int]) -> np.ndarray:
@@ -59,8 +47,12 @@ def main() -> None:
         entries.append((Path(folder), method, results))
     seed_sets = [set(r["methods"][m]["seeds"]) for _, m, r in entries]
     seeds = sorted(set.intersection(*seed_sets))
-    names = list(FASHION_MNIST) if args.names == "fashion-mnist" else entries[-1][2]["class_names"]
-    counts = entries[-2 if len(entries) > 1 else -1][2].get("class_counts")
+    names = (
+        list(FASHION_MNIST_NAMES)
+        if args.names == "fashion-mnist"
+        else entries[-1][2]["class_names"]
+    )
+    counts = entries[0][2].get("class_counts")  # the long-tailed training counts
     mats = [confusions(f, m, seeds) for f, m, _ in entries]
     recalls = [100 * np.diag(c) / c.sum(axis=1) for c in mats]
     ref = recalls[-1]
