@@ -88,11 +88,15 @@ def _cases() -> list[Any]:
     cases = []
     for kind in ("single-label", "multi-label", "open-set", "distillation", "metric-learning"):
         for name, method in TASK_KINDS[kind].methods.items():
-            if kind == "single-label" and getattr(method, "sla", None) is not None:
-                continue
+            if kind == "single-label" and (
+                getattr(method, "sla", None) is not None or getattr(method, "mix", None) == "cmo"
+            ):
+                continue  # they need images: below, on the image config
             cases.append(pytest.param(kind, name, id=f"{kind}:{name}"))
     for name in ("sla", "sla-da", "sla-mt", "sla-si", "sla-sd"):
         cases.append(pytest.param("sla", name, id=f"sla:{name}"))
+    for name in ("cmo-drw", "bs-cmo"):
+        cases.append(pytest.param("sla", name, id=f"images:{name}"))
     return cases
 
 

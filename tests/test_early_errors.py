@@ -403,8 +403,10 @@ def _rows_csv(path: Path, *, text_column: bool) -> Path:
 def test_skipped_methods_note_goes_to_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # methods: all, cut down to erm and an SLA method (which needs images) to stay small
-    monkeypatch.setattr("longtail.engine.runner.benchmark.method_names", lambda cfg: ["erm", "sla"])
+    # methods: all, cut down to erm and two methods that need images to stay small
+    monkeypatch.setattr(
+        "longtail.engine.runner.benchmark.method_names", lambda cfg: ["erm", "sla", "bs-cmo"]
+    )
     cfg = _table(tmp_path, _rows_csv(tmp_path / "t.csv", text_column=False))
     args = _bench(str(cfg), "--out", str(tmp_path / "run"), "--set", "methods=all")
     assert main(args) == 0
@@ -413,7 +415,9 @@ def test_skipped_methods_note_goes_to_stderr(
     notes = [line for line in captured.err.splitlines() if line.startswith("note: skipped")]
     assert notes == [
         "note: skipped sla: needs images (SLA rotates and permutes them); the data are feature "
-        "vectors"
+        "vectors",
+        "note: skipped bs-cmo: needs images (CMO pastes a box of one image onto another); the "
+        "data are feature vectors",
     ], captured.err
 
 

@@ -13,6 +13,7 @@ from longtail.engine.augment import random_crop, random_flip
 from longtail.engine.kinds import TASK_KINDS
 from longtail.engine.methods import Method, Param
 from longtail.engine.models import CNN, MLP, ResNet32, build_model
+from longtail.engine.runner.benchmark import data_problem
 from longtail.engine.schedule import LRSchedule
 from longtail.engine.trainer import Trainer
 from longtail.tracks.single_label import METHODS, VOCABULARY
@@ -59,8 +60,8 @@ def test_registry_entry_is_documented(name: str) -> None:
 @pytest.mark.parametrize("name", list(METHODS))
 def test_contract_every_method_trains_two_steps(name: str) -> None:
     """Every registered method trains 2 steps on tiny data and gives finite metrics."""
-    # SLA transforms images: its methods train on tiny images
-    data = tiny_images() if METHODS[name].sla else tiny_vectors()
+    # methods that need images (SLA's transforms, CMO's pasted boxes) train on tiny images
+    data = tiny_images() if data_problem(METHODS[name], tiny_vectors()) else tiny_vectors()
     cfg = tiny_config(epochs=2, batch_size=64)  # 45 samples: 1 step per epoch, 2 epochs
     task = single_label_task(METHODS[name], data, cfg)
     result = Trainer(task, data, cfg, seed=0).fit()

@@ -21,6 +21,7 @@ from longtail.engine.methods import recipe_from_dict
 from longtail.engine.optimizers import Optim
 from longtail.engine.report import format_table
 from longtail.engine.runner import train_method
+from longtail.engine.runner.benchmark import data_problem
 from longtail.engine.tasks import Batch
 from longtail.engine.trainer import Trainer
 from longtail.heads import CosineClassifier, LearnableWeightScaling
@@ -308,7 +309,27 @@ def _loss_value(name: str, overrides: dict[str, Any], epoch: int) -> float:
     return float(task.training_step(model, batch, epoch, 0).loss.detach())
 
 
+def _cmo_loss_values(name: str, overrides: dict[str, Any]) -> list[float]:
+    """A CMO method's loss on tiny images at epochs 0, 6 and 9 of 10, for 16 seeds of its draws
+    (some paste a box, some do not: the official box can be empty on small images)."""
+    data = tiny_images(counts=(16, 8, 4), size=16)
+    task = SingleLabelTask(METHODS[name], data, tiny_config(epochs=10), params=overrides)
+    torch.manual_seed(0)
+    model = task.build_model()
+    batch = Batch(data.train_x, data.train_y, torch.arange(len(data.train_y)))
+    values = []
+    for epoch in (0, 6, 9):
+        for seed in range(16):
+            torch.manual_seed(seed)
+            values.append(float(task.training_step(model, batch, epoch, 0).loss.detach()))
+    return values
+
+
 _NEW_VALUE = {
+    "cmo_prob": 0.2,
+    "cmo_weight_power": 0.0,
+    "cmo_start_fraction": 0.5,
+    "cmo_end_fraction": 0.5,
     "beta": 0.9,
     "drw_beta": 0.9,
     "drw_start_fraction": 0.5,
@@ -338,6 +359,10 @@ def test_every_first_stage_override_reaches_the_loss(name: str, param: str) -> N
         task = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(), params={param: 0.25})
         spec = task.setup().optimizers
         assert spec is not None and spec["default"].weight_decay == 0.25
+        return
+    if METHODS[name].mix == "cmo":  # images; some draws paste, some do not
+        new = {param: _NEW_VALUE[param]}
+        assert _cmo_loss_values(name, new) != _cmo_loss_values(name, {})
         return
     if param == "drs_start_fraction":  # reaches the sampler: 0.5 * 10 = 5 <= 6 < 8
         late = SingleLabelTask(METHODS[name], tiny_vectors(), tiny_config(epochs=10))
@@ -482,7 +507,7 @@ def test_contract_every_method_end_to_end(name: str, tmp_path: Path) -> None:
         if name == "composed"
         else METHODS[name]
     )
-    data = tiny_images() if method.sla else tiny_vectors()
+    data = tiny_images() if data_problem(method, tiny_vectors()) else tiny_vectors()
     cfg = tiny_config(epochs=2, batch_size=64)
     record = train_method(method, data, cfg, seed=0, out_dir=tmp_path)
     for key in ("balanced_accuracy", "accuracy", "many", "medium", "few", "ece"):

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from longtail import data as ltdata
 from longtail.adjust import tau_normalize
 from longtail.data import smote_oversample
+from longtail.engine import distributed as D
+from longtail.engine.augment import augment_batch
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle
 from longtail.engine.methods import Method
@@ -115,7 +117,14 @@ class ClassifierTask(MethodTask):
         return Setup({"model": model})
 
     def training_data(self, data: DataBundle, seed: int) -> DataBundle:
-        """SMOTE (``sampler="smote"``): the training set over-sampled once per seed; else ``data``."""
+        """SMOTE (``sampler="smote"``): the training set over-sampled once per seed; else ``data``.
+        CMO (``mix="cmo"``) refuses data that are not images."""
+        if self.method.mix == "cmo" and not data.is_image:
+            raise ValueError(
+                f"method {self.method.name!r}: mix cmo pastes a box of one image onto another; "
+                f"the inputs have shape {tuple(data.train_x.shape[1:])}, not (channels, height, "
+                "width)"
+            )
         if self.method.sampler != "smote":
             return data
         if data.lazy:
@@ -174,11 +183,82 @@ class ClassifierTask(MethodTask):
         return {"epochs": self.config.train.epochs, **out} if out else {}
 
     def training_step(self, model: nn.Module, batch: Batch, epoch: int, step: int) -> StepOutput:
+        if self.method.mix == "cmo":
+            return self._cmo_step(model, batch, epoch)
         if self.method.mix is not None:
             return self._mixed_step(model, batch, epoch)
+        return self._plain_step(model, batch, epoch)
+
+    def _plain_step(self, model: nn.Module, batch: Batch, epoch: int) -> StepOutput:
         logits = model(batch.x)
         loss = self.criterion(logits, batch.y, epoch)
         return StepOutput(loss=loss, logits=logits.detach(), targets=batch.y)
+
+    def cmo_epochs(self) -> tuple[int, int]:
+        """CMO's window ``[start, stop)`` of 0-based epochs: ``start = round(cmo_start_fraction E)``,
+        ``stop = E - round(cmo_end_fraction E)`` (the official code pastes on epochs 4..196 of
+        200: its ``start_data_aug < epoch < epochs - end_data_aug`` with 3 and 3)."""
+        total = self.config.train.epochs
+        start = round(float(self.params["cmo_start_fraction"]) * total)
+        return start, total - round(float(self.params["cmo_end_fraction"]) * total)
+
+    def _cmo_step(self, model: nn.Module, batch: Batch, epoch: int) -> StepOutput:
+        """CMO (Park et al., CVPR 2022): with probability ``cmo_prob`` per batch (inside
+        :meth:`cmo_epochs`), a box of an image drawn with weight ``n_c^(-cmo_weight_power)`` (the
+        minority-weighted sampler, augmented like the batch) is pasted onto every image of the
+        batch, at the same place: one ``lam ~ Beta(a, a)`` and one box per batch, the box's side
+        ``floor(sqrt(1 - lam) H)``, its centre uniform, clipped at the border (official
+        ``rand_bbox``); then ``lam`` is the background's exact area fraction and the loss ``mean_i
+        [lam w_{y_i} CE(z_i + s, y_i) + (1 - lam) w_{y'_i} CE(z_i + s, y'_i)]`` (as
+        :meth:`_mixed_step`; ``y'`` the pasted labels). A batch that is not pasted onto has an
+        empty box: ``lam = 1``, the loss without mixing. Nothing is read back to the host."""
+        x, y = batch.x, batch.y
+        n = y.shape[0]
+        start, stop = self.cmo_epochs()
+        if n == 0 or not start <= epoch < stop:
+            return self._plain_step(model, batch, epoch)
+        # the global RNG is re-seeded every epoch by the trainer: reproducible and resumable
+        pasted = torch.rand(()) < float(self.params["cmo_prob"])
+        x_fg, y_fg = self._cmo_foreground(n, x.device)
+        a = torch.tensor(float(self.params["mix_alpha"]))
+        lam = torch.distributions.Beta(a, a, validate_args=False).sample().double()
+        h, w = x.shape[-2], x.shape[-1]
+        side = torch.sqrt(1.0 - lam)
+        ch, cw = torch.floor(h * side).long(), torch.floor(w * side).long()
+        cy, cx = torch.randint(h, ()), torch.randint(w, ())
+        y0, y1 = (cy - ch // 2).clamp(0, h), (cy + ch // 2).clamp(0, h)
+        x0, x1 = (cx - cw // 2).clamp(0, w), (cx + cw // 2).clamp(0, w)
+        rows = torch.arange(h)
+        cols = torch.arange(w)
+        box = ((rows >= y0) & (rows < y1)).view(h, 1) & ((cols >= x0) & (cols < x1)).view(1, w)
+        box = (box & pasted).to(x.device)
+        x = torch.where(box, x_fg.to(x.dtype), x)
+        lam_y = (1.0 - box.sum() / (h * w)).float().expand(n)
+        logits = model(x)
+        return self._mixed_loss(logits, y, y_fg, lam_y, epoch)
+
+    def _cmo_foreground(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``n`` training images and labels drawn with replacement with weight
+        ``n_c^(-cmo_weight_power)`` each, augmented as the training batches are. Every process
+        draws the same ``n x world_size`` (the global RNG is seeded alike) and keeps its share."""
+        data = self.data
+        key = (id(data.train_y), float(self.params["cmo_weight_power"]))
+        cached = getattr(self, "_cmo_weights", None)
+        if cached is None or cached[0] != key:
+            counts = torch.bincount(data.train_y, minlength=data.num_classes).double()
+            per_class = counts.clamp(min=1.0).pow(-key[1])
+            cached = (key, per_class[data.train_y])
+            self._cmo_weights = cached
+        world, rank = D.world_size(), D.rank()
+        idx = torch.multinomial(cached[1], n * world, replacement=True)[rank * n : (rank + 1) * n]
+        if data.train_dataset is not None:
+            x_fg = torch.stack([data.train_dataset[i][0] for i in idx.tolist()])
+        else:
+            x_fg = data.train_x[idx]
+        cfg = self.config.train
+        if cfg.augment:
+            x_fg = augment_batch(x_fg, padding=cfg.crop_padding, flip=cfg.flip)
+        return x_fg.to(device), data.train_y[idx].to(device)
 
     def _mixed_step(self, model: nn.Module, batch: Batch, epoch: int) -> StepOutput:
         """Mixup / Remix: ``x = lam x_i + (1 - lam) x_j``; label weight ``lam`` (mixup) or Remix's
@@ -197,16 +277,23 @@ class ClassifierTask(MethodTask):
         x_mix = lam * x + (1 - lam) * x[perm]
         y_b = y[perm]
         logits = model(x_mix)
-        z = logits.float()
         lam_y = lam.expand(n)
         if self.method.mix == "remix":
-            counts = self._counts.to(z.device)
+            counts = self._counts.to(lam_y.device)
             ratio = counts[y] / counts[y_b]
             kappa, tau = float(self.params["remix_kappa"]), float(self.params["remix_tau"])
             lam_y = torch.where((ratio >= kappa) & (lam < tau), torch.zeros_like(lam_y), lam_y)
             lam_y = torch.where(
                 (ratio <= 1 / kappa) & (1 - lam < tau), torch.ones_like(lam_y), lam_y
             )
+        return self._mixed_loss(logits, y, y_b, lam_y, epoch)
+
+    def _mixed_loss(
+        self, logits: Tensor, y: Tensor, y_b: Tensor, lam_y: Tensor, epoch: int
+    ) -> StepOutput:
+        """``mean_i [lam_y w_{y_i} CE(z_i + s, y_i) + (1 - lam_y) w_{y_b,i} CE(z_i + s, y_b,i)]``
+        (see :meth:`_mixed_step`); the targets of the running accuracy are the dominant labels."""
+        z = logits.float()
         ctx = self.criterion.context(epoch, z.device)
         assert self.method.logit_shift is not None  # Method checks it when mix is set
         shift = self.method.logit_shift(ctx)

@@ -6,6 +6,8 @@
   losses with :meth:`LossComponent.from_spec`) and a task's :class:`Vocabulary`.
 - :mod:`~longtail.engine.methods.compose`: :func:`compose`, :func:`recipe_from_dict`,
   :func:`resolve_methods`.
+- :mod:`~longtail.engine.methods.params`: the hyper-parameters each composition key brings (DRW,
+  the samplers, SLA, mixing, post-hoc steps, second stages).
 - :mod:`~longtail.engine.methods.space`: the search spaces of ``longtail tune`` (a
   :class:`Space` declared next to each tunable :class:`Param`) and a config's ``tune:`` section.
 

@@ -40,7 +40,9 @@ SamplerKind = Literal[
 ]
 HeadKind = Literal["linear", "cosine"]
 PosthocKind = Literal["logit-adjust", "tau-norm"]
-MixKind = Literal["mixup", "remix"]
+#: Input mixing: ``mixup`` (Zhang et al.), ``remix`` (its minority-leaning labels, Chou et al.) and
+#: ``cmo`` (a box of a minority-weighted image pasted onto the batch's image, Park et al.).
+MixKind = Literal["mixup", "remix", "cmo"]
 #: Self-supervised label augmentation (Lee et al., ICML 2020): ``joint`` trains one head over the
 #: (class, transformation) pairs; ``mt`` (multi-task: a class head and a transformation head) and
 #: ``da`` (every transformed copy labelled with its class) are the paper's baselines.

@@ -32,6 +32,8 @@ _WB = "Alshammari et al., Long-Tailed Recognition via Weight Balancing, CVPR 202
 _TRICKS = "Zhang et al., Bag of Tricks for Long-Tailed Visual Recognition with Deep Convolutional Neural Networks, AAAI 2021"
 _REMIX = "Chou et al., Remix: Rebalanced Mixup, ECCV Workshops 2020"
 _M2M_PAPER = "Kim et al., M2m: Imbalanced Classification via Major-to-minor Translation, CVPR 2020"
+_CMO = "Park et al., The Majority Can Help the Minority: Context-rich Minority Oversampling for Long-tailed Classification, CVPR 2022"
+_BS = "Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020"
 _SLA = "Lee et al., Self-supervised Label Augmentation via Input Transformations, ICML 2020"
 
 _ALL = [
@@ -113,7 +115,7 @@ _ALL = [
         "balanced-softmax",
         loss="balanced-softmax",
         description="softmax cross-entropy on f(x) + log(prior) (the LA loss with tau 1)",
-        paper="Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020",
+        paper=_BS,
     ),
     _compose(
         "el",
@@ -170,6 +172,23 @@ _ALL = [
         description="mixup inputs with labels leaning to the minority class (kappa 3, tau 0.5), "
         "class-balanced DRW weights in the last 20% of epochs",
         paper=_REMIX + "; " + _TRICKS,
+    ),
+    _compose(
+        "cmo-drw",
+        mix="cmo",
+        drw=True,
+        description="CMO: half the batches get a box (CutMix, Beta(1, 1)) of class-balanced drawn "
+        "images pasted on, labels mixed by area (from 2% to 98.5% of the epochs); class-balanced "
+        "DRW weights in the last 20% of epochs",
+        paper=_CMO + "; " + _LDAM,
+    ),
+    _compose(
+        "bs-cmo",
+        loss="balanced-softmax",
+        mix="cmo",
+        description="balanced softmax (cross-entropy on f(x) + log(prior)) with CMO's pasted "
+        "boxes of class-balanced drawn images (half the batches, Beta(1, 1))",
+        paper=_CMO + "; " + _BS,
     ),
     _compose(
         "sla",
