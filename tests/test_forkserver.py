@@ -91,3 +91,73 @@ def test_a_server_that_cannot_start_early_is_no_error(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(mp_forkserver, "ensure_running", refuse)
     assert forkserver.start_early() is False  # the run starts it later, or reports the error then
+
+
+def test_process_gone_tells_running_zombie_and_reaped_processes_apart() -> None:
+    import subprocess
+    import time
+
+    assert forkserver.process_gone(os.getpid()) is False
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    # ended, not yet collected: a zombie, which still accepts signal 0
+    while not forkserver.process_gone(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if Path(f"/proc/{child.pid}/stat").exists():
+        assert forkserver.process_gone(child.pid) is True
+        os.kill(child.pid, 0)  # the zombie is there
+    child.wait()
+    assert forkserver.process_gone(child.pid) is True
+
+
+def test_exit_with_command_checks_its_interval() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        forkserver.exit_with_command(os.getpid(), interval=0)
+
+
+@pytest.mark.slow
+@needs_forkserver
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("command", ["bench", "tune"])
+def test_a_killed_command_leaves_no_worker_behind(command: str, tmp_path: Path) -> None:
+    """``kill -9`` of ``longtail bench --jobs 2`` (or ``tune --jobs 2``): its workers, which would
+    finish their job into the unlocked folder and then wait forever, end within seconds, and with
+    them the forkserver."""
+    import signal
+    import subprocess
+    import time
+
+    from test_parallel_jobs import _descendants
+
+    out = tmp_path / "run"
+    if command == "bench":
+        args = ["bench", "--methods", "erm,focal", "--seeds", "0", "--jobs", "2"]
+    else:
+        args = ["tune", "--method", "focal", "--trials", "50", "--jobs", "2"]
+    cmd = [sys.executable, "-m", "longtail", *args, "--epochs", "3000", "--out", str(out)]
+    cmd.append("--no-progress") if command == "bench" else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    below: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        # the workers are the forkserver's children: two levels below the command
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            below = _descendants(proc.pid)
+            if any(d == 2 for d in below.values()):
+                break
+        assert any(d == 2 for d in below.values()), "no worker process appeared"
+        time.sleep(1.0)  # let them start training
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(map(forkserver.process_gone, below)):
+            time.sleep(0.2)
+        left = [p for p in below if not forkserver.process_gone(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in below:  # do not leave them to the next test if the assertion fails
+            if not forkserver.process_gone(p):
+                os.kill(p, signal.SIGKILL)
+    assert not left, f"still running after the command was killed: {left}"

@@ -10,6 +10,12 @@ Only the ``longtail`` command does this (``main()`` with no arguments); it stops
 (:func:`stop`) before it exits. Calling ``longtail.cli.main([...])`` from Python starts the
 server when the run needs workers, and leaves it running for the next call, as before.
 
+A worker outlives a command killed without a chance to stop it (``kill``, ``kill -9``, the
+out-of-memory killer): it would finish its job, writing into a run folder the command no longer
+locks, then wait for work forever, and keep the server alive (every worker holds the server's
+liveness pipe). Each worker therefore watches the command (:func:`exit_with_command`) and ends
+when the command has ended.
+
 This module imports nothing heavy (no torch): the command line reads it before anything else.
 """
 
@@ -20,9 +26,19 @@ import multiprocessing as mp
 import multiprocessing.forkserver as mp_forkserver
 import os
 import signal
+import threading
+import time
 from typing import Any
 
-__all__ = ["PRELOAD", "TUNE_PRELOAD", "context", "start_early", "stop"]
+__all__ = [
+    "PRELOAD",
+    "TUNE_PRELOAD",
+    "context",
+    "exit_with_command",
+    "process_gone",
+    "start_early",
+    "stop",
+]
 
 #: Imported once by the forkserver, before it forks the workers of ``longtail bench``.
 PRELOAD = ["longtail.engine.runner.parallel", "longtail.tracks", "torch._dynamo"]
@@ -77,3 +93,39 @@ def stop() -> None:
     halt = getattr(server, "_stop", None)
     if halt is not None:
         halt()  # closes the server's pipe and reaps it
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended: it does not exist, or it is a zombie (ended, its exit
+    status not yet collected by its parent; Linux's ``/proc/PID/stat`` says ``Z``)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: it exists
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # no /proc (macOS): existing is all we can tell
+        return False
+    end = stat.rfind(b")")  # the command name, in parentheses, may hold spaces
+    return stat[end + 2 : end + 3] in (b"Z", b"X")
+
+
+def exit_with_command(pid: int, *, interval: float = 0.5, code: int = 143) -> threading.Thread:
+    """In a worker process: end this process with ``code`` (``os._exit``: no clean-up, every file
+    of a run is written atomically) within ``interval`` seconds of the command's process ``pid``
+    ending (:func:`process_gone`). A daemon thread that wakes every ``interval`` seconds; returns
+    it. 143 is the shell's code for a process ended by SIGTERM."""
+    if interval <= 0:
+        raise ValueError(f"interval must be > 0, got {interval}")
+
+    def watch() -> None:
+        while not process_gone(pid):
+            time.sleep(interval)
+        os._exit(code)
+
+    thread = threading.Thread(target=watch, name=f"longtail-watch-{pid}", daemon=True)
+    thread.start()
+    return thread

@@ -38,6 +38,7 @@ from longtail.engine.methods import resolve_methods
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import BALANCED, stage_of
 from longtail.forkserver import context as forkserver_context
+from longtail.forkserver import exit_with_command
 
 __all__ = [
     "MIN_STEPS_PER_JOB",
@@ -137,7 +138,9 @@ def _init(
     threads: int,
     gpu_counter: Any,
     gpus: int,
+    command_pid: int,
 ) -> None:
+    exit_with_command(command_pid)  # a killed command leaves no worker behind
     if gpus > 0:
         with gpu_counter.get_lock():
             index = gpu_counter.value
@@ -312,6 +315,7 @@ def run_parallel(
             threads,
             counter,
             gpus,
+            os.getpid(),
         ),
     ) as pool:
         for phase in (stage_jobs, finish_jobs):

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -224,7 +225,9 @@ def _run_workers(ctx: TrialContext, data: DataBundle, jobs: int, quiet: bool) ->
     mpctx = forkserver_context(TUNE_PRELOAD)
     threads = threads_per_job(jobs, ctx.cfg.train.num_threads)
     procs = [
-        mpctx.Process(target=worker_main, args=(ctx, data, threads, quiet), daemon=False)
+        mpctx.Process(
+            target=worker_main, args=(ctx, data, threads, quiet, os.getpid()), daemon=False
+        )
         for _ in range(jobs - 1)
     ]
     before = torch.get_num_threads()

@@ -36,6 +36,7 @@ from longtail.engine.methods import Dimension, Method, resolve_methods
 from longtail.engine.runner.runs import Runs
 from longtail.engine.runner.stages import run_dir_for, stage_of
 from longtail.engine.trainer import NonFiniteLossError, derive_seed
+from longtail.forkserver import exit_with_command
 
 __all__ = [
     "TrialContext",
@@ -319,9 +320,14 @@ def run_trials(
         study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False)
 
 
-def worker_main(ctx: TrialContext, data: DataBundle, threads: int, quiet: bool) -> None:
+def worker_main(
+    ctx: TrialContext, data: DataBundle, threads: int, quiet: bool, command_pid: int | None = None
+) -> None:
     """A worker process of ``--jobs J``: trials until the budget is spent; one line and exit code
-    2 on a user's error (a bug's traceback is printed as usual)."""
+    2 on a user's error (a bug's traceback is printed as usual). It ends within a second of the
+    command's process ``command_pid`` ending (:func:`longtail.forkserver.exit_with_command`)."""
+    if command_pid is not None:
+        exit_with_command(command_pid)
     torch.set_num_threads(threads)
 
     def say(line: str) -> None:
