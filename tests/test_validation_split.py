@@ -275,3 +275,41 @@ def test_fingerprints_of_runs_without_the_key_are_unchanged() -> None:
     assert config_to_dict(held)["data"]["validation_fraction"] == 0.2
     assert _stage_blob(plain) != _stage_blob(held)
     assert config_from_dict(config_to_dict(plain)) == plain
+
+
+def test_validation_seed_holds_out_another_part_of_the_same_subset() -> None:
+    """``data.validation_seed`` draws another validation split of the same long-tailed subset;
+    unset, the split is the one every earlier run used (``subset_seed + 3``), and the key is absent
+    from the config's dict, so the fingerprints of stored runs hold."""
+    from longtail.engine.config import config_to_dict
+    from longtail.engine.runner.runs import Runs
+
+    base = {"name": "v", "methods": ["erm"], "seeds": [0]}
+    data = {"dataset": "digits", "imbalance_factor": 10, "validation_fraction": 0.25}
+
+    def split(**extra: Any) -> DataBundle:
+        cfg = config_from_dict({**base, "data": {**data, **extra}})
+        return Runs(cfg, Path("unused"), resume=False, tick=None).data("long-tailed", 0)
+
+    default, same, other = split(), split(validation_seed=3), split(validation_seed=11)
+
+    def rows(b: DataBundle) -> set[bytes]:
+        return {r.numpy().tobytes() for r in torch.cat([b.train_x, b.test_x])}
+
+    assert torch.equal(default.test_x, same.test_x)  # subset_seed 0 + 3
+    assert not torch.equal(default.test_x, other.test_x)  # another held-out part ...
+    assert rows(default) == rows(other)  # ... of the same training subset
+    assert default.class_counts == other.class_counts  # the same share of every class
+    cfg = config_from_dict({**base, "data": data})
+    assert "validation_seed" not in config_to_dict(cfg)["data"]
+    assert (
+        config_to_dict(config_from_dict({**base, "data": {**data, "validation_seed": 11}}))["data"][
+            "validation_seed"
+        ]
+        == 11
+    )
+
+
+def test_validation_seed_without_a_validation_split_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"data\.validation_seed.*validation_fraction"):
+        config_from_dict({"name": "v", "data": {"dataset": "digits", "validation_seed": 4}})

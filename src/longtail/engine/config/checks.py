@@ -182,6 +182,11 @@ def _check_task_data(cfg: Config) -> None:
             f"config key 'data.hidden_as': only used with task {_task_names('multi')} and "
             f"data.hide_fraction > 0, got {d.hidden_as!r}"
         )
+    if d.validation_seed is not None and d.validation_fraction is None:
+        raise ConfigError(
+            f"config key 'data.validation_seed': seeds the validation split; got "
+            f"{d.validation_seed} without data.validation_fraction"
+        )
     if d.validation_fraction is not None and d.balanced_reference:
         raise ConfigError(
             "config key 'data.balanced_reference': not available with "

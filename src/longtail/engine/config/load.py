@@ -72,6 +72,7 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "sklearn_reference": False,
     "tag_separator": ";",
     "path_column": "path",
+    "validation_seed": None,
 }
 
 

@@ -107,6 +107,13 @@ class DataConfig:
         "instead of the test set (for choosing hyper-parameters without the test set); null: "
         "evaluate on the test set",
     )
+    validation_seed: int | None = _f(
+        None,
+        ge=0,
+        doc="seed of the validation split's draw, to hold out another part of the same training "
+        "subset; null: data.subset_seed + 3 (which also fixes the subset); only with "
+        "data.validation_fraction",
+    )
     balanced_reference: bool = _f(
         False, doc="also train `erm` on a balanced subset of the same size (upper bound)"
     )
@@ -205,6 +212,11 @@ class DataConfig:
         "max |x|, zeros stay zero), none (as loaded) or auto (maxabs for non-negative features "
         "that are mostly zeros or all 0/1, else standard)",
     )
+
+    @property
+    def validation_split_seed(self) -> int:
+        """The seed of the validation split's draw: ``validation_seed``, else ``subset_seed + 3``."""
+        return self.subset_seed + 3 if self.validation_seed is None else self.validation_seed
 
 
 ARCHS = ("auto", "linear", "mlp", "cnn", "resnet32")

@@ -135,7 +135,7 @@ class SklearnRow:
                 cached = kind.build_data(raw_cfg, "long-tailed", seed if per_seed else None)
             fraction = cfg.data.validation_fraction
             if fraction is not None:  # as Runs.data holds it out
-                cached = hold_out_validation(cached, fraction, cfg.data.subset_seed + 3)
+                cached = hold_out_validation(cached, fraction, cfg.data.validation_split_seed)
             self._raw.append((scaled, cached))
         return cached
 

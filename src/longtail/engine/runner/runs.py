@@ -90,7 +90,7 @@ class Runs:
             bundle = self.kind.build_data(self.cfg, variant, seed if per_seed else None)
             fraction = getattr(self.cfg.data, "validation_fraction", None)
             if fraction is not None:
-                bundle = hold_out_validation(bundle, fraction, self.cfg.data.subset_seed + 3)
+                bundle = hold_out_validation(bundle, fraction, self.cfg.data.validation_split_seed)
             check_config_against_data(
                 self.cfg, is_image=bundle.is_image, num_classes=bundle.num_classes
             )

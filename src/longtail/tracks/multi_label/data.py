@@ -236,7 +236,7 @@ def build_multilabel_data(cfg: DataConfig) -> DataBundle:
     evaluated_on = "test"
     if cfg.validation_fraction is not None:
         # held out before hiding: the validation labels are complete, as the test labels are
-        keep, held = validation_indices(y_train, cfg.validation_fraction, cfg.subset_seed + 3)
+        keep, held = validation_indices(y_train, cfg.validation_fraction, cfg.validation_split_seed)
         loaded = loaded.hold_out(keep, held)  # lazy images: the datasets too
         x_train, y_train = loaded.train_x, loaded.train_y
         x_test, y_test = loaded.test_x, loaded.test_y

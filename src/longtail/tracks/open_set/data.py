@@ -99,7 +99,7 @@ def build_open_set_data(cfg: Config, seed: int) -> DataBundle:
     if fraction is not None:
         # known: a stratified share of the training subset; unknown: as many training images
         # per unknown class as the known classes give on average (the test set is not read)
-        keep, held = validation_indices(y_train, fraction, cfg.data.subset_seed + 3)
+        keep, held = validation_indices(y_train, fraction, cfg.data.validation_split_seed)
         x_test, y_test = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
         per_class = max(1, math.ceil(len(held) / k))
