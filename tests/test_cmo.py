@@ -214,3 +214,16 @@ def test_an_empty_batch_trains_as_without_mixing() -> None:
     x = task.data.train_x[:0]
     out = task.training_step(model, Batch(x, task.data.train_y[:0], torch.arange(0)), 0, 0)
     assert out.logits is not None and out.logits.shape == (0, 3)
+
+
+def test_longtail_methods_lists_cmo_among_the_mixing_kinds() -> None:
+    """The composition help is built from the kinds' one definition (method.py), not a copy."""
+    from typing import get_args
+
+    from longtail.engine.kinds import TASK_KINDS
+    from longtail.engine.methods.method import MixKind, StageKind
+
+    help_text = TASK_KINDS["single-label"].recipe_help()
+    assert "mix {" + ", ".join(get_args(MixKind)) + "}" in help_text
+    assert "cmo" in get_args(MixKind)
+    assert "second_stage {" + ", ".join(get_args(StageKind)) + "}" in help_text

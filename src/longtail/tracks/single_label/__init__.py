@@ -3,11 +3,12 @@ post-hoc steps and second stages (cRT, LWS, weight balancing), SLA and M2m."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from longtail.engine.config import Config
 from longtail.engine.datasets import DataBundle, build_data
 from longtail.engine.kinds import TaskKind, register_task_kind
+from longtail.engine.methods.method import HeadKind, MixKind, PosthocKind, SLAKind, StageKind
 from longtail.tracks.single_label import report  # noqa: F401  (registers its report sections)
 from longtail.tracks.single_label.degenerate import degenerate
 from longtail.tracks.single_label.losses import LOSS_COMPONENTS, SAMPLERS
@@ -32,6 +33,11 @@ def _data(cfg: Config, variant: str, seed: int | None) -> DataBundle:
     return build_data(cfg.data, **kwargs)
 
 
+def _kinds(kind: Any) -> str:
+    """``{a, b, c}``: the values of a ``Literal`` composition key (one list, in method.py)."""
+    return "{" + ", ".join(get_args(kind)) + "}"
+
+
 KIND = register_task_kind(
     TaskKind(
         name="single-label",
@@ -48,9 +54,9 @@ KIND = register_task_kind(
         recipe_help=lambda: (
             "Compose your own in a config's `recipes:` section from: "
             f"loss {{{', '.join(LOSS_COMPONENTS)}}}, drw {{true, false}}, "
-            f"sampler {{{', '.join(SAMPLERS)}}}, head {{linear, cosine}}, "
-            "mix {mixup, remix}, posthoc {logit-adjust, tau-norm}, second_stage {crt, lws, wb, m2m}, "
-            "sla {joint, mt, da} (see docs/cli.md; other tasks: longtail methods --task TASK)."
+            f"sampler {{{', '.join(SAMPLERS)}}}, head {_kinds(HeadKind)}, mix {_kinds(MixKind)}, "
+            f"posthoc {_kinds(PosthocKind)}, second_stage {_kinds(StageKind)}, "
+            f"sla {_kinds(SLAKind)} (see docs/cli.md; other tasks: longtail methods --task TASK)."
         ),
     )
 )
