@@ -184,7 +184,7 @@ def test_lazy_data_paste_the_same_images_as_in_memory_data() -> None:
 def test_cmo_refuses_data_that_are_not_images() -> None:
     method = recipe_from_dict("c", {"loss": "ce", "mix": "cmo"}, "single-label")
     task = SingleLabelTask(method, tiny_vectors(), tiny_config())
-    with pytest.raises(ValueError, match=r"cmo pastes a box.*\(8,\)"):
+    with pytest.raises(ValueError, match=r"CMO pastes a box.*\(8,\)"):
         task.training_data(tiny_vectors(), 0)
 
 

@@ -135,7 +135,8 @@ def test_a_killed_command_leaves_no_worker_behind(command: str, tmp_path: Path) 
     else:
         args = ["tune", "--method", "focal", "--trials", "50", "--jobs", "2"]
     cmd = [sys.executable, "-m", "longtail", *args, "--epochs", "3000", "--out", str(out)]
-    cmd.append("--no-progress") if command == "bench" else None
+    if command == "bench":
+        cmd.append("--no-progress")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     below: dict[int, int] = {}
     try:

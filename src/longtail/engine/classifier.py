@@ -121,9 +121,8 @@ class ClassifierTask(MethodTask):
         CMO (``mix="cmo"``) refuses data that are not images."""
         if self.method.mix == "cmo" and not data.is_image:
             raise ValueError(
-                f"method {self.method.name!r}: mix cmo pastes a box of one image onto another; "
-                f"the inputs have shape {tuple(data.train_x.shape[1:])}, not (channels, height, "
-                "width)"
+                f"method {self.method.name!r} needs images ({self.method.needs_images}); the "
+                f"inputs have shape {tuple(data.train_x.shape[1:])}, not (channels, height, width)"
             )
         if self.method.sampler != "smote":
             return data
@@ -242,15 +241,13 @@ class ClassifierTask(MethodTask):
         ``n_c^(-cmo_weight_power)`` each, augmented as the training batches are. Every process
         draws the same ``n x world_size`` (the global RNG is seeded alike) and keeps its share."""
         data = self.data
-        key = (id(data.train_y), float(self.params["cmo_weight_power"]))
-        cached = getattr(self, "_cmo_weights", None)
-        if cached is None or cached[0] != key:
-            counts = torch.bincount(data.train_y, minlength=data.num_classes).double()
-            per_class = counts.clamp(min=1.0).pow(-key[1])
-            cached = (key, per_class[data.train_y])
-            self._cmo_weights = cached
+        # the training counts (after SMOTE, its counts): n_c^(-p) per class, then per image
+        per_class = (
+            self._counts.double().clamp(min=1.0).pow(-float(self.params["cmo_weight_power"]))
+        )
+        weights = per_class[data.train_y]
         world, rank = D.world_size(), D.rank()
-        idx = torch.multinomial(cached[1], n * world, replacement=True)[rank * n : (rank + 1) * n]
+        idx = torch.multinomial(weights, n * world, replacement=True)[rank * n : (rank + 1) * n]
         if data.train_dataset is not None:
             x_fg = torch.stack([data.train_dataset[i][0] for i in idx.tolist()])
         else:

@@ -222,6 +222,16 @@ class Method:
         return {k: p.default for k, p in self.params.items()}
 
     @property
+    def needs_images(self) -> str | None:
+        """Why the method trains on images only (``None``: any inputs): SLA transforms them, CMO
+        pastes a box of one onto another."""
+        if self.sla is not None:
+            return "SLA rotates and permutes them"
+        if self.mix == "cmo":
+            return "CMO pastes a box of one image onto another"
+        return None
+
+    @property
     def needs_stage(self) -> bool:
         """Whether the method finishes an earlier stage (a post-hoc step or a second stage)."""
         return self.posthoc is not None or self.second_stage is not None

@@ -64,10 +64,9 @@ def method_names(cfg: Config) -> list[str]:
 
 def data_problem(method: Method, data: DataBundle) -> str | None:
     """Why ``method`` cannot train on ``data`` (``None``: it can)."""
-    if getattr(method, "sla", None) is not None and not data.is_image:
-        return "needs images (SLA rotates and permutes them); the data are feature vectors"
-    if getattr(method, "mix", None) == "cmo" and not data.is_image:
-        return "needs images (CMO pastes a box of one image onto another); the data are feature vectors"
+    why = getattr(method, "needs_images", None)
+    if why is not None and not data.is_image:
+        return f"needs images ({why}); the data are feature vectors"
     if getattr(method, "sampler", None) == "smote" and data.lazy:
         return "needs in-memory training data (SMOTE); the image folder is read lazily"
     return None
